@@ -1,0 +1,50 @@
+// File: backbones/backbone.h
+//
+// The interface every video backbone implements, and the registry that
+// builds one from a BackboneConfig. A backbone maps a clip [B, 3, T, H, W]
+// (float, normalised) to a feature map [B, D, T', H', W'], a pooled feature
+// [B, D], and class logits [B, num_classes] through its own classifier head,
+// which is part of the module so that parameter names match the reference
+// PyTorch models (torchvision's `fc`).
+#ifndef TIMEBALANCE_BACKBONES_BACKBONE_H_
+#define TIMEBALANCE_BACKBONES_BACKBONE_H_
+
+#include <memory>
+
+#include <torch/nn/module.h>
+#include <torch/types.h>
+
+#include "absl/status/statusor.h"
+#include "backbones/backbones.pb.h"
+#include "core/registry.h"
+
+namespace tb {
+
+class VideoBackbone : public torch::nn::Module {
+ public:
+  // Last stage's feature map [B, D, T', H', W'].
+  virtual torch::Tensor FeatureMap(const torch::Tensor& clip) = 0;
+  // Classifier head (dropout + linear) on pooled features [B, D].
+  virtual torch::Tensor Logits(const torch::Tensor& features) = 0;
+  virtual int64_t feature_dim() const = 0;
+  virtual int64_t num_classes() const = 0;
+
+  // Global average pool of the feature map: [B, D].
+  torch::Tensor Features(const torch::Tensor& clip);
+  // Logits of a clip batch: Logits(Features(clip)).
+  torch::Tensor forward(const torch::Tensor& clip) { return Logits(Features(clip)); }
+};
+
+using BackboneRegistryType = Registry<VideoBackbone, const BackboneConfig&>;
+BackboneRegistryType& BackboneRegistry();
+
+// Builds the backbone whose options field is set in `config`. Errors name
+// the field (InvalidArgument) or list the registered backbones (NotFound).
+// `config.num_classes()` must be > 0 here (resolved from the dataset).
+absl::StatusOr<std::shared_ptr<VideoBackbone>> CreateBackbone(const BackboneConfig& config);
+
+int64_t CountParameters(const torch::nn::Module& module);
+
+}  // namespace tb
+
+#endif  // TIMEBALANCE_BACKBONES_BACKBONE_H_
