@@ -1,0 +1,69 @@
+#include "datasets/clip_loader.h"
+
+#include <glog/logging.h>
+
+#include "absl/strings/str_cat.h"
+#include "core/rng.h"
+
+namespace tb {
+namespace {
+constexpr uint32_t kOrderPurpose = 1;
+constexpr uint32_t kClipPurpose = 2;
+}  // namespace
+
+ClipLoader::ClipLoader(std::vector<LabeledVideo> videos, const DatasetConfig& config,
+                       int batch_size, uint64_t seed, int64_t first_batch)
+    : videos_(std::move(videos)),
+      config_(config),
+      geometry_(ClipGeometryFromConfig(config)),
+      batch_size_(batch_size),
+      seed_(seed),
+      batches_per_epoch_(std::max<int64_t>(1, static_cast<int64_t>(videos_.size()) / batch_size)) {
+  CHECK(!videos_.empty()) << "ClipLoader needs at least one video";
+  CHECK_GT(batch_size, 0);
+  prefetcher_ = std::make_unique<OrderedPrefetcher<absl::StatusOr<ClipBatch>>>(
+      [this](int64_t index) { return Build(index); }, config_.loader().num_workers(),
+      config_.loader().prefetch_batches(), first_batch);
+}
+
+absl::StatusOr<ClipBatch> ClipLoader::Build(int64_t index) const {
+  const int64_t n = static_cast<int64_t>(videos_.size());
+  const int64_t epoch = index / batches_per_epoch_;
+  const int64_t in_epoch = index % batches_per_epoch_;
+  const std::vector<int64_t> order = RngStream(seed_, epoch, 0, 0, kOrderPurpose).Permutation(n);
+  ClipBatch batch;
+  batch.index = index;
+  batch.epoch = epoch;
+  batch.clips = torch::empty({batch_size_, 3, geometry_.num_frames, geometry_.crop_size,
+                              geometry_.crop_size});
+  batch.labels = torch::empty({batch_size_}, torch::kInt64);
+  float* data = batch.clips.data_ptr<float>();
+  int64_t* labels = batch.labels.data_ptr<int64_t>();
+  for (int j = 0; j < batch_size_; ++j) {
+    const int64_t position = (in_epoch * batch_size_ + j) % n;
+    absl::Status status;
+    for (int64_t attempt = 0; attempt < n; ++attempt) {
+      const int64_t video = order[(position + attempt) % n];
+      // The stream depends on the slot (position) and the attempt, not on
+      // which worker runs it.
+      RngStream rng(seed_, epoch, position, static_cast<uint32_t>(attempt), kClipPurpose);
+      status = DecodeTrainingClip(videos_[video].path, geometry_, config_.augmentation(), &rng,
+                                  data + j * geometry_.clip_floats());
+      if (status.ok()) {
+        labels[j] = videos_[video].label;
+        batch.videos.push_back(video);
+        break;
+      }
+      if (config_.loader().on_error() == LoaderOptions::FAIL) return status;
+      LOG(WARNING) << "substituting unreadable video: " << status.message();
+      ++batch.substitutions;
+    }
+    if (!status.ok()) {
+      return absl::DataLossError(absl::StrCat("no readable video left to substitute; last: ",
+                                              status.message()));
+    }
+  }
+  return batch;
+}
+
+}  // namespace tb

@@ -1,0 +1,79 @@
+// File: datasets/clip_loader.h
+//
+// A multi-threaded loader of training batches. Batches form an endless
+// sequence: batch g belongs to epoch g / batches_per_epoch; each epoch visits
+// the videos in a permutation drawn from (seed, epoch), and every clip's
+// random start and crop come from RngStream(seed, epoch, position, view).
+// Worker threads build whole batches ahead of the trainer, at most
+// `prefetch_batches` beyond the one being consumed (the bounded queue), and
+// batches are handed out strictly in order. The content of batch g is thus
+// independent of the number of workers and of scheduling, and a resumed run
+// that starts at batch g sees exactly the batches of the interrupted one.
+//
+// An unreadable video either fails the batch (FAIL: the error names the file
+// and the reason) or is replaced by the next readable video of the epoch's
+// order (SUBSTITUTE), counted in ClipBatch::substitutions; a batch is never
+// silently shrunk.
+#ifndef TIMEBALANCE_DATASETS_CLIP_LOADER_H_
+#define TIMEBALANCE_DATASETS_CLIP_LOADER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "absl/status/statusor.h"
+#include "core/ordered_prefetcher.h"
+#include "datasets/datasets.pb.h"
+#include "datasets/video_clips.h"
+
+namespace tb {
+
+struct LabeledVideo {
+  std::string path;
+  int label = 0;
+};
+
+struct ClipBatch {
+  torch::Tensor clips;   // [B, 3, T, S, S] float
+  torch::Tensor labels;  // [B] int64
+  std::vector<int64_t> videos;  // indices into the loader's video list
+  int64_t index = 0;     // global batch index
+  int64_t epoch = 0;
+  int substitutions = 0;
+};
+
+class ClipLoader {
+ public:
+  // `config` must be resolved (defaults filled). Starts the workers at batch
+  // `first_batch` (0 for a fresh run, the step count when resuming).
+  ClipLoader(std::vector<LabeledVideo> videos, const DatasetConfig& config, int batch_size,
+             uint64_t seed, int64_t first_batch);
+
+  // Blocks until the next batch is ready.
+  absl::StatusOr<ClipBatch> Next() { return prefetcher_->Next(); }
+
+  int64_t batches_per_epoch() const { return batches_per_epoch_; }
+  // Seconds Next() spent waiting for workers, summed since construction.
+  double wait_seconds() const { return prefetcher_->wait_seconds(); }
+
+  // The batch with global index `index` (what the workers run).
+  absl::StatusOr<ClipBatch> Build(int64_t index) const;
+
+ private:
+
+  const std::vector<LabeledVideo> videos_;
+  const DatasetConfig config_;
+  const ClipGeometry geometry_;
+  const int batch_size_;
+  const uint64_t seed_;
+  const int64_t batches_per_epoch_;
+  // Last member: its workers call Build() and must stop before the rest goes.
+  std::unique_ptr<OrderedPrefetcher<absl::StatusOr<ClipBatch>>> prefetcher_;
+};
+
+}  // namespace tb
+
+#endif  // TIMEBALANCE_DATASETS_CLIP_LOADER_H_

@@ -1,0 +1,48 @@
+#include "datasets/experiment_data.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "datasets/labeled_subset.h"
+#include "datasets/ucf101.h"
+
+namespace tb {
+
+absl::StatusOr<ExperimentData> LoadExperimentData(const DatasetConfig& config) {
+  if (!config.has_ucf101()) {
+    return absl::InvalidArgumentError("dataset: only the ucf101 format is implemented");
+  }
+  const Ucf101Format& f = config.ucf101();
+  ASSIGN_OR_RETURN(SplitSet split,
+                   ReadUcf101Split(f.root(), f.annotations(), f.split(), config.check_files()));
+  if (split.train.empty()) return absl::InvalidArgumentError("no training videos in " + f.root());
+  if (split.test.empty()) return absl::InvalidArgumentError("no test videos in " + f.root());
+  ExperimentData data;
+  data.class_names = split.class_names;
+  data.num_train = static_cast<int64_t>(split.train.size());
+  data.split_name = absl::StrCat("ucf101-layout split ", f.split(), " of ", f.root());
+  std::vector<int> labels;
+  std::vector<std::string> relative;
+  for (const VideoEntry& v : split.train) {
+    labels.push_back(v.label);
+    relative.push_back(v.relative_path);
+  }
+  std::vector<int64_t> subset;
+  if (!config.labeled_list().empty()) {
+    ASSIGN_OR_RETURN(subset, ReadLabeledList(config.labeled_list(), relative));
+  } else {
+    ASSIGN_OR_RETURN(subset, SelectLabeledSubset(labels, static_cast<int>(split.class_names.size()),
+                                                 config.labeled_fraction(),
+                                                 config.labeled_seed()));
+  }
+  data.labeled_hash = LabeledSubsetHash(relative, subset);
+  std::vector<bool> is_labeled(split.train.size(), false);
+  for (int64_t i : subset) is_labeled[i] = true;
+  for (size_t i = 0; i < split.train.size(); ++i) {
+    LabeledVideo v{split.train[i].path, split.train[i].label};
+    (is_labeled[i] ? data.labeled : data.unlabeled).push_back(v);
+  }
+  for (const VideoEntry& v : split.test) data.test.push_back({v.path, v.label});
+  return data;
+}
+
+}  // namespace tb

@@ -1,0 +1,40 @@
+// File: datasets/labeled_subset.h
+//
+// The labeled part of a training split. Either a random fraction of the
+// training videos (as the public VideoSSL-style lists: random, not
+// class-balanced, but with at least one video per class so that every class
+// is learnable), or an explicit list file. The choice depends only on the
+// list, the fraction and `seed`, so two methods compared on "10%, seed 0"
+// see the same labeled videos.
+#ifndef TIMEBALANCE_DATASETS_LABELED_SUBSET_H_
+#define TIMEBALANCE_DATASETS_LABELED_SUBSET_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace tb {
+
+// Indices (ascending) into `labels` of the labeled videos:
+// max(num_classes, round(fraction * n)) videos, one random video of each class
+// first, the rest uniformly from the remaining ones.
+absl::StatusOr<std::vector<int64_t>> SelectLabeledSubset(const std::vector<int>& labels,
+                                                         int num_classes, double fraction,
+                                                         uint64_t seed);
+
+// Indices of the videos whose relative paths are listed in `list_path` (one
+// per line, optionally followed by a label, as trainlist01.txt). A listed
+// path that is not in the training split is an error naming file and line.
+absl::StatusOr<std::vector<int64_t>> ReadLabeledList(
+    const std::string& list_path, const std::vector<std::string>& relative_paths);
+
+// 64-bit FNV-1a hash of the sorted relative paths of a subset, printed in
+// results so that runs can be matched to the exact labeled list.
+std::string LabeledSubsetHash(const std::vector<std::string>& relative_paths,
+                              const std::vector<int64_t>& subset);
+
+}  // namespace tb
+
+#endif  // TIMEBALANCE_DATASETS_LABELED_SUBSET_H_

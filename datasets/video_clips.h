@@ -1,0 +1,50 @@
+// File: datasets/video_clips.h
+//
+// Turns a video file into network input: decodes only the frames a clip
+// needs (through VideoReader), crops, resizes and normalises them.
+// Training clips get a random start and a random resized crop + flip drawn
+// from the caller's RngStream; evaluation decodes the union of the frames of
+// K evenly spaced clips in one pass and takes a centre crop of each.
+#ifndef TIMEBALANCE_DATASETS_VIDEO_CLIPS_H_
+#define TIMEBALANCE_DATASETS_VIDEO_CLIPS_H_
+
+#include <array>
+#include <string>
+
+#include "absl/status/status.h"
+#include "core/rng.h"
+#include "datasets/datasets.pb.h"
+
+namespace tb {
+
+struct ClipGeometry {
+  int num_frames = 8;
+  int stride = 2;
+  int decode_short_side = 128;
+  int crop_size = 112;
+  ClipSampling::PadMode pad = ClipSampling::MIRROR;
+  std::array<float, 3> mean{};
+  std::array<float, 3> std{};
+
+  // Floats in one clip: 3 * T * S * S.
+  int64_t clip_floats() const {
+    return 3LL * num_frames * crop_size * crop_size;
+  }
+};
+
+// Reads the clip geometry of a resolved (defaults filled) DatasetConfig.
+ClipGeometry ClipGeometryFromConfig(const DatasetConfig& config);
+
+// One augmented training clip of the video at `path` into `out`
+// (clip_floats() floats, layout [3, T, S, S]).
+absl::Status DecodeTrainingClip(const std::string& path, const ClipGeometry& geometry,
+                                const Augmentation& augmentation, RngStream* rng, float* out);
+
+// `num_clips` evenly spaced clips with a centre crop of `crop_fraction` of the
+// short side, into `out` (num_clips * clip_floats() floats, [K, 3, T, S, S]).
+absl::Status DecodeEvaluationClips(const std::string& path, const ClipGeometry& geometry,
+                                   int num_clips, float crop_fraction, float* out);
+
+}  // namespace tb
+
+#endif  // TIMEBALANCE_DATASETS_VIDEO_CLIPS_H_

@@ -1,0 +1,138 @@
+#include "eval/multi_clip_evaluator.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "core/ordered_prefetcher.h"
+#include "core/status_macros.h"
+#include "core/torch_status.h"
+#include "datasets/video_clips.h"
+
+namespace tb {
+
+VideoAccuracy AccuracyFromProbabilities(const torch::Tensor& probabilities,
+                                        const std::vector<int>& labels, int num_classes) {
+  VideoAccuracy acc;
+  const int64_t n = static_cast<int64_t>(labels.size());
+  acc.num_videos = n;
+  acc.per_class_count.assign(num_classes, 0);
+  acc.per_class_top1.assign(num_classes, -1);
+  acc.confusion.assign(num_classes, std::vector<int64_t>(num_classes, 0));
+  if (n == 0) return acc;
+  const int k = std::min(5, num_classes);
+  const torch::Tensor topk = std::get<1>(probabilities.topk(k, 1)).to(torch::kCPU);
+  auto idx = topk.accessor<int64_t, 2>();
+  std::vector<int64_t> correct(num_classes, 0);
+  int64_t top1 = 0, top5 = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int y = labels[i];
+    ++acc.per_class_count[y];
+    ++acc.confusion[y][idx[i][0]];
+    if (idx[i][0] == y) {
+      ++top1;
+      ++correct[y];
+    }
+    for (int j = 0; j < k; ++j) {
+      if (idx[i][j] == y) {
+        ++top5;
+        break;
+      }
+    }
+  }
+  acc.top1 = static_cast<double>(top1) / n;
+  acc.top5 = static_cast<double>(top5) / n;
+  for (int c = 0; c < num_classes; ++c) {
+    if (acc.per_class_count[c] > 0) {
+      acc.per_class_top1[c] = static_cast<double>(correct[c]) / acc.per_class_count[c];
+    }
+  }
+  return acc;
+}
+
+absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
+                                                const std::vector<LabeledVideo>& videos,
+                                                int num_classes, const DatasetConfig& dataset,
+                                                const EvaluationConfig& evaluation,
+                                                const torch::Device& device) {
+  const auto start = std::chrono::steady_clock::now();
+  const ClipGeometry geometry = ClipGeometryFromConfig(dataset);
+  const int num_clips = evaluation.num_clips();
+  const int64_t n = static_cast<int64_t>(videos.size());
+  using Item = absl::StatusOr<torch::Tensor>;
+  OrderedPrefetcher<Item> clips(
+      [&](int64_t i) -> Item {
+        torch::Tensor t = torch::empty(
+            {num_clips, 3, geometry.num_frames, geometry.crop_size, geometry.crop_size});
+        RETURN_IF_ERROR(DecodeEvaluationClips(videos[i].path, geometry, num_clips,
+                                              evaluation.crop_fraction(), t.data_ptr<float>()));
+        return t;
+      },
+      dataset.loader().num_workers(), 2 * dataset.loader().num_workers() + 2, 0, n);
+
+  torch::Tensor probabilities = torch::zeros({n, num_classes});
+  std::vector<int> labels;
+  // Clips of several videos are batched together up to evaluation.batch_size.
+  std::vector<torch::Tensor> pending;
+  std::vector<int64_t> pending_videos;
+  int64_t pending_clips = 0;
+  auto flush = [&]() -> absl::Status {
+    if (pending.empty()) return absl::OkStatus();
+    ASSIGN_OR_RETURN(torch::Tensor probs, CallTorch("evaluation forward", [&] {
+      torch::NoGradGuard no_grad;
+      return torch::softmax(model.forward(torch::cat(pending).to(device)), 1)
+          .to(torch::kCPU);
+    }));
+    if (probs.size(1) != num_classes) {
+      return absl::InvalidArgumentError(absl::StrCat("model has ", probs.size(1),
+                                                     " outputs but the dataset ", num_classes,
+                                                     " classes"));
+    }
+    int64_t row = 0;
+    for (int64_t v : pending_videos) {
+      probabilities[v] = probs.narrow(0, row, num_clips).mean(0);
+      row += num_clips;
+    }
+    pending.clear();
+    pending_videos.clear();
+    pending_clips = 0;
+    return absl::OkStatus();
+  };
+  model.eval();
+  for (int64_t i = 0; i < n; ++i) {
+    ASSIGN_OR_RETURN(torch::Tensor t, clips.Next());
+    pending.push_back(t);
+    pending_videos.push_back(i);
+    pending_clips += num_clips;
+    labels.push_back(videos[i].label);
+    if (pending_clips >= evaluation.batch_size()) RETURN_IF_ERROR(flush());
+  }
+  RETURN_IF_ERROR(flush());
+  VideoAccuracy acc = AccuracyFromProbabilities(probabilities, labels, num_classes);
+  acc.num_clips = num_clips;
+  acc.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return acc;
+}
+
+std::string VideoAccuracyToJson(const VideoAccuracy& a,
+                                const std::vector<std::string>& class_names) {
+  std::vector<std::string> per_class;
+  for (size_t c = 0; c < a.per_class_top1.size(); ++c) {
+    const std::string name = c < class_names.size() ? class_names[c] : absl::StrCat(c);
+    per_class.push_back(absl::StrFormat("\"%s\": {\"top1\": %.6f, \"videos\": %d}", name,
+                                        a.per_class_top1[c], a.per_class_count[c]));
+  }
+  std::vector<std::string> rows;
+  for (const auto& row : a.confusion) rows.push_back("[" + absl::StrJoin(row, ", ") + "]");
+  return absl::StrFormat(
+      "{\"videos\": %d, \"clips_per_video\": %d, \"top1\": %.6f, \"top5\": %.6f, "
+      "\"seconds\": %.3f, \"per_class\": {%s}, \"confusion\": [%s]}",
+      a.num_videos, a.num_clips, a.top1, a.top5, a.seconds, absl::StrJoin(per_class, ", "),
+      absl::StrJoin(rows, ", "));
+}
+
+}  // namespace tb

@@ -1,0 +1,59 @@
+// File: eval/multi_clip_evaluator.h
+//
+// Video-level accuracy under the standard multi-view protocol: for every test
+// video, `num_clips` clips at evenly spaced starts x one centre crop
+// (crop_fraction of the short side, resized to the clip size); the softmax
+// outputs of a video's clips are averaged and the video's prediction is the
+// arg-max of the average. Reports top-1, top-5 (top-k for k = min(5,
+// classes)), per-class top-1 and the confusion matrix. Decoding runs on
+// worker threads ahead of the model.
+//
+// Example config:
+//   evaluation { num_clips: 10 crop_fraction: 0.8 batch_size: 16 }
+#ifndef TIMEBALANCE_EVAL_MULTI_CLIP_EVALUATOR_H_
+#define TIMEBALANCE_EVAL_MULTI_CLIP_EVALUATOR_H_
+
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "absl/status/statusor.h"
+#include "backbones/backbone.h"
+#include "datasets/clip_loader.h"
+#include "datasets/datasets.pb.h"
+#include "eval/eval.pb.h"
+
+namespace tb {
+
+struct VideoAccuracy {
+  int64_t num_videos = 0;
+  int num_clips = 0;
+  double top1 = 0;  // fractions in [0, 1]
+  double top5 = 0;
+  std::vector<double> per_class_top1;  // NaN-free: classes without videos get -1
+  std::vector<int64_t> per_class_count;
+  std::vector<std::vector<int64_t>> confusion;  // [true][predicted]
+  double seconds = 0;
+};
+
+absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
+                                                const std::vector<LabeledVideo>& videos,
+                                                int num_classes, const DatasetConfig& dataset,
+                                                const EvaluationConfig& evaluation,
+                                                const torch::Device& device);
+
+// Aggregates per-video averaged probabilities [N, C] and labels [N]
+// (exposed for tests and for evaluators that produce probabilities
+// differently).
+VideoAccuracy AccuracyFromProbabilities(const torch::Tensor& probabilities,
+                                        const std::vector<int>& labels, int num_classes);
+
+// JSON object (no trailing newline) with the fields of `accuracy`; per-class
+// entries are keyed by class name.
+std::string VideoAccuracyToJson(const VideoAccuracy& accuracy,
+                                const std::vector<std::string>& class_names);
+
+}  // namespace tb
+
+#endif  // TIMEBALANCE_EVAL_MULTI_CLIP_EVALUATOR_H_
