@@ -1,8 +1,12 @@
 #include "backbones/backbone.h"
 
+#include <vector>
+
 #include <torch/nn/functional/pooling.h>
+#include <torch/utils.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
 
@@ -32,6 +36,76 @@ int64_t CountParameters(const torch::nn::Module& module) {
   int64_t n = 0;
   for (const auto& p : module.parameters()) n += p.numel();
   return n;
+}
+
+namespace {
+
+// Long lists (a wrong architecture misses every name) are cut so the error
+// stays readable; the count says how much was left out.
+std::string JoinCapped(const std::vector<std::string>& items) {
+  constexpr size_t kMax = 20;
+  if (items.size() <= kMax) return absl::StrJoin(items, ", ");
+  std::vector<std::string> head(items.begin(), items.begin() + kMax);
+  return absl::StrCat(absl::StrJoin(head, ", "), ", ... (", items.size() - kMax, " more)");
+}
+
+std::string ShapeString(const torch::Tensor& t) {
+  return absl::StrCat("[", absl::StrJoin(t.sizes(), ", "), "]");
+}
+
+}  // namespace
+
+std::map<std::string, torch::Tensor> ModuleStateDict(const torch::nn::Module& module) {
+  std::map<std::string, torch::Tensor> state;
+  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
+    state[item.key()] = item.value();
+  }
+  for (const auto& item : module.named_buffers(/*recurse=*/true)) {
+    state[item.key()] = item.value();
+  }
+  return state;
+}
+
+absl::Status LoadStateDict(torch::nn::Module& module,
+                           const std::map<std::string, torch::Tensor>& state, bool strict) {
+  const std::map<std::string, torch::Tensor> own = ModuleStateDict(module);
+  std::vector<std::string> missing, unexpected, mismatched;
+  for (const auto& [name, target] : own) {
+    auto it = state.find(name);
+    if (it == state.end()) {
+      missing.push_back(name);
+    } else if (!it->second.defined() || it->second.sizes() != target.sizes()) {
+      mismatched.push_back(absl::StrCat(
+          name, " (module ", ShapeString(target), ", state dict ",
+          it->second.defined() ? ShapeString(it->second) : std::string("undefined"), ")"));
+    }
+  }
+  for (const auto& [name, unused] : state) {
+    if (own.count(name) == 0) unexpected.push_back(name);
+  }
+  const bool fail = !mismatched.empty() || (strict && (!missing.empty() || !unexpected.empty()));
+  if (fail) {
+    std::vector<std::string> parts;
+    if (!missing.empty()) {
+      parts.push_back(absl::StrCat("missing ", missing.size(), ": ", JoinCapped(missing)));
+    }
+    if (!unexpected.empty()) {
+      parts.push_back(absl::StrCat("unexpected ", unexpected.size(), ": ", JoinCapped(unexpected)));
+    }
+    if (!mismatched.empty()) {
+      parts.push_back(
+          absl::StrCat("shape mismatch ", mismatched.size(), ": ", JoinCapped(mismatched)));
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("state dict does not fit the module: ", absl::StrJoin(parts, "; ")));
+  }
+  return CallTorch("loading state dict", [&] {
+    torch::NoGradGuard no_grad;
+    for (const auto& [name, target] : own) {
+      auto it = state.find(name);
+      if (it != state.end()) target.copy_(it->second);
+    }
+  });
 }
 
 }  // namespace tb

@@ -9,10 +9,12 @@
 #ifndef TIMEBALANCE_BACKBONES_BACKBONE_H_
 #define TIMEBALANCE_BACKBONES_BACKBONE_H_
 
-#include <memory>
-
 #include <torch/nn/module.h>
 #include <torch/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "backbones/backbones.pb.h"
@@ -44,6 +46,18 @@ BackboneRegistryType& BackboneRegistry();
 absl::StatusOr<std::shared_ptr<VideoBackbone>> CreateBackbone(const BackboneConfig& config);
 
 int64_t CountParameters(const torch::nn::Module& module);
+
+// Every parameter and buffer of `module` by its dotted name (the same names
+// as PyTorch's `state_dict()`). The tensors alias the module's storage.
+std::map<std::string, torch::Tensor> ModuleStateDict(const torch::nn::Module& module);
+
+// Copies `state` into the module's parameters and buffers by name, converting
+// dtype where needed. Nothing is copied unless every check passes, so a failed
+// load leaves the module untouched. Shape mismatches are always errors; with
+// `strict`, names missing from `state` and names the module does not have are
+// errors too (InvalidArgument listing all three kinds of problem).
+absl::Status LoadStateDict(torch::nn::Module& module,
+                           const std::map<std::string, torch::Tensor>& state, bool strict);
 
 }  // namespace tb
 

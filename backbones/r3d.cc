@@ -1,0 +1,164 @@
+#include "backbones/r3d.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include <torch/nn/init.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/utils.h>
+
+#include "absl/strings/str_cat.h"
+#include "core/torch_status.h"
+
+namespace tb {
+namespace {
+
+constexpr int kBlocksPerStage = 2;
+constexpr float kMaxWidthMultiplier = 8.0f;
+
+torch::nn::Conv3d Conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {
+  return torch::nn::Conv3d(
+      torch::nn::Conv3dOptions(in, out, kernel).stride(stride).padding(kernel / 2).bias(false));
+}
+
+// eps and momentum are spelled out because they are part of the parity
+// contract with torchvision, not because they differ from the defaults.
+torch::nn::BatchNorm3d Bn(int64_t channels) {
+  return torch::nn::BatchNorm3d(torch::nn::BatchNorm3dOptions(channels).eps(1e-5).momentum(0.1));
+}
+
+// torchvision's BasicBlock with Conv3DSimple. conv1/conv2/downsample are
+// Sequentials only because torchvision's are: their child indices are part of
+// the parameter names ("conv1.0.weight", "conv1.1.running_mean").
+struct BasicBlock3dImpl : torch::nn::Module {
+  BasicBlock3dImpl(int64_t in, int64_t out, int64_t stride) {
+    conv1 = register_module("conv1",
+                            torch::nn::Sequential(Conv(in, out, 3, stride), Bn(out),
+                                                  torch::nn::ReLU(torch::nn::ReLUOptions(true))));
+    conv2 = register_module("conv2", torch::nn::Sequential(Conv(out, out, 3, 1), Bn(out)));
+    if (stride != 1 || in != out) {
+      downsample =
+          register_module("downsample", torch::nn::Sequential(Conv(in, out, 1, stride), Bn(out)));
+    }
+  }
+
+  torch::Tensor forward(const torch::Tensor& x) {
+    torch::Tensor out = conv2->forward(conv1->forward(x));
+    out += downsample ? downsample->forward(x) : x;
+    return torch::relu_(out);
+  }
+
+  torch::nn::Sequential conv1{nullptr};
+  torch::nn::Sequential conv2{nullptr};
+  torch::nn::Sequential downsample{nullptr};
+};
+TORCH_MODULE(BasicBlock3d);
+
+class R3d18 : public VideoBackbone {
+ public:
+  R3d18(const std::array<int64_t, 4>& widths, int64_t num_classes, double dropout)
+      : num_classes_(num_classes), feature_dim_(widths[3]) {
+    // Stem: 3x7x7 with stride 1x2x2 keeps every frame and halves H and W.
+    stem_ = register_module(
+        "stem",
+        torch::nn::Sequential(torch::nn::Conv3d(torch::nn::Conv3dOptions(3, widths[0], {3, 7, 7})
+                                                    .stride({1, 2, 2})
+                                                    .padding({1, 3, 3})
+                                                    .bias(false)),
+                              Bn(widths[0]), torch::nn::ReLU(torch::nn::ReLUOptions(true))));
+    int64_t in = widths[0];
+    for (int s = 0; s < 4; ++s) {
+      torch::nn::Sequential stage;
+      for (int b = 0; b < kBlocksPerStage; ++b) {
+        const int64_t stride = (s > 0 && b == 0) ? 2 : 1;
+        stage->push_back(BasicBlock3d(in, widths[s], stride));
+        in = widths[s];
+      }
+      stages_[s] = register_module(absl::StrCat("layer", s + 1), stage);
+    }
+    dropout_ = register_module("dropout", torch::nn::Dropout(dropout));
+    fc_ = register_module("fc", torch::nn::Linear(widths[3], num_classes));
+    InitWeights();
+  }
+
+  torch::Tensor FeatureMap(const torch::Tensor& clip) override {
+    torch::Tensor x = stem_->forward(clip);
+    for (auto& stage : stages_) x = stage->forward(x);
+    return x;
+  }
+
+  torch::Tensor Logits(const torch::Tensor& features) override {
+    return fc_->forward(dropout_->forward(features));
+  }
+
+  int64_t feature_dim() const override { return feature_dim_; }
+  int64_t num_classes() const override { return num_classes_; }
+
+ private:
+  // torchvision's VideoResNet initialisation, so that training from scratch
+  // starts from the same distribution as the reference.
+  void InitWeights() {
+    torch::NoGradGuard no_grad;
+    for (auto& m : modules(/*include_self=*/false)) {
+      if (auto* conv = m->as<torch::nn::Conv3d>()) {
+        torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
+        if (conv->bias.defined()) torch::nn::init::zeros_(conv->bias);
+      } else if (auto* bn = m->as<torch::nn::BatchNorm3d>()) {
+        torch::nn::init::ones_(bn->weight);
+        torch::nn::init::zeros_(bn->bias);
+      } else if (auto* fc = m->as<torch::nn::Linear>()) {
+        torch::nn::init::normal_(fc->weight, 0.0, 0.01);
+        torch::nn::init::zeros_(fc->bias);
+      }
+    }
+  }
+
+  int64_t num_classes_;
+  int64_t feature_dim_;
+  torch::nn::Sequential stem_{nullptr};
+  std::array<torch::nn::Sequential, 4> stages_{nullptr, nullptr, nullptr, nullptr};
+  torch::nn::Dropout dropout_{nullptr};
+  torch::nn::Linear fc_{nullptr};
+};
+
+}  // namespace
+
+std::array<int64_t, 4> R3dStageWidths(float width_multiplier) {
+  std::array<int64_t, 4> widths{};
+  const int64_t base[4] = {64, 128, 256, 512};
+  for (int s = 0; s < 4; ++s) {
+    widths[s] = std::max<int64_t>(1, std::llround(base[s] * static_cast<double>(width_multiplier)));
+  }
+  return widths;
+}
+
+absl::StatusOr<std::unique_ptr<VideoBackbone>> MakeR3d18(const BackboneConfig& config) {
+  const float w = config.r3d18().width_multiplier();
+  // The negated comparison also rejects NaN.
+  if (!(w > 0.0f && w <= kMaxWidthMultiplier)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "backbone.r3d18.width_multiplier must be in (0, ", kMaxWidthMultiplier, "], got ", w));
+  }
+  if (!(config.dropout() >= 0.0f && config.dropout() < 1.0f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("backbone.dropout must be in [0, 1), got ", config.dropout()));
+  }
+  if (config.num_classes() <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("backbone.num_classes must be > 0, got ", config.num_classes()));
+  }
+  return CallTorch("building backbone r3d18", [&]() -> std::unique_ptr<VideoBackbone> {
+    return std::make_unique<R3d18>(R3dStageWidths(w), config.num_classes(), config.dropout());
+  });
+}
+
+TB_REGISTER_COMPONENT(BackboneRegistry(), r3d18, MakeR3d18);
+
+}  // namespace tb

@@ -1,0 +1,44 @@
+// Links the registered components statically, as the binaries do, and
+// checks that every registration survived the link (a component library
+// without alwayslink silently drops its static initialiser).
+#include <gtest/gtest.h>
+
+#include "backbones/backbone.h"
+#include "semisup/trainer.h"
+
+namespace tb {
+namespace {
+
+TEST(RegistryStaticLink, AllComponentsRegistered) {
+  EXPECT_EQ(BackboneRegistry().Names(), (std::vector<std::string>{"r3d18"}));
+  EXPECT_EQ(TrainerRegistry().Names(), (std::vector<std::string>{"supervised"}));
+}
+
+TEST(RegistryStaticLink, EveryOneofFieldHasAComponent) {
+  // A config field without a registered component would fail only at run time.
+  const auto* backbone = BackboneConfig::descriptor()->FindOneofByName("kind");
+  for (int i = 0; i < backbone->field_count(); ++i) {
+    EXPECT_TRUE(BackboneRegistry().Contains(backbone->field(i)->name()))
+        << backbone->field(i)->name();
+  }
+  const auto* trainer = TrainerConfig::descriptor()->FindOneofByName("kind");
+  for (int i = 0; i < trainer->field_count(); ++i) {
+    EXPECT_TRUE(TrainerRegistry().Contains(trainer->field(i)->name()))
+        << trainer->field(i)->name();
+  }
+}
+
+TEST(RegistryStaticLink, UnknownNameListsRegistered) {
+  BackboneConfig config;
+  auto made = BackboneRegistry().Create("r3d99", config);
+  ASSERT_FALSE(made.ok());
+  EXPECT_EQ(made.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(made.status().message().find("registered: r3d18"), std::string::npos)
+      << made.status().message();
+  auto unset = CreateBackbone(config);
+  ASSERT_FALSE(unset.ok());
+  EXPECT_NE(unset.status().message().find("set one of: r3d18"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tb

@@ -1,0 +1,11 @@
+# Sourced by the project's scripts: installs missing packages, enables the
+# shared disk cache, and defines `bz` (bazel with a bounded server lifetime).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash tools/install_deps.sh
+DISK_CACHE="${TB_DISK_CACHE:-$HOME/.cache/timebalance-bazel-disk}"
+mkdir -p "$DISK_CACHE"
+# The server exits by itself 5 minutes after the last command, so no Bazel
+# server outlives a CI run for long; scripts also shut it down at the end.
+bz() { bazel --max_idle_secs=300 "$1" --disk_cache="$DISK_CACHE" "${@:2}"; }
