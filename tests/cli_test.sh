@@ -61,6 +61,12 @@ expect_error 1 "$(basename "$victim")" -- "$BIN" --config=exp.pbtxt --run_dir=r0
 expect_error 1 "$(basename "$victim")" -- "$BIN" --config=exp.pbtxt --run_dir=r1 \
   --override='dataset { ucf101 { root: "data_broken" } check_files: false labeled_fraction: 1 }'
 
+# The shipped CI-sized config runs end to end on the tiny tree.
+"$BIN" --config="$TEST_SRCDIR/timebalance/configs/supervised_r3d18tiny_8x4_synth_ci.pbtxt" \
+  --run_dir=ci_run --override='dataset { ucf101 { root: "data" } }' >ci.txt 2>&1 \
+  || fail "shipped CI config failed: $(tail -3 ci.txt)"
+grep -q 'test: 4 videos x 2 clips' ci.txt || fail "CI config did not evaluate: $(tail -3 ci.txt)"
+
 # Interrupt with SIGINT once a checkpoint exists, then resume.
 "$BIN" --config=exp.pbtxt --run_dir=run >run1.txt 2>&1 &
 pid=$!

@@ -7,7 +7,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/bazel_env.sh"
 
 DATA="${DEMO_DATA:-data/synth_actions}"
-CONFIG=configs/supervised_r3d18tiny_8x2_synth_100pct.pbtxt
+CONFIGS=configs/supervised_r3d18tiny_8x4_synth
 STEPS_OVERRIDE=""
 if [ -n "${DEMO_STEPS:-}" ]; then STEPS_OVERRIDE="schedule { steps: $DEMO_STEPS }"; fi
 
@@ -22,16 +22,17 @@ if [ ! -f "$DATA/testlist01.txt" ]; then
 fi
 t_data=$(( $(date +%s) - t0 - t_build ))
 
-run() {  # run NAME FRACTION
+run() {  # run NAME CONFIG_SUFFIX
   local dir="runs/demo_$1"
   rm -rf "$dir"
   local s; s=$(date +%s)
-  "$BIN" --config="$CONFIG" --run_dir="$dir" ${DEMO_THREADS:+--num_threads=$DEMO_THREADS} \
-    --override="dataset { ucf101 { root: \"$DATA\" } labeled_fraction: $2 } name: \"demo_$1\" $STEPS_OVERRIDE"
+  "$BIN" --config="${CONFIGS}_$2.pbtxt" --run_dir="$dir" \
+    ${DEMO_THREADS:+--num_threads=$DEMO_THREADS} \
+    --override="dataset { ucf101 { root: \"$DATA\" } } $STEPS_OVERRIDE"
   echo $(( $(date +%s) - s )) > "$dir/wall_seconds"
 }
-run sup100 1.0
-run sup10 0.1
+run sup100 100pct
+run sup10 10pct
 
 field() { sed -E "s/.*\"$2\": ([0-9.]+).*/\1/" "$1"; }
 echo

@@ -13,30 +13,16 @@
 
 #include <gtest/gtest.h>
 
+#include "core/testing/test_util.h"
+
 namespace tb {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string TmpDir(const std::string& name) {
-  return std::string(std::getenv("TEST_TMPDIR")) + "/" + name;
-}
-
-std::string RunCommand(const std::string& command) {
-  std::string out;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return out;
-  char buf[1 << 16];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
-  pclose(pipe);
-  return out;
-}
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+std::string TmpDir(const std::string& name) { return ::tb::testing::TmpPath(name); }
+using ::tb::testing::ReadAll;
+using ::tb::testing::RunCommand;
 
 std::vector<std::string> Lines(const std::string& path) {
   std::vector<std::string> lines;

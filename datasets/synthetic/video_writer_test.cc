@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include "core/testing/test_util.h"
+
 namespace tb {
 namespace {
 
@@ -18,26 +20,9 @@ constexpr int kWidth = 96;
 constexpr int kHeight = 64;
 constexpr int kFrames = 30;
 
-std::string TmpPath(const std::string& name) {
-  return std::string(std::getenv("TEST_TMPDIR")) + "/" + name;
-}
-
-// Runs a shell command and returns its stdout (binary-safe).
-std::string RunCommand(const std::string& command) {
-  std::string out;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return out;
-  char buf[1 << 16];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
-  pclose(pipe);
-  return out;
-}
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+using ::tb::testing::TmpPath;
+using ::tb::testing::ReadAll;
+using ::tb::testing::RunCommand;
 
 bool Exists(const std::string& path) { return std::ifstream(path).good(); }
 
