@@ -34,19 +34,8 @@ run() {  # run NAME CONFIG_SUFFIX
 run sup100 100pct
 run sup10 10pct
 
-field() { sed -E "s/.*\"$2\": ([0-9.]+).*/\1/" "$1"; }
 echo
-echo "SynthActions ($DATA), tiny R3D-18, supervised, test split (10 clips x centre crop):"
-printf "| %-22s | %8s | %8s | %8s | %8s |\n" "labels" "videos" "top-1 %" "top-5 %" "wall s"
-printf "|%s|%s|%s|%s|%s|\n" "------------------------" "----------" "----------" "----------" "----------"
-for name in sup100 sup10; do
-  r="runs/demo_$name/results.json"
-  top1=$(sed -E 's/.*"test": \{[^}]*"top1": ([0-9.]+).*/\1/' "$r")
-  top5=$(sed -E 's/.*"test": \{[^}]*"top5": ([0-9.]+).*/\1/' "$r")
-  printf "| %-22s | %8s | %8.1f | %8.1f | %8s |\n" \
-    "$(field "$r" labeled_fraction | awk '{printf "%g%%", $1*100}') ($name)" \
-    "$(field "$r" labeled_videos)" "$(awk "BEGIN{print $top1*100}")" "$(awk "BEGIN{print $top5*100}")" \
-    "$(cat "runs/demo_$name/wall_seconds")"
-done
+echo "SynthActions ($DATA), tiny R3D-18, supervised, test split (10 clips x centre crop per video):"
+/usr/bin/python3 tools/demo_table.py "$DATA" runs/demo_sup100 runs/demo_sup10
 echo "build ${t_build} s, data ${t_data} s, total $(( $(date +%s) - t0 )) s"
 bazel shutdown >/dev/null 2>&1 || true

@@ -20,6 +20,7 @@
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 #include <torch/cuda.h>
+#include <torch/utils.h>
 
 #include "absl/strings/str_format.h"
 #include "backbones/backbone.h"
@@ -103,6 +104,8 @@ int Run() {
                                                  tb::ExperimentToText(config));
   if (!written.ok()) return Fail(1, written);
 
+  // Initialisation and dropout draw from LibTorch's global generator.
+  torch::manual_seed(config.seed());
   absl::StatusOr<std::unique_ptr<tb::Trainer>> trainer = tb::CreateTrainer(config, *device);
   if (!trainer.ok()) return Fail(2, trainer.status());
   std::printf("experiment %s: %zu classes, %zu labeled / %lld train videos (labeled list %s), "
