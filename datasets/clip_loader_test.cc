@@ -1,0 +1,111 @@
+#include "datasets/clip_loader.h"
+
+#include <filesystem>
+#include <set>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "configs/config_loader.h"
+#include "core/testing/test_util.h"
+#include "datasets/synthetic/synth_actions.h"
+#include "datasets/ucf101.h"
+
+namespace tb {
+namespace {
+
+class ClipLoaderTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    SynthOptions options;
+    options.num_classes = 2;
+    options.train_per_class = 3;
+    options.test_per_class = 1;
+    options.min_frames = 24;
+    options.max_frames = 30;
+    options.min_short_side = 48;
+    options.max_short_side = 56;
+    ASSERT_TRUE(WriteSynthActions(testing::TmpPath("synth"), options, 2).ok());
+  }
+
+  void SetUp() override {
+    auto split = ReadUcf101Split(testing::TmpPath("synth"), "", 1, true);
+    ASSERT_TRUE(split.ok()) << split.status();
+    for (const auto& v : split->train) videos_.push_back({v.path, v.label});
+    ExperimentConfig e;
+    ResolveDefaults(&e);
+    config_ = e.dataset();
+    config_.mutable_clip()->set_num_frames(4);
+    config_.mutable_clip()->set_decode_short_side(40);
+    config_.mutable_clip()->set_crop_size(24);
+  }
+
+  std::vector<ClipBatch> Take(const std::vector<LabeledVideo>& videos, int workers,
+                              int64_t first, int count) {
+    config_.mutable_loader()->set_num_workers(workers);
+    ClipLoader loader(videos, config_, 2, /*seed=*/5, first);
+    std::vector<ClipBatch> out;
+    for (int i = 0; i < count; ++i) {
+      auto b = loader.Next();
+      EXPECT_TRUE(b.ok()) << b.status();
+      if (b.ok()) out.push_back(*b);
+    }
+    return out;
+  }
+
+  std::vector<LabeledVideo> videos_;
+  DatasetConfig config_;
+};
+
+TEST_F(ClipLoaderTest, BatchesIndependentOfWorkerCountAndStartPoint) {
+  auto one = Take(videos_, 1, 0, 6);
+  auto three = Take(videos_, 3, 0, 6);
+  auto resumed = Take(videos_, 2, 4, 2);  // a run resumed at batch 4
+  ASSERT_EQ(one.size(), 6u);
+  ASSERT_EQ(three.size(), 6u);
+  ASSERT_EQ(resumed.size(), 2u);
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(one[i].index, i);
+    EXPECT_EQ(one[i].clips.sizes(), (std::vector<int64_t>{2, 3, 4, 24, 24}));
+    EXPECT_TRUE(torch::equal(one[i].clips, three[i].clips)) << "batch " << i;
+    EXPECT_TRUE(torch::equal(one[i].labels, three[i].labels)) << "batch " << i;
+  }
+  EXPECT_TRUE(torch::equal(one[4].clips, resumed[0].clips));
+  EXPECT_TRUE(torch::equal(one[5].clips, resumed[1].clips));
+  // 6 videos, batch 2: 3 batches per epoch; each epoch visits every video once.
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    std::set<int64_t> seen;
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(one[3 * epoch + i].epoch, epoch);
+      seen.insert(one[3 * epoch + i].videos.begin(), one[3 * epoch + i].videos.end());
+    }
+    EXPECT_EQ(seen.size(), 6u);
+  }
+  // Labels follow the videos.
+  for (const auto& b : one) {
+    for (int j = 0; j < 2; ++j) EXPECT_EQ(b.labels[j].item<int64_t>(), videos_[b.videos[j]].label);
+  }
+}
+
+TEST_F(ClipLoaderTest, UnreadableVideoFailsOrIsSubstitutedNeverDropped) {
+  std::vector<LabeledVideo> broken = videos_;
+  for (auto& v : broken) v.path = testing::TmpPath("missing.avi");
+  broken[0] = videos_[0];  // one readable video left
+  config_.mutable_loader()->set_on_error(LoaderOptions::FAIL);
+  {
+    ClipLoader loader(broken, config_, 2, 5, 0);
+    auto b = loader.Next();
+    ASSERT_FALSE(b.ok());
+    EXPECT_NE(b.status().message().find("missing.avi"), std::string::npos) << b.status();
+  }
+  config_.mutable_loader()->set_on_error(LoaderOptions::SUBSTITUTE);
+  ClipLoader loader(broken, config_, 2, 5, 0);
+  auto b = loader.Next();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->clips.size(0), 2);
+  EXPECT_EQ(b->videos, (std::vector<int64_t>{0, 0}));
+  EXPECT_GT(b->substitutions, 0);
+}
+
+}  // namespace
+}  // namespace tb
