@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <unordered_map>
 #include <utility>
 
@@ -317,7 +319,25 @@ const VideoInfo& VideoReader::info() const { return impl_->info; }
 int64_t VideoReader::seek_count() const { return impl_->seeks; }
 int64_t VideoReader::decoded_packet_count() const { return impl_->packets_sent; }
 
+namespace {
+
+// FFmpeg prints decoder warnings (e.g. H.264 reference warnings right after a
+// seek, which are expected and harmless here) straight to stderr from every
+// loader thread. Real failures reach the caller as absl::Status, so only
+// FFmpeg's errors are printed unless TB_FFMPEG_LOG_LEVEL (an av_log level
+// number, e.g. 32 for info) asks for more.
+void QuietFfmpegLogging() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const char* level = std::getenv("TB_FFMPEG_LOG_LEVEL");
+    av_log_set_level(level != nullptr ? std::atoi(level) : AV_LOG_ERROR);
+  });
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<VideoReader>> VideoReader::Open(const std::string& path) {
+  QuietFfmpegLogging();
   auto impl = std::make_unique<Impl>();
   impl->path = path;
   RETURN_IF_ERROR(impl->OpenContainer());
