@@ -48,6 +48,7 @@ expect_error 2 "learning_rate" -- "$BIN" --config=exp.pbtxt --run_dir=r0 \
   --override='learning_rate: 1'
 expect_error 2 "dataset.labeled_fraction" -- "$BIN" --config=exp.pbtxt --run_dir=r0 \
   --override='dataset { labeled_fraction: 2 }'
+expect_error 2 "--learning_rate" -- "$BIN" --config=exp.pbtxt --learning_rate=3
 expect_error 2 "nope.pbtxt" -- "$BIN" --config=nope.pbtxt --run_dir=r0
 # Missing dataset folder and missing video -> exit 1 naming them.
 expect_error 1 "missing_root" -- "$BIN" --config=exp.pbtxt --run_dir=r0 \
