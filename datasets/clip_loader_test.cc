@@ -17,14 +17,7 @@ namespace {
 class ClipLoaderTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    SynthOptions options;
-    options.num_classes = 2;
-    options.train_per_class = 3;
-    options.test_per_class = 1;
-    options.min_frames = 24;
-    options.max_frames = 30;
-    options.min_short_side = 48;
-    options.max_short_side = 56;
+    const SynthOptions options = SmokeTestOptions(2, 3, 1, 0);
     ASSERT_TRUE(WriteSynthActions(testing::TmpPath("synth"), options, 2).ok());
   }
 

@@ -25,15 +25,7 @@ std::string TmpDir() { return std::getenv("TEST_TMPDIR"); }
 class SupervisedE2e : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    SynthOptions options;
-    options.num_classes = 4;
-    options.train_per_class = 4;
-    options.test_per_class = 2;
-    options.seed = 3;
-    options.min_frames = 24;
-    options.max_frames = 32;
-    options.min_short_side = 64;
-    options.max_short_side = 72;
+    const SynthOptions options = SmokeTestOptions(4, 4, 2, 3);
     ASSERT_TRUE(WriteSynthActions(TmpDir() + "/synth", options, 2).ok());
   }
 

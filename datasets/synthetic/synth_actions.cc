@@ -756,6 +756,20 @@ absl::StatusOr<SynthVideo> RenderVideo(int class_id, int video_index,
   return video;
 }
 
+SynthOptions SmokeTestOptions(int num_classes, int train_per_class, int test_per_class,
+                              uint64_t seed) {
+  SynthOptions o;
+  o.num_classes = num_classes;
+  o.train_per_class = train_per_class;
+  o.test_per_class = test_per_class;
+  o.seed = seed;
+  o.min_frames = 24;
+  o.max_frames = 32;
+  o.min_short_side = 48;
+  o.max_short_side = 56;
+  return o;
+}
+
 absl::Status WriteSynthActions(const std::string& out_dir, const SynthOptions& options,
                                int num_threads, SynthWriteStats* stats) {
   ASSIGN_OR_RETURN(const std::vector<SynthClass> classes, SynthClasses(options));

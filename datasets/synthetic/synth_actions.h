@@ -123,6 +123,12 @@ absl::StatusOr<std::vector<SynthClass>> SynthClasses(const SynthOptions& options
 absl::StatusOr<SynthVideo> RenderVideo(int class_id, int video_index,
                                        const SynthOptions& options);
 
+// A preset for smoke tests and examples: short (24-32 frames), small (short
+// side 48-56 px) videos, so a dataset of a few dozen videos takes well under a
+// second to write. Difficulty knobs keep their defaults.
+SynthOptions SmokeTestOptions(int num_classes, int train_per_class, int test_per_class,
+                              uint64_t seed);
+
 // Renders and encodes the whole dataset into out_dir (created if missing)
 // with num_threads workers (<= 0: one per core). The split lists are written
 // after all videos, so their presence means the dataset is complete.
