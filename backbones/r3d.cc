@@ -20,12 +20,20 @@
 namespace tb {
 namespace {
 
-constexpr int kBlocksPerStage = 2;
 constexpr float kMaxWidthMultiplier = 8.0f;
 
-torch::nn::Conv3d Conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {
-  return torch::nn::Conv3d(
-      torch::nn::Conv3dOptions(in, out, kernel).stride(stride).padding(kernel / 2).bias(false));
+using Triple = torch::ExpandingArray<3>;
+
+// A bias-free 3D convolution with a cubic kernel; the temporal dilation is
+// matched by the temporal padding so that, at stride 1, sizes are kept.
+torch::nn::Conv3d Conv(int64_t in, int64_t out, int64_t kernel, Triple stride,
+                       int64_t temporal_dilation = 1) {
+  const int64_t pad = kernel / 2;
+  return torch::nn::Conv3d(torch::nn::Conv3dOptions(in, out, kernel)
+                               .stride(stride)
+                               .padding(Triple({pad * temporal_dilation, pad, pad}))
+                               .dilation(Triple({temporal_dilation, 1, 1}))
+                               .bias(false));
 }
 
 // eps and momentum are spelled out because they are part of the parity
@@ -37,13 +45,16 @@ torch::nn::BatchNorm3d Bn(int64_t channels) {
 // torchvision's BasicBlock with Conv3DSimple. conv1/conv2/downsample are
 // Sequentials only because torchvision's are: their child indices are part of
 // the parameter names ("conv1.0.weight", "conv1.1.running_mean").
+// `conv1_temporal_dilation` > 1 is TCLR's layer4[0].conv1 (dilation (2, 1, 1),
+// padding (2, 1, 1)); it adds no parameters.
 struct BasicBlock3dImpl : torch::nn::Module {
-  BasicBlock3dImpl(int64_t in, int64_t out, int64_t stride) {
-    conv1 = register_module("conv1",
-                            torch::nn::Sequential(Conv(in, out, 3, stride), Bn(out),
-                                                  torch::nn::ReLU(torch::nn::ReLUOptions(true))));
+  BasicBlock3dImpl(int64_t in, int64_t out, Triple stride, int64_t conv1_temporal_dilation = 1) {
+    conv1 = register_module(
+        "conv1", torch::nn::Sequential(Conv(in, out, 3, stride, conv1_temporal_dilation), Bn(out),
+                                       torch::nn::ReLU(torch::nn::ReLUOptions(true))));
     conv2 = register_module("conv2", torch::nn::Sequential(Conv(out, out, 3, 1), Bn(out)));
-    if (stride != 1 || in != out) {
+    const bool strided = (*stride)[0] != 1 || (*stride)[1] != 1 || (*stride)[2] != 1;
+    if (strided || in != out) {
       downsample =
           register_module("downsample", torch::nn::Sequential(Conv(in, out, 1, stride), Bn(out)));
     }
@@ -61,9 +72,12 @@ struct BasicBlock3dImpl : torch::nn::Module {
 };
 TORCH_MODULE(BasicBlock3d);
 
-class R3d18 : public VideoBackbone {
+// torchvision's VideoResNet with BasicBlock and Conv3DSimple: r3d_18 at
+// blocks {2, 2, 2, 2}, the 34-layer variant at {3, 4, 6, 3}.
+class R3d : public VideoBackbone {
  public:
-  R3d18(const std::array<int64_t, 4>& widths, int64_t num_classes, double dropout)
+  R3d(const std::array<int64_t, 4>& widths, const std::array<int, 4>& blocks, bool tclr_layer4,
+      int64_t num_classes, double dropout)
       : num_classes_(num_classes), feature_dim_(widths[3]) {
     // Stem: 3x7x7 with stride 1x2x2 keeps every frame and halves H and W.
     stem_ = register_module(
@@ -76,9 +90,16 @@ class R3d18 : public VideoBackbone {
     int64_t in = widths[0];
     for (int s = 0; s < 4; ++s) {
       torch::nn::Sequential stage;
-      for (int b = 0; b < kBlocksPerStage; ++b) {
+      for (int b = 0; b < blocks[s]; ++b) {
         const int64_t stride = (s > 0 && b == 0) ? 2 : 1;
-        stage->push_back(BasicBlock3d(in, widths[s], stride));
+        if (tclr_layer4 && s == 3 && b == 0) {
+          // TCLR: no temporal stride in layer4; the dilated conv1 keeps the
+          // receptive field growing instead.
+          stage->push_back(BasicBlock3d(in, widths[s], Triple({1, 2, 2}),
+                                        /*conv1_temporal_dilation=*/2));
+        } else {
+          stage->push_back(BasicBlock3d(in, widths[s], Triple(stride)));
+        }
         in = widths[s];
       }
       stages_[s] = register_module(absl::StrCat("layer", s + 1), stage);
@@ -139,8 +160,21 @@ std::array<int64_t, 4> R3dStageWidths(float width_multiplier) {
   return widths;
 }
 
+absl::StatusOr<std::array<int, 4>> R3dBlocksPerStage(int depth) {
+  switch (depth) {
+    case 18:
+      return std::array<int, 4>{2, 2, 2, 2};
+    case 34:
+      return std::array<int, 4>{3, 4, 6, 3};
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("backbone.r3d18.depth must be 18 or 34, got ", depth));
+  }
+}
+
 absl::StatusOr<std::unique_ptr<VideoBackbone>> MakeR3d18(const BackboneConfig& config) {
-  const float w = config.r3d18().width_multiplier();
+  const R3dOptions& options = config.r3d18();
+  const float w = options.width_multiplier();
   // The negated comparison also rejects NaN.
   if (!(w > 0.0f && w <= kMaxWidthMultiplier)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -154,8 +188,11 @@ absl::StatusOr<std::unique_ptr<VideoBackbone>> MakeR3d18(const BackboneConfig& c
     return absl::InvalidArgumentError(
         absl::StrCat("backbone.num_classes must be > 0, got ", config.num_classes()));
   }
+  const absl::StatusOr<std::array<int, 4>> blocks = R3dBlocksPerStage(options.depth());
+  if (!blocks.ok()) return blocks.status();
   return CallTorch("building backbone r3d18", [&]() -> std::unique_ptr<VideoBackbone> {
-    return std::make_unique<R3d18>(R3dStageWidths(w), config.num_classes(), config.dropout());
+    return std::make_unique<R3d>(R3dStageWidths(w), *blocks, options.tclr_temporal_layer4(),
+                                 config.num_classes(), config.dropout());
   });
 }
 

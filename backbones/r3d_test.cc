@@ -75,6 +75,75 @@ TEST(R3dTest, ParameterCountMatchesTorchvision) {
   EXPECT_EQ(CountParameters(*tiny), 523010);
 }
 
+// torchvision.models.video.resnet.VideoResNet(BasicBlock, [Conv3DSimple] * 4,
+// [3, 4, 6, 3], BasicStem, num_classes=101), counted with torch 1.13 /
+// torchvision 0.14: sum(p.numel() for p in m.parameters()); its state_dict()
+// has 218 entries.
+constexpr int64_t kTorchvisionR3d34Params101 = 63527717;
+
+TEST(R3dTest, Depth34ParameterCountMatchesTorchvision) {
+  BackboneConfig config = R3dConfig(1.0f, 101);
+  config.mutable_r3d18()->set_depth(34);
+  auto model = Build(config);
+  ASSERT_NE(model, nullptr);
+  EXPECT_EQ(CountParameters(*model), kTorchvisionR3d34Params101);
+  EXPECT_EQ(ModuleStateDict(*model).size(), 218u);
+  EXPECT_EQ(ModuleStateDict(*model).count("layer3.5.conv2.1.running_var"), 1u);
+  EXPECT_EQ(model->feature_dim(), 512);
+  // TCLR's layer4 change adds no parameters.
+  config.mutable_r3d18()->set_tclr_temporal_layer4(true);
+  auto tclr = Build(config);
+  ASSERT_NE(tclr, nullptr);
+  EXPECT_EQ(CountParameters(*tclr), kTorchvisionR3d34Params101);
+}
+
+TEST(R3dTest, BlocksPerStage) {
+  EXPECT_THAT(*R3dBlocksPerStage(18), ElementsAre(2, 2, 2, 2));
+  EXPECT_THAT(*R3dBlocksPerStage(34), ElementsAre(3, 4, 6, 3));
+  EXPECT_FALSE(R3dBlocksPerStage(50).ok());
+}
+
+TEST(R3dTest, TclrLayer4KeepsTemporalResolution) {
+  BackboneConfig plain_config = R3dConfig(0.125f, 10);
+  BackboneConfig tclr_config = plain_config;
+  tclr_config.mutable_r3d18()->set_tclr_temporal_layer4(true);
+  torch::manual_seed(0);
+  auto plain = Build(plain_config);
+  torch::manual_seed(0);
+  auto tclr = Build(tclr_config);
+  ASSERT_NE(plain, nullptr);
+  ASSERT_NE(tclr, nullptr);
+  plain->eval();
+  tclr->eval();
+  EXPECT_EQ(CountParameters(*tclr), CountParameters(*plain));
+  // Same names and shapes: TCLR checkpoints and r3d_18 ones load into either.
+  const auto plain_state = ModuleStateDict(*plain);
+  const auto tclr_state = ModuleStateDict(*tclr);
+  ASSERT_EQ(tclr_state.size(), plain_state.size());
+  for (const auto& [name, t] : plain_state) {
+    ASSERT_EQ(tclr_state.count(name), 1u) << name;
+    EXPECT_EQ(tclr_state.at(name).sizes(), t.sizes()) << name;
+  }
+  torch::NoGradGuard no_grad;
+  const torch::Tensor clip = torch::randn({2, 3, 16, 112, 112});
+  // 16 frames: layer2 -> 8, layer3 -> 4, layer4 -> 2 (plain) or 4 (TCLR).
+  EXPECT_EQ(plain->FeatureMap(clip).sizes(), (std::vector<int64_t>{2, 64, 2, 7, 7}));
+  EXPECT_EQ(tclr->FeatureMap(clip).sizes(), (std::vector<int64_t>{2, 64, 4, 7, 7}));
+  EXPECT_EQ(tclr->forward(clip).sizes(), (std::vector<int64_t>{2, 10}));
+}
+
+TEST(R3dTest, BadDepthNamesTheField) {
+  for (int depth : {0, 10, 50, -18}) {
+    BackboneConfig config = R3dConfig(0.125f, 3);
+    config.mutable_r3d18()->set_depth(depth);
+    auto model = CreateBackbone(config);
+    ASSERT_FALSE(model.ok()) << depth;
+    EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(model.status().message(), HasSubstr("backbone.r3d18.depth"));
+    EXPECT_THAT(model.status().message(), HasSubstr(absl::StrCat(depth)));
+  }
+}
+
 // Not a benchmark, but the log records what the CPU demo model costs.
 TEST(R3dTest, ForwardTimeAtWidthOneEighth) {
   torch::manual_seed(0);
@@ -155,10 +224,10 @@ TEST(R3dTest, RegistryCreatesR3d18) {
 }
 
 TEST(R3dTest, UnknownKindListsRegisteredNames) {
-  auto model = BackboneRegistry().Create("r2plus1d", R3dConfig(0.125f, 3));
+  auto model = BackboneRegistry().Create("c3d", R3dConfig(0.125f, 3));
   ASSERT_FALSE(model.ok());
   EXPECT_EQ(model.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(model.status().message(), HasSubstr("r2plus1d"));
+  EXPECT_THAT(model.status().message(), HasSubstr("c3d"));
   EXPECT_THAT(model.status().message(), HasSubstr("r3d18"));
 }
 

@@ -48,7 +48,8 @@ TEST(Registry, SetOneofField) {
   BackboneConfig config;
   auto unset = SetOneofField(config, "kind", "backbone");
   ASSERT_FALSE(unset.ok());
-  EXPECT_EQ(unset.status().message(), "backbone: no kind set; set one of: r3d18");
+  EXPECT_EQ(unset.status().message(),
+            "backbone: no kind set; set one of: r3d18, slow_r50, r2plus1d");
   config.mutable_r3d18();
   EXPECT_EQ(*SetOneofField(config, "kind", "backbone"), "r3d18");
 }

@@ -10,7 +10,8 @@ namespace tb {
 namespace {
 
 TEST(RegistryStaticLink, AllComponentsRegistered) {
-  EXPECT_EQ(BackboneRegistry().Names(), (std::vector<std::string>{"r3d18"}));
+  EXPECT_EQ(BackboneRegistry().Names(),
+            (std::vector<std::string>{"r2plus1d", "r3d18", "slow_r50"}));
   EXPECT_EQ(TrainerRegistry().Names(), (std::vector<std::string>{"supervised"}));
 }
 
@@ -33,11 +34,14 @@ TEST(RegistryStaticLink, UnknownNameListsRegistered) {
   auto made = BackboneRegistry().Create("r3d99", config);
   ASSERT_FALSE(made.ok());
   EXPECT_EQ(made.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_NE(made.status().message().find("registered: r3d18"), std::string::npos)
+  EXPECT_NE(made.status().message().find("registered: r2plus1d, r3d18, slow_r50"),
+            std::string::npos)
       << made.status().message();
   auto unset = CreateBackbone(config);
   ASSERT_FALSE(unset.ok());
-  EXPECT_NE(unset.status().message().find("set one of: r3d18"), std::string::npos);
+  EXPECT_NE(unset.status().message().find("set one of: r3d18, slow_r50, r2plus1d"),
+            std::string::npos)
+      << unset.status().message();
 }
 
 }  // namespace

@@ -1,0 +1,171 @@
+// bench_backbone: speed of a backbone on this machine. Prints parameters,
+// analytic GFLOPs per clip (convolutions + linear layers), and for fp32 and
+// bf16 autocast, with channels-last-3d off and on: median forward clips/s
+// (eval, no grad) and median training clips/s (forward + backward + SGD
+// step), with the achieved GFLOP/s (training counts 3x the forward FLOPs).
+//
+//   bazel run -c opt //tools:bench_backbone -- --backbone='r3d18 {}' --frames=8 \
+//       --size=112 --batch=4
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <ATen/autocast_mode.h>
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+#include <google/protobuf/text_format.h>
+#include <torch/torch.h>
+
+#include "absl/strings/str_split.h"
+#include "backbones/backbone.h"
+#include "backbones/flop_counter.h"
+#include "core/threads.h"
+
+DEFINE_string(backbone, "r3d18 {}",
+              "BackboneConfig text proto fragment, e.g. 'r3d18 { width_multiplier: 0.5 }'.");
+DEFINE_int32(num_classes, 400, "Classifier outputs.");
+DEFINE_int32(frames, 8, "Frames per clip.");
+DEFINE_int32(size, 112, "Crop side.");
+DEFINE_int32(batch, 4, "Clips per step.");
+DEFINE_int32(iters, 5, "Timed iterations per measurement (the median is printed).");
+DEFINE_int32(warmup, 2, "Untimed iterations before each measurement.");
+DEFINE_int32(threads, 0, "LibTorch intra-op threads (0 = all cores).");
+DEFINE_string(precisions, "fp32,bf16", "Comma-separated: fp32, bf16 (CPU autocast).");
+DEFINE_string(layouts, "contiguous,channels_last", "Comma-separated memory formats.");
+DEFINE_bool(train, true, "Also measure training steps.");
+
+namespace {
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+template <typename Fn>
+double MedianSeconds(Fn&& fn) {
+  for (int i = 0; i < FLAGS_warmup; ++i) fn();
+  std::vector<double> times;
+  for (int i = 0; i < FLAGS_iters; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    fn();
+    times.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return Median(times);
+}
+
+void ToChannelsLast(torch::nn::Module& model) {
+  for (auto& p : model.parameters()) {
+    if (p.dim() == 5) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast3d));
+  }
+}
+
+struct AutocastScope {
+  explicit AutocastScope(bool on) : on_(on) {
+    if (on_) {
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::set_cpu_enabled(true);
+    }
+  }
+  ~AutocastScope() {
+    if (on_) {
+      at::autocast::set_cpu_enabled(false);
+      at::autocast::clear_cache();
+    }
+  }
+  bool on_;
+};
+
+int Run() {
+  tb::BackboneConfig config;
+  if (!google::protobuf::TextFormat::ParseFromString(FLAGS_backbone, &config)) {
+    std::fprintf(stderr, "bench_backbone: error: cannot parse --backbone='%s'\n",
+                 FLAGS_backbone.c_str());
+    return 2;
+  }
+  config.set_num_classes(FLAGS_num_classes);
+  const int threads = tb::ConfigureThreads(FLAGS_threads);
+  torch::manual_seed(0);
+  const torch::Tensor clip = torch::randn({FLAGS_batch, 3, FLAGS_frames, FLAGS_size, FLAGS_size});
+  const torch::Tensor labels = torch::randint(FLAGS_num_classes, {FLAGS_batch}, torch::kInt64);
+
+  double gflops_per_clip = 0;
+  int64_t params = 0;
+  {
+    auto model = tb::CreateBackbone(config);
+    if (!model.ok()) {
+      std::fprintf(stderr, "bench_backbone: error: %s\n",
+                   std::string(model.status().message()).c_str());
+      return 2;
+    }
+    params = tb::CountParameters(**model);
+    torch::NoGradGuard no_grad;
+    (*model)->eval();
+    tb::FlopCounter counter;
+    (*model)->forward(clip.narrow(0, 0, 1));
+    gflops_per_clip = counter.flops() / 1e9;
+  }
+  std::printf("backbone %s, %lld parameters, %.2f GFLOPs/clip at %dx%dx%d, batch %d, %d threads\n",
+              FLAGS_backbone.c_str(), static_cast<long long>(params), gflops_per_clip,
+              FLAGS_frames, FLAGS_size, FLAGS_size, FLAGS_batch, threads);
+  std::printf("| precision | layout | forward clips/s | forward GFLOP/s | train clips/s | "
+              "train GFLOP/s |\n|---|---|---|---|---|---|\n");
+  for (const std::string& precision : std::vector<std::string>(absl::StrSplit(FLAGS_precisions, ','))) {
+    for (const std::string& layout : std::vector<std::string>(absl::StrSplit(FLAGS_layouts, ','))) {
+      if ((precision != "fp32" && precision != "bf16") ||
+          (layout != "contiguous" && layout != "channels_last")) {
+        std::fprintf(stderr, "bench_backbone: error: unknown precision/layout %s/%s\n",
+                     precision.c_str(), layout.c_str());
+        return 2;
+      }
+      torch::manual_seed(0);
+      std::shared_ptr<tb::VideoBackbone> model = *tb::CreateBackbone(config);
+      torch::Tensor x = clip;
+      if (layout == "channels_last") {
+        ToChannelsLast(*model);
+        x = clip.contiguous(at::MemoryFormat::ChannelsLast3d);
+      }
+      const bool bf16 = precision == "bf16";
+      model->eval();
+      const double fwd = MedianSeconds([&] {
+        torch::NoGradGuard no_grad;
+        AutocastScope autocast(bf16);
+        model->forward(x);
+      });
+      double train = 0;
+      if (FLAGS_train) {
+        model->train();
+        torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
+        train = MedianSeconds([&] {
+          opt.zero_grad();
+          torch::Tensor loss;
+          {
+            AutocastScope autocast(bf16);
+            loss = torch::nn::functional::cross_entropy(model->forward(x), labels);
+          }
+          loss.backward();
+          opt.step();
+        });
+      }
+      const double fwd_rate = FLAGS_batch / fwd;
+      const double train_rate = train > 0 ? FLAGS_batch / train : 0;
+      std::printf("| %s | %s | %.2f | %.1f | %.2f | %.1f |\n", precision.c_str(), layout.c_str(),
+                  fwd_rate, fwd_rate * gflops_per_clip, train_rate,
+                  train_rate * 3 * gflops_per_clip);
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage("Measures a backbone's forward and training speed.");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+  return Run();
+}
