@@ -208,6 +208,8 @@ absl::Status ValidateExperimentConfig(const ExperimentConfig& e) {
   const std::string& dev = e.device();
   const bool device_ok = dev == "cpu" || dev == "cuda" || dev.rfind("cuda:", 0) == 0;
   c.Require(device_ok, "device", "\"" + dev + "\"", "must be \"cpu\", \"cuda\" or \"cuda:N\"");
+  c.Require(e.precision() != ExperimentConfig::FP16 || dev.rfind("cuda", 0) == 0, "precision",
+            "FP16", "needs a CUDA device (use BF16 on CPU)");
   c.Require(e.num_threads() >= 0, "num_threads", e.num_threads(), "must be >= 0 (0 = all cores)");
   return c.status();
 }
@@ -227,6 +229,18 @@ absl::StatusOr<ExperimentConfig> LoadExperimentConfig(const std::string& path,
   ResolveDefaults(&config);
   RETURN_IF_ERROR(ValidateExperimentConfig(config));
   return config;
+}
+
+Precision ExperimentPrecision(const ExperimentConfig& config) {
+  switch (config.precision()) {
+    case ExperimentConfig::BF16:
+      return Precision::kBf16;
+    case ExperimentConfig::FP16:
+      return Precision::kFp16;
+    case ExperimentConfig::FP32:
+      break;
+  }
+  return Precision::kFp32;
 }
 
 std::string ExperimentToText(const ExperimentConfig& config) {

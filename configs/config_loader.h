@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "configs/experiment.pb.h"
+#include "core/autocast.h"
 
 namespace tb {
 
@@ -37,6 +38,9 @@ void ResolveDefaults(ExperimentConfig* config);
 
 // Checks required fields and ranges; the message names the field path.
 absl::Status ValidateExperimentConfig(const ExperimentConfig& config);
+
+// The autocast precision the config asks for.
+Precision ExperimentPrecision(const ExperimentConfig& config);
 
 // Text-proto form of a config (what is written to run_dir/config.pbtxt).
 std::string ExperimentToText(const ExperimentConfig& config);

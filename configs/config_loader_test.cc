@@ -77,6 +77,7 @@ TEST(ConfigLoader, OutOfRangeValuesNameTheField) {
   ExpectError(kValid, {"dataset { clip { crop_size: 512 } }"}, "dataset.clip.crop_size");
   ExpectError(kValid, {"device: \"tpu\""}, "device");
   ExpectError(kValid, {"dataset { clip { mean: 0.5 } }"}, "dataset.clip.mean");
+  ExpectError(kValid, {"precision: FP16"}, "precision");
 }
 
 TEST(ConfigLoader, MissingRequiredValuesNameTheField) {

@@ -58,7 +58,7 @@ absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
                                                 const std::vector<LabeledVideo>& videos,
                                                 int num_classes, const DatasetConfig& dataset,
                                                 const EvaluationConfig& evaluation,
-                                                const torch::Device& device) {
+                                                const torch::Device& device, Precision precision) {
   const auto start = std::chrono::steady_clock::now();
   const ClipGeometry geometry = ClipGeometryFromConfig(dataset);
   const int num_clips = evaluation.num_clips();
@@ -84,7 +84,8 @@ absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
     if (pending.empty()) return absl::OkStatus();
     ASSIGN_OR_RETURN(torch::Tensor probs, CallTorch("evaluation forward", [&] {
       torch::NoGradGuard no_grad;
-      return torch::softmax(model.forward(torch::cat(pending).to(device)), 1)
+      AutocastScope autocast(device, precision);
+      return torch::softmax(model.forward(torch::cat(pending).to(device)).to(torch::kFloat), 1)
           .to(torch::kCPU);
     }));
     if (probs.size(1) != num_classes) {

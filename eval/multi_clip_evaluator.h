@@ -20,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "backbones/backbone.h"
+#include "core/autocast.h"
 #include "datasets/clip_loader.h"
 #include "datasets/datasets.pb.h"
 #include "eval/eval.pb.h"
@@ -41,7 +42,8 @@ absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
                                                 const std::vector<LabeledVideo>& videos,
                                                 int num_classes, const DatasetConfig& dataset,
                                                 const EvaluationConfig& evaluation,
-                                                const torch::Device& device);
+                                                const torch::Device& device,
+                                                Precision precision = Precision::kFp32);
 
 // Aggregates per-video averaged probabilities [N, C] and labels [N]
 // (exposed for tests and for evaluators that produce probabilities

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "configs/config_loader.h"
+#include "core/autocast.h"
 #include "core/checkpoint.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
@@ -128,6 +129,7 @@ absl::StatusOr<TrainingOutcome> RunTraining(const ExperimentConfig& config,
   int64_t window_steps = 0;
   std::map<std::string, double> window_sums;
   const double base_lr = BaseLearningRate(config.optimizer());
+  const Precision precision = ExperimentPrecision(config);
   trainer->SetTraining(true);
 
   auto save = [&](int64_t at_step) -> absl::Status {
@@ -157,7 +159,12 @@ absl::StatusOr<TrainingOutcome> RunTraining(const ExperimentConfig& config,
 
     const double lr = LearningRateAt(schedule, base_lr, step);
     SetLearningRate(optimizer.get(), lr);
-    ASSIGN_OR_RETURN(StepResult result, trainer->Step(batches));
+    absl::StatusOr<StepResult> step_result;
+    {
+      AutocastScope autocast(device, precision);
+      step_result = trainer->Step(batches);
+    }
+    ASSIGN_OR_RETURN(StepResult result, std::move(step_result));
     RETURN_IF_ERROR(CallTorch("optimizer step", [&] {
       optimizer->zero_grad();
       result.loss.backward();

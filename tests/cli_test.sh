@@ -68,6 +68,12 @@ expect_error 1 "$(basename "$victim")" -- "$BIN" --config=exp.pbtxt --run_dir=r1
   || fail "shipped CI config failed: $(tail -3 ci.txt)"
 grep -q 'test: 4 videos x 2 clips' ci.txt || fail "CI config did not evaluate: $(tail -3 ci.txt)"
 
+# bf16 autocast trains and evaluates too.
+"$BIN" --config="$TEST_SRCDIR/timebalance/configs/supervised_r3d18tiny_8x4_synth_ci.pbtxt" \
+  --run_dir=bf16_run --override='dataset { ucf101 { root: "data" } } precision: BF16' \
+  >bf16.txt 2>&1 || fail "bf16 run failed: $(tail -3 bf16.txt)"
+grep -q 'precision: BF16' bf16_run/config.pbtxt || fail "resolved config lacks precision"
+
 # Interrupt with SIGINT once a checkpoint exists, then resume.
 "$BIN" --config=exp.pbtxt --run_dir=run >run1.txt 2>&1 &
 pid=$!

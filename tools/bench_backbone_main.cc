@@ -12,7 +12,6 @@
 #include <string>
 #include <vector>
 
-#include <ATen/autocast_mode.h>
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 #include <google/protobuf/text_format.h>
@@ -21,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "backbones/backbone.h"
 #include "backbones/flop_counter.h"
+#include "core/autocast.h"
 #include "core/threads.h"
 
 DEFINE_string(backbone, "r3d18 {}",
@@ -62,22 +62,6 @@ void ToChannelsLast(torch::nn::Module& model) {
   }
 }
 
-struct AutocastScope {
-  explicit AutocastScope(bool on) : on_(on) {
-    if (on_) {
-      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-      at::autocast::set_cpu_enabled(true);
-    }
-  }
-  ~AutocastScope() {
-    if (on_) {
-      at::autocast::set_cpu_enabled(false);
-      at::autocast::clear_cache();
-    }
-  }
-  bool on_;
-};
-
 int Run() {
   tb::BackboneConfig config;
   if (!google::protobuf::TextFormat::ParseFromString(FLAGS_backbone, &config)) {
@@ -87,6 +71,7 @@ int Run() {
   }
   config.set_num_classes(FLAGS_num_classes);
   const int threads = tb::ConfigureThreads(FLAGS_threads);
+  const torch::Device cpu(torch::kCPU);
   torch::manual_seed(0);
   const torch::Tensor clip = torch::randn({FLAGS_batch, 3, FLAGS_frames, FLAGS_size, FLAGS_size});
   const torch::Tensor labels = torch::randint(FLAGS_num_classes, {FLAGS_batch}, torch::kInt64);
@@ -131,7 +116,7 @@ int Run() {
       model->eval();
       const double fwd = MedianSeconds([&] {
         torch::NoGradGuard no_grad;
-        AutocastScope autocast(bf16);
+        tb::AutocastScope autocast(cpu, bf16 ? tb::Precision::kBf16 : tb::Precision::kFp32);
         model->forward(x);
       });
       double train = 0;
@@ -142,7 +127,7 @@ int Run() {
           opt.zero_grad();
           torch::Tensor loss;
           {
-            AutocastScope autocast(bf16);
+            tb::AutocastScope autocast(cpu, bf16 ? tb::Precision::kBf16 : tb::Precision::kFp32);
             loss = torch::nn::functional::cross_entropy(model->forward(x), labels);
           }
           loss.backward();

@@ -170,7 +170,8 @@ int Run() {
 
   absl::StatusOr<tb::VideoAccuracy> acc =
       tb::EvaluateMultiClip((*trainer)->EvaluationModel(), data->test, num_classes,
-                            config.dataset(), config.evaluation(), *device);
+                            config.dataset(), config.evaluation(), *device,
+                            tb::ExperimentPrecision(config));
   if (!acc.ok()) return Fail(1, acc.status());
   const std::string results = absl::StrFormat(
       "{\"experiment\": \"%s\", \"split\": \"%s\", \"labeled_videos\": %d, "
