@@ -32,6 +32,15 @@ absl::StatusOr<std::shared_ptr<VideoBackbone>> CreateBackbone(const BackboneConf
   return std::shared_ptr<VideoBackbone>(std::move(model));
 }
 
+torch::Tensor RunStages(torch::Tensor x, std::array<torch::nn::Sequential, 4>& stages,
+                        std::vector<torch::Tensor>* outputs) {
+  for (auto& stage : stages) {
+    x = stage->forward(x);
+    if (outputs != nullptr) outputs->push_back(x);
+  }
+  return x;
+}
+
 int64_t CountParameters(const torch::nn::Module& module) {
   int64_t n = 0;
   for (const auto& p : module.parameters()) n += p.numel();

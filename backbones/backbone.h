@@ -10,10 +10,13 @@
 #define TIMEBALANCE_BACKBONES_BACKBONE_H_
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/container/sequential.h>
 #include <torch/types.h>
 
 #include <map>
+#include <array>
 #include <memory>
+#include <vector>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -26,6 +29,12 @@ class VideoBackbone : public torch::nn::Module {
  public:
   // Last stage's feature map [B, D, T', H', W'].
   virtual torch::Tensor FeatureMap(const torch::Tensor& clip) = 0;
+  // The output of every residual stage, first to last (the last equals
+  // FeatureMap), for losses that align intermediate features. Backbones
+  // without stages return just FeatureMap.
+  virtual std::vector<torch::Tensor> StageFeatureMaps(const torch::Tensor& clip) {
+    return {FeatureMap(clip)};
+  }
   // Classifier head (dropout + linear) on pooled features [B, D].
   virtual torch::Tensor Logits(const torch::Tensor& features) = 0;
   virtual int64_t feature_dim() const = 0;
@@ -46,6 +55,12 @@ BackboneRegistryType& BackboneRegistry();
 absl::StatusOr<std::shared_ptr<VideoBackbone>> CreateBackbone(const BackboneConfig& config);
 
 int64_t CountParameters(const torch::nn::Module& module);
+
+// Runs the residual `stages` on `x` in order and returns the last output;
+// with `outputs`, also appends every stage's output to it. Shared by the
+// ResNet-style backbones' FeatureMap and StageFeatureMaps.
+torch::Tensor RunStages(torch::Tensor x, std::array<torch::nn::Sequential, 4>& stages,
+                        std::vector<torch::Tensor>* outputs);
 
 // Every parameter and buffer of `module` by its dotted name (the same names
 // as PyTorch's `state_dict()`). The tensors alias the module's storage.

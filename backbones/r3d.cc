@@ -110,9 +110,13 @@ class R3d : public VideoBackbone {
   }
 
   torch::Tensor FeatureMap(const torch::Tensor& clip) override {
-    torch::Tensor x = stem_->forward(clip);
-    for (auto& stage : stages_) x = stage->forward(x);
-    return x;
+    return RunStages(stem_->forward(clip), stages_, nullptr);
+  }
+
+  std::vector<torch::Tensor> StageFeatureMaps(const torch::Tensor& clip) override {
+    std::vector<torch::Tensor> outputs;
+    RunStages(stem_->forward(clip), stages_, &outputs);
+    return outputs;
   }
 
   torch::Tensor Logits(const torch::Tensor& features) override {

@@ -330,5 +330,20 @@ TEST(StateDictIoTest, Errors) {
   EXPECT_THAT(bad.status().message(), HasSubstr(garbage));
 }
 
+TEST(R3dTest, StageFeatureMapsEndWithFeatureMap) {
+  auto model = MakeR3d18(R3dConfig(0.125f, 3));
+  ASSERT_TRUE(model.ok());
+  (*model)->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor clip = torch::randn({2, 3, 8, 32, 32});
+  const auto stages = (*model)->StageFeatureMaps(clip);
+  ASSERT_EQ(stages.size(), 4u);
+  // Widths 8, 16, 32, 64; each stage after the first halves T, H and W.
+  EXPECT_EQ(stages[0].sizes(), (std::vector<int64_t>{2, 8, 8, 16, 16}));
+  EXPECT_EQ(stages[1].sizes(), (std::vector<int64_t>{2, 16, 4, 8, 8}));
+  EXPECT_EQ(stages[2].sizes(), (std::vector<int64_t>{2, 32, 2, 4, 4}));
+  EXPECT_TRUE(torch::equal(stages[3], (*model)->FeatureMap(clip)));
+}
+
 }  // namespace
 }  // namespace tb

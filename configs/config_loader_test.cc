@@ -86,7 +86,7 @@ TEST(ConfigLoader, MissingRequiredValuesNameTheField) {
   ExpectError(no_root, {}, "dataset.ucf101.root");
   std::string no_backbone = kValid;
   no_backbone.replace(no_backbone.find("r3d18 { width_multiplier: 0.125 }"), 33, "");
-  ExpectError(no_backbone, {}, "backbone: no kind set; set one of: r3d18, slow_r50, r2plus1d");
+  ExpectError(no_backbone, {}, "backbone: no kind set; set one of: r3d18, slow_r50, r2plus1d, tsm_r18, slowfast_r50");
   std::string no_run_dir = kValid;
   no_run_dir.replace(no_run_dir.find("run_dir: \"/tmp/run\""), 19, "");
   ExpectError(no_run_dir, {}, "run_dir");

@@ -49,7 +49,7 @@ TEST(Registry, SetOneofField) {
   auto unset = SetOneofField(config, "kind", "backbone");
   ASSERT_FALSE(unset.ok());
   EXPECT_EQ(unset.status().message(),
-            "backbone: no kind set; set one of: r3d18, slow_r50, r2plus1d");
+            "backbone: no kind set; set one of: r3d18, slow_r50, r2plus1d, tsm_r18, slowfast_r50");
   config.mutable_r3d18();
   EXPECT_EQ(*SetOneofField(config, "kind", "backbone"), "r3d18");
 }

@@ -11,7 +11,7 @@ namespace {
 
 TEST(RegistryStaticLink, AllComponentsRegistered) {
   EXPECT_EQ(BackboneRegistry().Names(),
-            (std::vector<std::string>{"r2plus1d", "r3d18", "slow_r50"}));
+            (std::vector<std::string>{"r2plus1d", "r3d18", "slow_r50", "slowfast_r50", "tsm_r18"}));
   EXPECT_EQ(TrainerRegistry().Names(), (std::vector<std::string>{"supervised"}));
 }
 
@@ -34,12 +34,12 @@ TEST(RegistryStaticLink, UnknownNameListsRegistered) {
   auto made = BackboneRegistry().Create("r3d99", config);
   ASSERT_FALSE(made.ok());
   EXPECT_EQ(made.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_NE(made.status().message().find("registered: r2plus1d, r3d18, slow_r50"),
+  EXPECT_NE(made.status().message().find("registered: r2plus1d, r3d18, slow_r50, slowfast_r50, tsm_r18"),
             std::string::npos)
       << made.status().message();
   auto unset = CreateBackbone(config);
   ASSERT_FALSE(unset.ok());
-  EXPECT_NE(unset.status().message().find("set one of: r3d18, slow_r50, r2plus1d"),
+  EXPECT_NE(unset.status().message().find("set one of: r3d18, slow_r50, r2plus1d, tsm_r18, slowfast_r50"),
             std::string::npos)
       << unset.status().message();
 }

@@ -1,0 +1,307 @@
+#include "backbones/slowfast.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include <torch/nn/functional/pooling.h>
+#include <torch/nn/init.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/utils.h>
+
+#include "absl/strings/str_cat.h"
+#include "core/torch_status.h"
+
+namespace tb {
+namespace {
+
+constexpr float kMaxWidthMultiplier = 8.0f;
+constexpr int kMaxAlpha = 64;
+constexpr int kMaxBetaInv = 64;
+constexpr int kMaxFusionRatio = 16;
+constexpr int kMaxFusionKernel = 15;
+constexpr int64_t kExpansion = 4;
+constexpr std::array<int, 4> kBlocksPerStage = {3, 4, 6, 3};
+// conv1 temporal kernel per stage (pytorchvideo create_slowfast
+// stage_conv_a_kernel_sizes; PySlowFast _TEMPORAL_KERNEL_BASIS["slowfast"]).
+constexpr std::array<int64_t, 4> kSlowConv1TemporalKernel = {1, 1, 3, 3};
+constexpr std::array<int64_t, 4> kFastConv1TemporalKernel = {3, 3, 3, 3};
+constexpr int64_t kSlowStemTemporalKernel = 1;
+constexpr int64_t kFastStemTemporalKernel = 5;
+
+using Triple = torch::ExpandingArray<3>;
+
+torch::nn::Conv3d Conv(int64_t in, int64_t out, Triple kernel, Triple stride, Triple padding) {
+  return torch::nn::Conv3d(
+      torch::nn::Conv3dOptions(in, out, kernel).stride(stride).padding(padding).bias(false));
+}
+
+torch::nn::BatchNorm3d Bn(int64_t channels) {
+  return torch::nn::BatchNorm3d(torch::nn::BatchNorm3dOptions(channels).eps(1e-5).momentum(0.1));
+}
+
+// Conv(3, out, kt x 7 x 7, stride 1x2x2, padding (kt/2)x3x3) + BN + ReLU,
+// then MaxPool3d(1x3x3, stride 1x2x2, padding 0x1x1): H, W / 4, T kept.
+struct StemImpl : torch::nn::Module {
+  StemImpl(int64_t out, int64_t temporal_kernel) {
+    conv = register_module(
+        "conv", Conv(3, out, {temporal_kernel, 7, 7}, {1, 2, 2}, {temporal_kernel / 2, 3, 3}));
+    bn = register_module("bn", Bn(out));
+  }
+
+  torch::Tensor forward(const torch::Tensor& x) {
+    torch::Tensor y = bn->forward(conv->forward(x));
+    y.relu_();
+    return torch::nn::functional::max_pool3d(
+        y, torch::nn::functional::MaxPool3dFuncOptions({1, 3, 3}).stride({1, 2, 2}).padding(
+               {0, 1, 1}));
+  }
+
+  torch::nn::Conv3d conv{nullptr};
+  torch::nn::BatchNorm3d bn{nullptr};
+};
+TORCH_MODULE(Stem);
+
+// Same bottleneck as slow_r50.cc: conv1 (kt x 1 x 1) -> conv2 (1 x 3 x 3,
+// spatial stride) -> conv3 (1 x 1 x 1, inner * 4), BN after each, ReLU after
+// the first two and after the residual sum; projection shortcut when the
+// shape changes.
+struct BottleneckImpl : torch::nn::Module {
+  BottleneckImpl(int64_t in, int64_t inner, int64_t temporal_kernel, int64_t spatial_stride) {
+    const int64_t out = inner * kExpansion;
+    conv1 = register_module(
+        "conv1", Conv(in, inner, {temporal_kernel, 1, 1}, 1, {temporal_kernel / 2, 0, 0}));
+    bn1 = register_module("bn1", Bn(inner));
+    conv2 = register_module(
+        "conv2", Conv(inner, inner, {1, 3, 3}, {1, spatial_stride, spatial_stride}, {0, 1, 1}));
+    bn2 = register_module("bn2", Bn(inner));
+    conv3 = register_module("conv3", Conv(inner, out, 1, 1, 0));
+    bn3 = register_module("bn3", Bn(out));
+    if (spatial_stride != 1 || in != out) {
+      downsample = register_module(
+          "downsample",
+          torch::nn::Sequential(Conv(in, out, 1, {1, spatial_stride, spatial_stride}, 0), Bn(out)));
+    }
+  }
+
+  torch::Tensor forward(const torch::Tensor& x) {
+    torch::Tensor y = bn1->forward(conv1->forward(x));
+    y.relu_();
+    y = bn2->forward(conv2->forward(y));
+    y.relu_();
+    y = bn3->forward(conv3->forward(y));
+    y += downsample ? downsample->forward(x) : x;
+    return torch::relu_(y);
+  }
+
+  torch::nn::Conv3d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
+  torch::nn::BatchNorm3d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
+  torch::nn::Sequential downsample{nullptr};
+};
+TORCH_MODULE(Bottleneck);
+
+// Lateral connection: Conv3d(c, ratio * c, k x 1 x 1, stride alpha x 1 x 1,
+// padding k/2 x 0 x 0, no bias) + BN + ReLU on the Fast features (T frames ->
+// T / alpha for odd k and T divisible by alpha).
+struct FuseImpl : torch::nn::Module {
+  FuseImpl(int64_t fast_channels, int64_t ratio, int64_t kernel, int64_t alpha) {
+    conv = register_module("conv", Conv(fast_channels, ratio * fast_channels, {kernel, 1, 1},
+                                        {alpha, 1, 1}, {kernel / 2, 0, 0}));
+    bn = register_module("bn", Bn(ratio * fast_channels));
+  }
+
+  // Returns cat([slow, ReLU(BN(conv(fast)))], channels).
+  torch::Tensor forward(const torch::Tensor& slow, const torch::Tensor& fast) {
+    torch::Tensor lateral = bn->forward(conv->forward(fast));
+    lateral.relu_();
+    return torch::cat({slow, lateral}, 1);
+  }
+
+  torch::nn::Conv3d conv{nullptr};
+  torch::nn::BatchNorm3d bn{nullptr};
+};
+TORCH_MODULE(Fuse);
+
+torch::nn::Sequential MakeStage(int64_t in, int64_t inner, int blocks, int64_t temporal_kernel,
+                                int64_t first_spatial_stride) {
+  torch::nn::Sequential stage;
+  for (int b = 0; b < blocks; ++b) {
+    stage->push_back(Bottleneck(in, inner, temporal_kernel, b == 0 ? first_spatial_stride : 1));
+    in = inner * kExpansion;
+  }
+  return stage;
+}
+
+class SlowFastR50 : public VideoBackbone {
+ public:
+  SlowFastR50(const SlowFastOptions& options, int64_t num_classes, double dropout)
+      : alpha_(options.alpha()), num_classes_(num_classes) {
+    const SlowFastWidths w = SlowFastR50Widths(options);
+    feature_dim_ = w.feature_dim;
+    const int64_t ratio = options.fusion_conv_channel_ratio();
+    const int64_t kernel = options.fusion_kernel();
+    slow_stem_ = register_module("slow_stem", Stem(w.slow_stem, kSlowStemTemporalKernel));
+    fast_stem_ = register_module("fast_stem", Stem(w.fast_stem, kFastStemTemporalKernel));
+    fuse_[0] = register_module("fuse_stem", Fuse(w.fast_stem, ratio, kernel, alpha_));
+    int64_t slow_in = w.slow_stem + ratio * w.fast_stem;
+    int64_t fast_in = w.fast_stem;
+    for (int s = 0; s < 4; ++s) {
+      const int64_t stride = s > 0 ? 2 : 1;
+      slow_stages_[s] = register_module(
+          absl::StrCat("slow_layer", s + 1),
+          MakeStage(slow_in, w.slow_inner[s], kBlocksPerStage[s], kSlowConv1TemporalKernel[s],
+                    stride));
+      fast_stages_[s] = register_module(
+          absl::StrCat("fast_layer", s + 1),
+          MakeStage(fast_in, w.fast_inner[s], kBlocksPerStage[s], kFastConv1TemporalKernel[s],
+                    stride));
+      const int64_t slow_out = w.slow_inner[s] * kExpansion;
+      const int64_t fast_out = w.fast_inner[s] * kExpansion;
+      if (s < 3) {
+        fuse_[s + 1] = register_module(absl::StrCat("fuse_layer", s + 1),
+                                       Fuse(fast_out, ratio, kernel, alpha_));
+        slow_in = slow_out + ratio * fast_out;
+      }
+      fast_in = fast_out;
+    }
+    dropout_ = register_module("dropout", torch::nn::Dropout(dropout));
+    fc_ = register_module("fc", torch::nn::Linear(feature_dim_, num_classes));
+    InitWeights();
+  }
+
+  torch::Tensor FeatureMap(const torch::Tensor& clip) override {
+    TORCH_CHECK(clip.dim() == 5, "slowfast_r50 expects a clip [B, 3, T, H, W], got ", clip.sizes());
+    const int64_t t = clip.size(2);
+    TORCH_CHECK(t % alpha_ == 0, "slowfast_r50: clip length T = ", t,
+                " is not divisible by backbone.slowfast_r50.alpha = ", alpha_);
+    torch::Tensor fast = fast_stem_->forward(clip);
+    torch::Tensor slow = slow_stem_->forward(clip.slice(/*dim=*/2, 0, t, alpha_));
+    slow = fuse_[0]->forward(slow, fast);
+    for (int s = 0; s < 4; ++s) {
+      slow = slow_stages_[s]->forward(slow);
+      fast = fast_stages_[s]->forward(fast);
+      if (s < 3) slow = fuse_[s + 1]->forward(slow, fast);
+    }
+    // Fast [B, Cf, T, h, w] -> [B, Cf, T / alpha, h, w] by averaging each run
+    // of alpha frames, so the two maps align in time.
+    torch::Tensor fast_pooled = torch::nn::functional::avg_pool3d(
+        fast, torch::nn::functional::AvgPool3dFuncOptions({alpha_, 1, 1}).stride({alpha_, 1, 1}));
+    return torch::cat({slow, fast_pooled}, 1);
+  }
+
+  torch::Tensor Logits(const torch::Tensor& features) override {
+    return fc_->forward(dropout_->forward(features));
+  }
+
+  int64_t feature_dim() const override { return feature_dim_; }
+  int64_t num_classes() const override { return num_classes_; }
+
+ private:
+  // As slow_r50 (pytorchvideo init_net_weights "resnet"): convs kaiming
+  // normal fan_out, BN gamma 1 / beta 0 except every bottleneck's bn3 (gamma
+  // 0), fc normal(0, 0.01) with zero bias. The fusion BNs start at gamma 1.
+  void InitWeights() {
+    torch::NoGradGuard no_grad;
+    for (auto& m : modules(/*include_self=*/false)) {
+      if (auto* conv = m->as<torch::nn::Conv3d>()) {
+        torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
+        if (conv->bias.defined()) torch::nn::init::zeros_(conv->bias);
+      } else if (auto* bn = m->as<torch::nn::BatchNorm3d>()) {
+        torch::nn::init::ones_(bn->weight);
+        torch::nn::init::zeros_(bn->bias);
+      } else if (auto* fc = m->as<torch::nn::Linear>()) {
+        torch::nn::init::normal_(fc->weight, 0.0, 0.01);
+        torch::nn::init::zeros_(fc->bias);
+      }
+    }
+    for (auto* stages : {&slow_stages_, &fast_stages_}) {
+      for (auto& stage : *stages) {
+        for (auto& block : *stage) {
+          torch::nn::init::zeros_(block.ptr()->as<BottleneckImpl>()->bn3->weight);
+        }
+      }
+    }
+  }
+
+  int64_t alpha_;
+  int64_t num_classes_;
+  int64_t feature_dim_ = 0;
+  Stem slow_stem_{nullptr};
+  Stem fast_stem_{nullptr};
+  std::array<Fuse, 4> fuse_{nullptr, nullptr, nullptr, nullptr};
+  std::array<torch::nn::Sequential, 4> slow_stages_{nullptr, nullptr, nullptr, nullptr};
+  std::array<torch::nn::Sequential, 4> fast_stages_{nullptr, nullptr, nullptr, nullptr};
+  torch::nn::Dropout dropout_{nullptr};
+  torch::nn::Linear fc_{nullptr};
+};
+
+absl::Status CheckIntRange(const char* field, int value, int lo, int hi) {
+  if (value < lo || value > hi) {
+    return absl::InvalidArgumentError(absl::StrCat("backbone.slowfast_r50.", field,
+                                                   " must be in [", lo, ", ", hi, "], got ",
+                                                   value));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+SlowFastWidths SlowFastR50Widths(const SlowFastOptions& options) {
+  SlowFastWidths w;
+  const double m = options.width_multiplier();
+  const int64_t beta_inv = std::max(1, options.beta_inv());
+  const int64_t base[4] = {64, 128, 256, 512};
+  for (int s = 0; s < 4; ++s) {
+    w.slow_inner[s] = std::max<int64_t>(1, std::llround(base[s] * m));
+    w.fast_inner[s] = std::max<int64_t>(1, w.slow_inner[s] / beta_inv);
+  }
+  w.slow_stem = w.slow_inner[0];
+  w.fast_stem = w.fast_inner[0];
+  w.feature_dim = kExpansion * (w.slow_inner[3] + w.fast_inner[3]);
+  return w;
+}
+
+absl::StatusOr<std::unique_ptr<VideoBackbone>> MakeSlowFastR50(const BackboneConfig& config) {
+  const SlowFastOptions& options = config.slowfast_r50();
+  const float w = options.width_multiplier();
+  // The negated comparison also rejects NaN.
+  if (!(w > 0.0f && w <= kMaxWidthMultiplier)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "backbone.slowfast_r50.width_multiplier must be in (0, ", kMaxWidthMultiplier, "], got ",
+        w));
+  }
+  for (absl::Status status :
+       {CheckIntRange("alpha", options.alpha(), 1, kMaxAlpha),
+        CheckIntRange("beta_inv", options.beta_inv(), 1, kMaxBetaInv),
+        CheckIntRange("fusion_conv_channel_ratio", options.fusion_conv_channel_ratio(), 1,
+                      kMaxFusionRatio),
+        CheckIntRange("fusion_kernel", options.fusion_kernel(), 1, kMaxFusionKernel)}) {
+    if (!status.ok()) return status;
+  }
+  if (options.fusion_kernel() % 2 == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "backbone.slowfast_r50.fusion_kernel must be odd (so the lateral convolution maps T "
+        "frames to T / alpha), got ",
+        options.fusion_kernel()));
+  }
+  if (!(config.dropout() >= 0.0f && config.dropout() < 1.0f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("backbone.dropout must be in [0, 1), got ", config.dropout()));
+  }
+  if (config.num_classes() <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("backbone.num_classes must be > 0, got ", config.num_classes()));
+  }
+  return CallTorch("building backbone slowfast_r50", [&]() -> std::unique_ptr<VideoBackbone> {
+    return std::make_unique<SlowFastR50>(options, config.num_classes(), config.dropout());
+  });
+}
+
+TB_REGISTER_COMPONENT(BackboneRegistry(), slowfast_r50, MakeSlowFastR50);
+
+}  // namespace tb
