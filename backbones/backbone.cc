@@ -3,6 +3,10 @@
 #include <vector>
 
 #include <torch/nn/functional/pooling.h>
+#include <torch/nn/init.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
 #include <torch/utils.h>
 
 #include "absl/strings/str_cat.h"
@@ -29,6 +33,7 @@ absl::StatusOr<std::shared_ptr<VideoBackbone>> CreateBackbone(const BackboneConf
   }
   ASSIGN_OR_RETURN(std::unique_ptr<VideoBackbone> model,
                    BackboneRegistry().Create(kind, config));
+  if (config.channels_last()) ToChannelsLast(*model);
   return std::shared_ptr<VideoBackbone>(std::move(model));
 }
 
@@ -39,6 +44,35 @@ torch::Tensor RunStages(torch::Tensor x, std::array<torch::nn::Sequential, 4>& s
     if (outputs != nullptr) outputs->push_back(x);
   }
   return x;
+}
+
+void InitVideoResNetWeights(torch::nn::Module& root) {
+  torch::NoGradGuard no_grad;
+  for (auto& m : root.modules(/*include_self=*/false)) {
+    if (auto* conv = m->as<torch::nn::Conv3d>()) {
+      torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
+      if (conv->bias.defined()) torch::nn::init::zeros_(conv->bias);
+    } else if (auto* bn = m->as<torch::nn::BatchNorm3d>()) {
+      torch::nn::init::ones_(bn->weight);
+      torch::nn::init::zeros_(bn->bias);
+    } else if (auto* fc = m->as<torch::nn::Linear>()) {
+      torch::nn::init::normal_(fc->weight, 0.0, 0.01);
+      torch::nn::init::zeros_(fc->bias);
+    }
+  }
+}
+
+void ToChannelsLast(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  auto convert = [](torch::Tensor& t) {
+    if (t.dim() == 5) {
+      t.set_data(t.data().contiguous(at::MemoryFormat::ChannelsLast3d));
+    } else if (t.dim() == 4) {
+      t.set_data(t.data().contiguous(at::MemoryFormat::ChannelsLast));
+    }
+  };
+  for (auto& p : module.parameters()) convert(p);
+  for (auto& b : module.buffers()) convert(b);
 }
 
 int64_t CountParameters(const torch::nn::Module& module) {

@@ -56,6 +56,17 @@ absl::StatusOr<std::shared_ptr<VideoBackbone>> CreateBackbone(const BackboneConf
 
 int64_t CountParameters(const torch::nn::Module& module);
 
+// torchvision's VideoResNet initialisation (Kaiming-normal fan-out convolution
+// weights, BN weight 1 / bias 0, linear N(0, 0.01) / bias 0) for every Conv3d,
+// BatchNorm3d and Linear below `root`, so that training from scratch starts
+// from the reference distribution.
+void InitVideoResNetWeights(torch::nn::Module& root);
+
+// Converts every 5-D parameter and buffer of `module` to channels-last-3d and
+// every 4-D one (2-D convolutions, e.g. TSM) to channels-last, in place.
+// Convolutions then produce channels-last outputs whatever the input layout.
+void ToChannelsLast(torch::nn::Module& module);
+
 // Runs the residual `stages` on `x` in order and returns the last output;
 // with `outputs`, also appends every stage's output to it. Shared by the
 // ResNet-style backbones' FeatureMap and StageFeatureMaps.

@@ -129,21 +129,7 @@ class R2plus1d : public VideoBackbone {
 
  private:
   // torchvision's VideoResNet initialisation.
-  void InitWeights() {
-    torch::NoGradGuard no_grad;
-    for (auto& m : modules(/*include_self=*/false)) {
-      if (auto* conv = m->as<torch::nn::Conv3d>()) {
-        torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
-        if (conv->bias.defined()) torch::nn::init::zeros_(conv->bias);
-      } else if (auto* bn = m->as<torch::nn::BatchNorm3d>()) {
-        torch::nn::init::ones_(bn->weight);
-        torch::nn::init::zeros_(bn->bias);
-      } else if (auto* fc = m->as<torch::nn::Linear>()) {
-        torch::nn::init::normal_(fc->weight, 0.0, 0.01);
-        torch::nn::init::zeros_(fc->bias);
-      }
-    }
-  }
+  void InitWeights() { InitVideoResNetWeights(*this); }
 
   int64_t num_classes_;
   int64_t feature_dim_;

@@ -42,6 +42,30 @@ std::string TempPath(const std::string& name) {
   return absl::StrCat(dir != nullptr ? dir : "/tmp", "/", name);
 }
 
+TEST(R3dTest, ChannelsLastIsTheSameModelInAnotherLayout) {
+  BackboneConfig config = R3dConfig(0.125f, 5);
+  torch::manual_seed(3);
+  auto plain = Build(config);
+  config.set_channels_last(true);
+  torch::manual_seed(3);
+  auto last = Build(config);
+  ASSERT_NE(plain, nullptr);
+  ASSERT_NE(last, nullptr);
+  plain->eval();
+  last->eval();
+  for (const auto& [name, tensor] : ModuleStateDict(*last)) {
+    if (tensor.dim() == 5) {
+      EXPECT_TRUE(tensor.is_contiguous(at::MemoryFormat::ChannelsLast3d)) << name;
+    }
+  }
+  torch::NoGradGuard no_grad;
+  const torch::Tensor clip = torch::randn({2, 3, 8, 32, 32});
+  const torch::Tensor a = plain->forward(clip);
+  const torch::Tensor b = last->forward(clip);
+  EXPECT_LT((a - b).abs().max().item<float>(), 1e-4f);
+  EXPECT_GT(a.abs().max().item<float>(), 1e-3f);  // the comparison is not of zeros
+}
+
 TEST(R3dTest, StageWidths) {
   EXPECT_THAT(R3dStageWidths(1.0f), ElementsAre(64, 128, 256, 512));
   EXPECT_THAT(R3dStageWidths(0.125f), ElementsAre(8, 16, 32, 64));

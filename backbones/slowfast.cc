@@ -15,6 +15,7 @@
 #include <torch/utils.h>
 
 #include "absl/strings/str_cat.h"
+#include "backbones/bottleneck3d.h"
 #include "core/torch_status.h"
 
 namespace tb {
@@ -25,7 +26,11 @@ constexpr int kMaxAlpha = 64;
 constexpr int kMaxBetaInv = 64;
 constexpr int kMaxFusionRatio = 16;
 constexpr int kMaxFusionKernel = 15;
-constexpr int64_t kExpansion = 4;
+using resnet3d::Bn;
+using resnet3d::Bottleneck;
+using resnet3d::Conv;
+using resnet3d::kExpansion;
+using resnet3d::Stem;
 constexpr std::array<int, 4> kBlocksPerStage = {3, 4, 6, 3};
 // conv1 temporal kernel per stage (pytorchvideo create_slowfast
 // stage_conv_a_kernel_sizes; PySlowFast _TEMPORAL_KERNEL_BASIS["slowfast"]).
@@ -34,76 +39,6 @@ constexpr std::array<int64_t, 4> kFastConv1TemporalKernel = {3, 3, 3, 3};
 constexpr int64_t kSlowStemTemporalKernel = 1;
 constexpr int64_t kFastStemTemporalKernel = 5;
 
-using Triple = torch::ExpandingArray<3>;
-
-torch::nn::Conv3d Conv(int64_t in, int64_t out, Triple kernel, Triple stride, Triple padding) {
-  return torch::nn::Conv3d(
-      torch::nn::Conv3dOptions(in, out, kernel).stride(stride).padding(padding).bias(false));
-}
-
-torch::nn::BatchNorm3d Bn(int64_t channels) {
-  return torch::nn::BatchNorm3d(torch::nn::BatchNorm3dOptions(channels).eps(1e-5).momentum(0.1));
-}
-
-// Conv(3, out, kt x 7 x 7, stride 1x2x2, padding (kt/2)x3x3) + BN + ReLU,
-// then MaxPool3d(1x3x3, stride 1x2x2, padding 0x1x1): H, W / 4, T kept.
-struct StemImpl : torch::nn::Module {
-  StemImpl(int64_t out, int64_t temporal_kernel) {
-    conv = register_module(
-        "conv", Conv(3, out, {temporal_kernel, 7, 7}, {1, 2, 2}, {temporal_kernel / 2, 3, 3}));
-    bn = register_module("bn", Bn(out));
-  }
-
-  torch::Tensor forward(const torch::Tensor& x) {
-    torch::Tensor y = bn->forward(conv->forward(x));
-    y.relu_();
-    return torch::nn::functional::max_pool3d(
-        y, torch::nn::functional::MaxPool3dFuncOptions({1, 3, 3}).stride({1, 2, 2}).padding(
-               {0, 1, 1}));
-  }
-
-  torch::nn::Conv3d conv{nullptr};
-  torch::nn::BatchNorm3d bn{nullptr};
-};
-TORCH_MODULE(Stem);
-
-// Same bottleneck as slow_r50.cc: conv1 (kt x 1 x 1) -> conv2 (1 x 3 x 3,
-// spatial stride) -> conv3 (1 x 1 x 1, inner * 4), BN after each, ReLU after
-// the first two and after the residual sum; projection shortcut when the
-// shape changes.
-struct BottleneckImpl : torch::nn::Module {
-  BottleneckImpl(int64_t in, int64_t inner, int64_t temporal_kernel, int64_t spatial_stride) {
-    const int64_t out = inner * kExpansion;
-    conv1 = register_module(
-        "conv1", Conv(in, inner, {temporal_kernel, 1, 1}, 1, {temporal_kernel / 2, 0, 0}));
-    bn1 = register_module("bn1", Bn(inner));
-    conv2 = register_module(
-        "conv2", Conv(inner, inner, {1, 3, 3}, {1, spatial_stride, spatial_stride}, {0, 1, 1}));
-    bn2 = register_module("bn2", Bn(inner));
-    conv3 = register_module("conv3", Conv(inner, out, 1, 1, 0));
-    bn3 = register_module("bn3", Bn(out));
-    if (spatial_stride != 1 || in != out) {
-      downsample = register_module(
-          "downsample",
-          torch::nn::Sequential(Conv(in, out, 1, {1, spatial_stride, spatial_stride}, 0), Bn(out)));
-    }
-  }
-
-  torch::Tensor forward(const torch::Tensor& x) {
-    torch::Tensor y = bn1->forward(conv1->forward(x));
-    y.relu_();
-    y = bn2->forward(conv2->forward(y));
-    y.relu_();
-    y = bn3->forward(conv3->forward(y));
-    y += downsample ? downsample->forward(x) : x;
-    return torch::relu_(y);
-  }
-
-  torch::nn::Conv3d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
-  torch::nn::BatchNorm3d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
-  torch::nn::Sequential downsample{nullptr};
-};
-TORCH_MODULE(Bottleneck);
 
 // Lateral connection: Conv3d(c, ratio * c, k x 1 x 1, stride alpha x 1 x 1,
 // padding k/2 x 0 x 0, no bias) + BN + ReLU on the Fast features (T frames ->
@@ -205,28 +140,7 @@ class SlowFastR50 : public VideoBackbone {
   // As slow_r50 (pytorchvideo init_net_weights "resnet"): convs kaiming
   // normal fan_out, BN gamma 1 / beta 0 except every bottleneck's bn3 (gamma
   // 0), fc normal(0, 0.01) with zero bias. The fusion BNs start at gamma 1.
-  void InitWeights() {
-    torch::NoGradGuard no_grad;
-    for (auto& m : modules(/*include_self=*/false)) {
-      if (auto* conv = m->as<torch::nn::Conv3d>()) {
-        torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
-        if (conv->bias.defined()) torch::nn::init::zeros_(conv->bias);
-      } else if (auto* bn = m->as<torch::nn::BatchNorm3d>()) {
-        torch::nn::init::ones_(bn->weight);
-        torch::nn::init::zeros_(bn->bias);
-      } else if (auto* fc = m->as<torch::nn::Linear>()) {
-        torch::nn::init::normal_(fc->weight, 0.0, 0.01);
-        torch::nn::init::zeros_(fc->bias);
-      }
-    }
-    for (auto* stages : {&slow_stages_, &fast_stages_}) {
-      for (auto& stage : *stages) {
-        for (auto& block : *stage) {
-          torch::nn::init::zeros_(block.ptr()->as<BottleneckImpl>()->bn3->weight);
-        }
-      }
-    }
-  }
+  void InitWeights() { resnet3d::InitBottleneckResNetWeights(*this); }
 
   int64_t alpha_;
   int64_t num_classes_;

@@ -56,12 +56,6 @@ double MedianSeconds(Fn&& fn) {
   return Median(times);
 }
 
-void ToChannelsLast(torch::nn::Module& model) {
-  for (auto& p : model.parameters()) {
-    if (p.dim() == 5) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast3d));
-  }
-}
-
 int Run() {
   tb::BackboneConfig config;
   if (!google::protobuf::TextFormat::ParseFromString(FLAGS_backbone, &config)) {
@@ -109,7 +103,7 @@ int Run() {
       std::shared_ptr<tb::VideoBackbone> model = *tb::CreateBackbone(config);
       torch::Tensor x = clip;
       if (layout == "channels_last") {
-        ToChannelsLast(*model);
+        tb::ToChannelsLast(*model);
         x = clip.contiguous(at::MemoryFormat::ChannelsLast3d);
       }
       const bool bf16 = precision == "bf16";
