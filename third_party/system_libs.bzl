@@ -51,7 +51,11 @@ def _system_libs_impl(ctx):
                 fail("%s needs include path %s outside /usr/include" % (name, flag))
         lines.append("cc_library(")
         lines.append('    name = "%s",' % name)
-        lines.append("    linkopts = %s," % repr([l for l in libs if l]))
+        # --no-as-needed: a component's shared library (tests link
+        # dynamically) may be the only user of a system library, which the
+        # final link would otherwise drop from the binary's NEEDED list.
+        lines.append("    linkopts = %s," % repr(
+            ["-Wl,--no-as-needed"] + [l for l in libs if l] + ["-Wl,--as-needed"]))
         lines.append(")")
         lines.append("")
     ctx.file("BUILD", "\n".join(lines))

@@ -1,0 +1,115 @@
+// Checks every registered backbone through the common interface: output
+// shapes at two input sizes, stage feature maps, bf16 autocast forward close
+// to fp32, channels-last equal to contiguous. Widths are tiny so the whole
+// zoo runs in a few seconds.
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "backbones/backbone.h"
+#include "core/autocast.h"
+#include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
+
+namespace tb {
+namespace {
+
+struct Case {
+  std::string text;  // BackboneConfig text proto
+  int frames_a, size_a, frames_b, size_b;
+};
+
+std::vector<Case> Cases() {
+  return {
+      {"r3d18 { width_multiplier: 0.125 }", 8, 32, 16, 48},
+      {"r3d18 { width_multiplier: 0.125 depth: 34 }", 8, 32, 4, 40},
+      {"r3d18 { width_multiplier: 0.125 tclr_temporal_layer4: true }", 16, 32, 8, 48},
+      {"r2plus1d { width_multiplier: 0.125 }", 8, 32, 16, 48},
+      {"r2plus1d { width_multiplier: 0.125 depth: 34 }", 8, 32, 4, 40},
+      {"slow_r50 { width_multiplier: 0.125 }", 8, 32, 4, 64},
+      {"tsm_r18 { width_multiplier: 0.125 }", 8, 32, 4, 64},
+      {"slowfast_r50 { width_multiplier: 0.25 }", 16, 32, 8, 64},
+  };
+}
+
+std::shared_ptr<VideoBackbone> Build(const Case& c, int num_classes, bool channels_last) {
+  BackboneConfig config;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(c.text, &config)) << c.text;
+  config.set_num_classes(num_classes);
+  config.set_channels_last(channels_last);
+  auto model = CreateBackbone(config);
+  EXPECT_TRUE(model.ok()) << c.text << ": " << model.status();
+  return model.ok() ? *model : nullptr;
+}
+
+TEST(AllBackbones, ShapesAtTwoInputSizes) {
+  for (const Case& c : Cases()) {
+    SCOPED_TRACE(c.text);
+    torch::manual_seed(0);
+    auto model = Build(c, 11, false);
+    ASSERT_NE(model, nullptr);
+    model->eval();
+    torch::NoGradGuard no_grad;
+    for (auto [frames, size] : {std::pair{c.frames_a, c.size_a}, std::pair{c.frames_b, c.size_b}}) {
+      SCOPED_TRACE(absl::StrCat(frames, "x", size, "x", size));
+      const torch::Tensor clip = torch::randn({2, 3, frames, size, size});
+      const torch::Tensor map = model->FeatureMap(clip);
+      ASSERT_EQ(map.dim(), 5);
+      EXPECT_EQ(map.size(0), 2);
+      EXPECT_EQ(map.size(1), model->feature_dim());
+      const auto stages = model->StageFeatureMaps(clip);
+      ASSERT_FALSE(stages.empty());
+      EXPECT_TRUE(torch::allclose(stages.back(), map, 1e-5, 1e-5));
+      EXPECT_EQ(model->Features(clip).sizes(), (std::vector<int64_t>{2, model->feature_dim()}));
+      EXPECT_EQ(model->forward(clip).sizes(), (std::vector<int64_t>{2, 11}));
+    }
+  }
+}
+
+TEST(AllBackbones, Bf16AutocastForwardIsCloseToFp32) {
+  for (const Case& c : Cases()) {
+    SCOPED_TRACE(c.text);
+    torch::manual_seed(1);
+    auto model = Build(c, 7, false);
+    ASSERT_NE(model, nullptr);
+    model->eval();
+    torch::NoGradGuard no_grad;
+    const torch::Tensor clip = torch::randn({2, 3, c.frames_a, c.size_a, c.size_a});
+    const torch::Tensor reference = model->Features(clip);
+    torch::Tensor bf16;
+    {
+      AutocastScope autocast(torch::Device(torch::kCPU), Precision::kBf16);
+      bf16 = model->Features(clip);
+    }
+    // bf16 keeps 8 significant bits (relative step 2^-8 = 0.4%); errors of
+    // a few steps accumulate through the network.
+    const double relative =
+        ((bf16.to(torch::kFloat) - reference).norm() / reference.norm()).item<double>();
+    EXPECT_LT(relative, 0.05);
+    EXPECT_GT(reference.norm().item<double>(), 0.0);
+  }
+}
+
+TEST(AllBackbones, ChannelsLastMatchesContiguous) {
+  for (const Case& c : Cases()) {
+    SCOPED_TRACE(c.text);
+    torch::manual_seed(2);
+    auto plain = Build(c, 5, false);
+    torch::manual_seed(2);
+    auto last = Build(c, 5, true);
+    ASSERT_NE(plain, nullptr);
+    ASSERT_NE(last, nullptr);
+    plain->eval();
+    last->eval();
+    torch::NoGradGuard no_grad;
+    const torch::Tensor clip = torch::randn({2, 3, c.frames_a, c.size_a, c.size_a});
+    const torch::Tensor a = plain->Features(clip);
+    const torch::Tensor b = last->Features(clip);
+    EXPECT_LT(((a - b).norm() / a.norm()).item<double>(), 1e-4);
+  }
+}
+
+}  // namespace
+}  // namespace tb
