@@ -10,6 +10,15 @@ namespace tb {
 CropBox RandomResizedCropBox(int height, int width, const Augmentation& options,
                              RngStream* rng) {
   CropBox box;
+  if (options.keep_aspect_ratio()) {
+    const double side = rng->Uniform(options.min_crop_scale(), options.max_crop_scale());
+    box.height = std::clamp(static_cast<int>(std::lround(side * height)), 1, height);
+    box.width = std::clamp(static_cast<int>(std::lround(side * width)), 1, width);
+    box.y0 = static_cast<int>(rng->UniformInt(height - box.height + 1));
+    box.x0 = static_cast<int>(rng->UniformInt(width - box.width + 1));
+    box.flip = rng->Bernoulli(options.flip_probability());
+    return box;
+  }
   const double area = static_cast<double>(height) * width;
   const double log_lo = std::log(options.min_aspect_ratio());
   const double log_hi = std::log(options.max_aspect_ratio());

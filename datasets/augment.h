@@ -24,7 +24,9 @@ struct CropBox {
   bool flip = false;
 };
 
-// torchvision's RandomResizedCrop rule (10 attempts, then a centre crop with
+// With options.keep_aspect_ratio: a crop whose sides are s times the
+// frame's, s ~ U(min_crop_scale, max_crop_scale), at a uniform position.
+// Otherwise torchvision's RandomResizedCrop rule (10 attempts, then a centre crop with
 // the aspect ratio clamped) plus a horizontal flip with the configured
 // probability.
 CropBox RandomResizedCropBox(int height, int width, const Augmentation& options,

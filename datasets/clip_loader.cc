@@ -11,11 +11,21 @@ constexpr uint32_t kOrderPurpose = 1;
 constexpr uint32_t kClipPurpose = 2;
 }  // namespace
 
+namespace {
+std::shared_ptr<const SamplePlanner> DefaultPlanner(const DatasetConfig& config) {
+  auto planner = CreateSamplePlanner(SamplerConfig(), config);
+  CHECK(planner.ok()) << planner.status();
+  return std::move(*planner);
+}
+}  // namespace
+
 ClipLoader::ClipLoader(std::vector<LabeledVideo> videos, const DatasetConfig& config,
-                       int batch_size, uint64_t seed, int64_t first_batch)
+                       int batch_size, uint64_t seed, int64_t first_batch,
+                       std::shared_ptr<const SamplePlanner> planner)
     : videos_(std::move(videos)),
       config_(config),
       geometry_(ClipGeometryFromConfig(config)),
+      planner_(planner != nullptr ? std::move(planner) : DefaultPlanner(config)),
       batch_size_(batch_size),
       seed_(seed),
       batches_per_epoch_(std::max<int64_t>(1, static_cast<int64_t>(videos_.size()) / batch_size)) {
@@ -34,11 +44,19 @@ absl::StatusOr<ClipBatch> ClipLoader::Build(int64_t index) const {
   ClipBatch batch;
   batch.index = index;
   batch.epoch = epoch;
-  batch.clips = torch::empty({batch_size_, 3, geometry_.num_frames, geometry_.crop_size,
-                              geometry_.crop_size});
+  const std::vector<ViewShape>& shapes = planner_->views();
+  const int64_t s = geometry_.crop_size;
+  std::vector<float*> base;
+  std::vector<int64_t> sample_floats;
+  for (const ViewShape& v : shapes) {
+    torch::Tensor t = torch::empty({batch_size_, v.clips, 3, v.frames, s, s});
+    base.push_back(t.data_ptr<float>());
+    sample_floats.push_back(static_cast<int64_t>(v.clips) * 3 * v.frames * s * s);
+    batch.views[v.name] = t;
+  }
   batch.labels = torch::empty({batch_size_}, torch::kInt64);
-  float* data = batch.clips.data_ptr<float>();
   int64_t* labels = batch.labels.data_ptr<int64_t>();
+  std::vector<float*> outputs(shapes.size());
   for (int j = 0; j < batch_size_; ++j) {
     const int64_t position = (in_epoch * batch_size_ + j) % n;
     absl::Status status;
@@ -47,8 +65,8 @@ absl::StatusOr<ClipBatch> ClipLoader::Build(int64_t index) const {
       // The stream depends on the slot (position) and the attempt, not on
       // which worker runs it.
       RngStream rng(seed_, epoch, position, static_cast<uint32_t>(attempt), kClipPurpose);
-      status = DecodeTrainingClip(videos_[video].path, geometry_, config_.augmentation(), &rng,
-                                  data + j * geometry_.clip_floats());
+      for (size_t v = 0; v < shapes.size(); ++v) outputs[v] = base[v] + j * sample_floats[v];
+      status = DecodeSample(videos_[video].path, *planner_, geometry_, &rng, outputs);
       if (status.ok()) {
         labels[j] = videos_[video].label;
         batch.videos.push_back(video);
@@ -63,6 +81,8 @@ absl::StatusOr<ClipBatch> ClipLoader::Build(int64_t index) const {
                                               status.message()));
     }
   }
+  auto clip = batch.views.find("clip");
+  if (clip != batch.views.end()) batch.clips = clip->second.squeeze(1);
   return batch;
 }
 

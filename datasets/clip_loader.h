@@ -18,6 +18,7 @@
 #define TIMEBALANCE_DATASETS_CLIP_LOADER_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +29,7 @@
 #include "core/ordered_prefetcher.h"
 #include "datasets/datasets.pb.h"
 #include "datasets/video_clips.h"
+#include "datasets/views.h"
 
 namespace tb {
 
@@ -37,7 +39,12 @@ struct LabeledVideo {
 };
 
 struct ClipBatch {
-  torch::Tensor clips;   // [B, 3, T, S, S] float
+  // Every view of the sampler by name: [B, K, 3, T, S, S] float (K clips of
+  // the view per sample; see datasets/views.h).
+  std::map<std::string, torch::Tensor> views;
+  // The "clip" view as [B, 3, T, S, S] when the sampler has one (single-clip
+  // sampling); undefined otherwise.
+  torch::Tensor clips;
   torch::Tensor labels;  // [B] int64
   std::vector<int64_t> videos;  // indices into the loader's video list
   int64_t index = 0;     // global batch index
@@ -49,8 +56,11 @@ class ClipLoader {
  public:
   // `config` must be resolved (defaults filled). Starts the workers at batch
   // `first_batch` (0 for a fresh run, the step count when resuming).
+  // `planner` says which views a sample has; nullptr = one clip per sample
+  // with the config's clip geometry and augmentation.
   ClipLoader(std::vector<LabeledVideo> videos, const DatasetConfig& config, int batch_size,
-             uint64_t seed, int64_t first_batch);
+             uint64_t seed, int64_t first_batch,
+             std::shared_ptr<const SamplePlanner> planner = nullptr);
 
   // Blocks until the next batch is ready.
   absl::StatusOr<ClipBatch> Next() { return prefetcher_->Next(); }
@@ -67,6 +77,7 @@ class ClipLoader {
   const std::vector<LabeledVideo> videos_;
   const DatasetConfig config_;
   const ClipGeometry geometry_;
+  const std::shared_ptr<const SamplePlanner> planner_;
   const int batch_size_;
   const uint64_t seed_;
   const int64_t batches_per_epoch_;

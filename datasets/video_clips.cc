@@ -25,19 +25,6 @@ ClipGeometry ClipGeometryFromConfig(const DatasetConfig& config) {
   return g;
 }
 
-absl::Status DecodeTrainingClip(const std::string& path, const ClipGeometry& g,
-                                const Augmentation& augmentation, RngStream* rng, float* out) {
-  ASSIGN_OR_RETURN(std::unique_ptr<VideoReader> reader, VideoReader::Open(path));
-  const int64_t start = RandomClipStart(reader->info().frame_count, g.num_frames, g.stride, rng);
-  const std::vector<int64_t> indices =
-      ClipFrameIndices(reader->info().frame_count, start, g.num_frames, g.stride, g.pad);
-  ASSIGN_OR_RETURN(Frames frames, reader->ReadFrames(indices, g.decode_short_side));
-  const CropBox box = RandomResizedCropBox(frames.height, frames.width, augmentation, rng);
-  CropResizeNormalize(frames.rgb.data(), g.num_frames, frames.height, frames.width, box,
-                      g.crop_size, g.mean, g.std, out);
-  return absl::OkStatus();
-}
-
 absl::Status DecodeEvaluationClips(const std::string& path, const ClipGeometry& g,
                                    int num_clips, float crop_fraction, float* out) {
   ASSIGN_OR_RETURN(std::unique_ptr<VideoReader> reader, VideoReader::Open(path));

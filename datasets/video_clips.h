@@ -2,8 +2,8 @@
 //
 // Turns a video file into network input: decodes only the frames a clip
 // needs (through VideoReader), crops, resizes and normalises them.
-// Training clips get a random start and a random resized crop + flip drawn
-// from the caller's RngStream; evaluation decodes the union of the frames of
+// Training samples (one or more views) are cut by datasets/views.h;
+// evaluation decodes the union of the frames of
 // K evenly spaced clips in one pass and takes a centre crop of each.
 #ifndef TIMEBALANCE_DATASETS_VIDEO_CLIPS_H_
 #define TIMEBALANCE_DATASETS_VIDEO_CLIPS_H_
@@ -34,11 +34,6 @@ struct ClipGeometry {
 
 // Reads the clip geometry of a resolved (defaults filled) DatasetConfig.
 ClipGeometry ClipGeometryFromConfig(const DatasetConfig& config);
-
-// One augmented training clip of the video at `path` into `out`
-// (clip_floats() floats, layout [3, T, S, S]).
-absl::Status DecodeTrainingClip(const std::string& path, const ClipGeometry& geometry,
-                                const Augmentation& augmentation, RngStream* rng, float* out);
 
 // `num_clips` evenly spaced clips with a centre crop of `crop_fraction` of the
 // short side, into `out` (num_clips * clip_floats() floats, [K, 3, T, S, S]).

@@ -1,0 +1,349 @@
+#include "datasets/views.h"
+
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "datasets/augment.h"
+#include "datasets/clip_ops.h"
+#include "datasets/clip_sampler.h"
+#include "datasets/video_reader.h"
+
+namespace tb {
+namespace {
+
+// The configured augmentation, or the SSL reference one when unset.
+template <typename Options>
+Augmentation AugmentationOf(const Options& o) {
+  return o.has_augmentation() ? o.augmentation() : SslReferenceAugmentation();
+}
+
+class ClipPlanner : public SamplePlanner {
+ public:
+  explicit ClipPlanner(const DatasetConfig& d)
+      : augmentation_(d.augmentation()),
+        num_frames_(d.clip().num_frames()),
+        stride_(d.clip().stride()),
+        pad_(d.clip().pad()),
+        views_{{"clip", 1, d.clip().num_frames()}} {}
+  const std::vector<ViewShape>& views() const override { return views_; }
+  std::vector<ClipPlan> Plan(int64_t n, RngStream* rng) const override {
+    ClipPlan plan;
+    const int64_t start = RandomClipStart(n, num_frames_, stride_, rng);
+    plan.frames = ClipFrameIndices(n, start, num_frames_, stride_, pad_);
+    plan.augmentation = &augmentation_;
+    return {plan};
+  }
+
+ private:
+  const Augmentation augmentation_;
+  const int num_frames_, stride_;
+  const ClipSampling::PadMode pad_;
+  const std::vector<ViewShape> views_;
+};
+
+class TclrPlanner : public SamplePlanner {
+ public:
+  TclrPlanner(const TclrSamplerOptions& o, const DatasetConfig& d)
+      : augmentation_(AugmentationOf(o)),
+        num_dense_(o.num_dense()),
+        augmentations_(o.augmentations()),
+        num_frames_(d.clip().num_frames()),
+        pad_(d.clip().pad()),
+        views_{{"sparse", o.augmentations(), d.clip().num_frames()},
+               {"dense", o.augmentations() * o.num_dense(), d.clip().num_frames()}} {
+  }
+  const std::vector<ViewShape>& views() const override { return views_; }
+  std::vector<ClipPlan> Plan(int64_t n, RngStream* rng) const override {
+    const int window = num_dense_ * num_frames_;
+    const int64_t start = RandomClipStart(n, window, 1, rng);
+    std::vector<ClipPlan> plans;
+    const std::vector<int64_t> sparse =
+        ClipFrameIndices(n, start, num_frames_, num_dense_, pad_);
+    for (int a = 0; a < augmentations_; ++a) {
+      ClipPlan p;
+      p.view = 0;
+      p.slot = a;
+      p.frames = sparse;
+      p.augmentation = &augmentation_;
+      plans.push_back(std::move(p));
+    }
+    for (int a = 0; a < augmentations_; ++a) {
+      for (int t = 0; t < num_dense_; ++t) {
+        ClipPlan p;
+        p.view = 1;
+        p.slot = a * num_dense_ + t;
+        p.frames = ClipFrameIndices(n, start + static_cast<int64_t>(t) * num_frames_,
+                                    num_frames_, 1, pad_);
+        p.augmentation = &augmentation_;
+        plans.push_back(std::move(p));
+      }
+    }
+    return plans;
+  }
+
+ private:
+  const Augmentation augmentation_;
+  const int num_dense_, augmentations_, num_frames_;
+  const ClipSampling::PadMode pad_;
+  const std::vector<ViewShape> views_;
+};
+
+class RhoPlanner : public SamplePlanner {
+ public:
+  RhoPlanner(const RhoSamplerOptions& o, const DatasetConfig& d)
+      : augmentation_(AugmentationOf(o)),
+        rho_(o.rho()),
+        num_frames_(d.clip().num_frames()),
+        stride_(d.clip().stride()),
+        pad_(d.clip().pad()),
+        views_{{"clips", o.rho(), d.clip().num_frames()}} {
+  }
+  const std::vector<ViewShape>& views() const override { return views_; }
+  std::vector<ClipPlan> Plan(int64_t n, RngStream* rng) const override {
+    std::vector<ClipPlan> plans;
+    for (int k = 0; k < rho_; ++k) {
+      ClipPlan p;
+      p.slot = k;
+      p.frames = ClipFrameIndices(n, RandomClipStart(n, num_frames_, stride_, rng), num_frames_,
+                                  stride_, pad_);
+      p.augmentation = &augmentation_;
+      plans.push_back(std::move(p));
+    }
+    return plans;
+  }
+
+ private:
+  const Augmentation augmentation_;
+  const int rho_, num_frames_, stride_;
+  const ClipSampling::PadMode pad_;
+  const std::vector<ViewShape> views_;
+};
+
+class VtdlPlanner : public SamplePlanner {
+ public:
+  VtdlPlanner(const VtdlSamplerOptions& o, const DatasetConfig& d)
+      : augmentation_(AugmentationOf(o)),
+        max_mixup_(o.max_mixup()),
+        num_frames_(d.clip().num_frames()),
+        stride_(d.clip().stride()),
+        pad_(d.clip().pad()),
+        views_{{"anchor", 1, d.clip().num_frames()},
+               {"positive", 1, d.clip().num_frames()},
+               {"negative", 1, d.clip().num_frames()}} {
+  }
+  const std::vector<ViewShape>& views() const override { return views_; }
+  std::vector<ClipPlan> Plan(int64_t n, RngStream* rng) const override {
+    const int64_t span = ClipSpan(num_frames_, stride_);
+    const int64_t anchor_start = RandomClipStart(n, num_frames_, stride_, rng);
+    // The negative segment does not overlap the anchor's when the video is
+    // long enough (starts at least one span apart); otherwise it is the
+    // start farthest from the anchor's.
+    const int64_t last = std::max<int64_t>(0, n - span);
+    std::vector<int64_t> far;
+    for (int64_t s = 0; s <= last; ++s) {
+      if (std::abs(s - anchor_start) >= span) far.push_back(s);
+    }
+    int64_t negative_start;
+    const uint64_t pick = rng->UniformInt(std::max<size_t>(1, far.size()));
+    if (!far.empty()) {
+      negative_start = far[pick];
+    } else {
+      negative_start = (anchor_start > last - anchor_start) ? 0 : last;
+    }
+    const float lambda = rng->Uniform(0.0f, max_mixup_);
+    const int64_t mix_frame = static_cast<int64_t>(rng->UniformInt(static_cast<uint64_t>(n)));
+    std::vector<ClipPlan> plans(3);
+    for (int v = 0; v < 3; ++v) {
+      plans[v].view = v;
+      plans[v].augmentation = &augmentation_;
+      plans[v].frames = ClipFrameIndices(n, v == 2 ? negative_start : anchor_start, num_frames_,
+                                         stride_, pad_);
+    }
+    plans[0].mixup_frame = mix_frame;
+    plans[0].mixup_weight = lambda;
+    return plans;
+  }
+
+ private:
+  const Augmentation augmentation_;
+  const float max_mixup_;
+  const int num_frames_, stride_;
+  const ClipSampling::PadMode pad_;
+  const std::vector<ViewShape> views_;
+};
+
+class SpreadPlanner : public SamplePlanner {
+ public:
+  SpreadPlanner(const SpreadSamplerOptions& o, const DatasetConfig& d)
+      : num_clips_(o.num_clips()),
+        crop_fraction_(o.crop_fraction()),
+        num_frames_(d.clip().num_frames()),
+        stride_(d.clip().stride()),
+        pad_(d.clip().pad()),
+        views_{{"clips", o.num_clips(), d.clip().num_frames()}} {}
+  const std::vector<ViewShape>& views() const override { return views_; }
+  std::vector<ClipPlan> Plan(int64_t n, RngStream*) const override {
+    // Non-overlapping when the video holds num_clips spans: the n clips tile
+    // equal segments of the video, each clip centred in its segment.
+    std::vector<ClipPlan> plans;
+    const int64_t span = ClipSpan(num_frames_, stride_);
+    for (int k = 0; k < num_clips_; ++k) {
+      const int64_t segment_start = n * k / num_clips_;
+      const int64_t segment_end = n * (k + 1) / num_clips_;
+      const int64_t start =
+          std::max<int64_t>(0, segment_start + (segment_end - segment_start - span) / 2);
+      ClipPlan p;
+      p.slot = k;
+      p.frames = ClipFrameIndices(n, start, num_frames_, stride_, pad_);
+      p.centre_fraction = crop_fraction_;
+      plans.push_back(std::move(p));
+    }
+    return plans;
+  }
+
+ private:
+  const int num_clips_;
+  const float crop_fraction_;
+  const int num_frames_, stride_;
+  const ClipSampling::PadMode pad_;
+  const std::vector<ViewShape> views_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SamplePlanner>> CreateSamplePlanner(
+    const SamplerConfig& sampler, const DatasetConfig& dataset) {
+  RETURN_IF_ERROR(ValidateSampler(sampler, "sampler"));
+  switch (sampler.kind_case()) {
+    case SamplerConfig::kTclr:
+      return std::unique_ptr<SamplePlanner>(new TclrPlanner(sampler.tclr(), dataset));
+    case SamplerConfig::kRho:
+      return std::unique_ptr<SamplePlanner>(new RhoPlanner(sampler.rho(), dataset));
+    case SamplerConfig::kVtdl:
+      return std::unique_ptr<SamplePlanner>(new VtdlPlanner(sampler.vtdl(), dataset));
+    case SamplerConfig::kSpread:
+      return std::unique_ptr<SamplePlanner>(new SpreadPlanner(sampler.spread(), dataset));
+    case SamplerConfig::kClip:
+    case SamplerConfig::KIND_NOT_SET:
+      return std::unique_ptr<SamplePlanner>(new ClipPlanner(dataset));
+  }
+  return absl::InternalError("unhandled sampler kind");
+}
+
+absl::Status ValidateSampler(const SamplerConfig& s, const std::string& path) {
+  auto bad = [&](const std::string& field, double value, const std::string& rule) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config field ", path, ".", field, " = ", value, ": ", rule));
+  };
+  if (s.has_tclr()) {
+    if (s.tclr().num_dense() < 1 || s.tclr().num_dense() > 16) {
+      return bad("tclr.num_dense", s.tclr().num_dense(), "must be in [1, 16]");
+    }
+    if (s.tclr().augmentations() < 1 || s.tclr().augmentations() > 8) {
+      return bad("tclr.augmentations", s.tclr().augmentations(), "must be in [1, 8]");
+    }
+    if (s.tclr().has_augmentation()) {
+      RETURN_IF_ERROR(ValidateAugmentation(s.tclr().augmentation(), path + ".tclr.augmentation"));
+    }
+  }
+  if (s.has_rho()) {
+    if (s.rho().rho() < 1 || s.rho().rho() > 16) {
+      return bad("rho.rho", s.rho().rho(), "must be in [1, 16]");
+    }
+    if (s.rho().has_augmentation()) {
+      RETURN_IF_ERROR(ValidateAugmentation(s.rho().augmentation(), path + ".rho.augmentation"));
+    }
+  }
+  if (s.has_vtdl()) {
+    if (!(s.vtdl().max_mixup() >= 0 && s.vtdl().max_mixup() <= 1)) {
+      return bad("vtdl.max_mixup", s.vtdl().max_mixup(), "must be in [0, 1]");
+    }
+    if (s.vtdl().has_augmentation()) {
+      RETURN_IF_ERROR(ValidateAugmentation(s.vtdl().augmentation(), path + ".vtdl.augmentation"));
+    }
+  }
+  if (s.has_spread()) {
+    if (s.spread().num_clips() < 1 || s.spread().num_clips() > 64) {
+      return bad("spread.num_clips", s.spread().num_clips(), "must be in [1, 64]");
+    }
+    if (!(s.spread().crop_fraction() > 0 && s.spread().crop_fraction() <= 1)) {
+      return bad("spread.crop_fraction", s.spread().crop_fraction(), "must be in (0, 1]");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DecodeSample(const std::string& path, const SamplePlanner& planner,
+                          const ClipGeometry& g, RngStream* rng,
+                          const std::vector<float*>& outputs) {
+  const std::vector<ViewShape>& views = planner.views();
+  if (outputs.size() != views.size()) {
+    return absl::InternalError(absl::StrCat("DecodeSample: ", outputs.size(),
+                                            " output buffers for ", views.size(), " views"));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<VideoReader> reader, VideoReader::Open(path));
+  const int64_t n = reader->info().frame_count;
+  const std::vector<ClipPlan> plans = planner.Plan(n, rng);
+  std::vector<int64_t> all;
+  for (const ClipPlan& p : plans) {
+    all.insert(all.end(), p.frames.begin(), p.frames.end());
+    if (p.mixup_frame >= 0) all.push_back(p.mixup_frame);
+  }
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  ASSIGN_OR_RETURN(Frames frames, reader->ReadFrames(all, g.decode_short_side));
+  std::map<int64_t, int64_t> slot_of;
+  for (size_t i = 0; i < all.size(); ++i) slot_of[all[i]] = static_cast<int64_t>(i);
+  const size_t frame_bytes = static_cast<size_t>(frames.height) * frames.width * 3;
+  const int s = g.crop_size;
+  const size_t plane = static_cast<size_t>(s) * s;
+  const std::array<float, 3> zero{0.0f, 0.0f, 0.0f}, one{1.0f, 1.0f, 1.0f};
+  std::vector<uint8_t> rgb;
+  std::vector<float> mix;
+  for (const ClipPlan& p : plans) {
+    const int t_count = static_cast<int>(p.frames.size());
+    const bool mixup = p.mixup_frame >= 0;
+    rgb.resize(frame_bytes * (t_count + (mixup ? 1 : 0)));
+    for (int t = 0; t < t_count; ++t) {
+      std::copy_n(frames.rgb.data() + slot_of[p.frames[t]] * frame_bytes, frame_bytes,
+                  rgb.data() + t * frame_bytes);
+    }
+    if (mixup) {
+      std::copy_n(frames.rgb.data() + slot_of[p.mixup_frame] * frame_bytes, frame_bytes,
+                  rgb.data() + t_count * frame_bytes);
+    }
+    const CropBox box = p.augmentation != nullptr
+                            ? RandomResizedCropBox(frames.height, frames.width, *p.augmentation,
+                                                   rng)
+                            : CenterCropBox(frames.height, frames.width, p.centre_fraction);
+    float* out = outputs[p.view] + static_cast<size_t>(p.slot) * 3 * t_count * plane;
+    // [0, 1] values first; photometric ops; then normalisation and erasing.
+    CropResizeNormalize(rgb.data(), t_count, frames.height, frames.width, box, s, zero, one,
+                        out);
+    if (mixup) {
+      mix.resize(3 * plane);
+      CropResizeNormalize(rgb.data() + t_count * frame_bytes, 1, frames.height, frames.width,
+                          box, s, zero, one, mix.data());
+      const float w = p.mixup_weight;
+      for (int c = 0; c < 3; ++c) {
+        for (int t = 0; t < t_count; ++t) {
+          float* f = out + (static_cast<size_t>(c) * t_count + t) * plane;
+          const float* m = mix.data() + c * plane;
+          for (size_t i = 0; i < plane; ++i) f[i] = (1 - w) * f[i] + w * m[i];
+        }
+      }
+    }
+    ClipOps ops;
+    if (p.augmentation != nullptr) {
+      ops = DrawClipOps(*p.augmentation, s, rng);
+      ApplyColorOps(ops, t_count, s, out);
+    }
+    NormalizeClip(g.mean, g.std, t_count, s, out);
+    ApplyErase(ops.erase, t_count, s, 0.0f, out);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tb

@@ -1,0 +1,71 @@
+// File: datasets/views.h
+//
+// What one training sample consists of: the views a method asked for
+// (SamplerConfig in datasets.proto), each a fixed number of clips. A
+// SamplePlanner turns a video's frame count and the sample's RngStream into
+// the clips to cut (frame indices, augmentation, crop); DecodeSample decodes
+// the union of all clips' frames in one pass over the video and writes every
+// clip, augmented with its own draw, into the per-view output buffers.
+//
+// The random draws of a sample happen in a fixed order (planning first,
+// then each clip's crop and photometric draw in plan order) from the one
+// RngStream of the sample, so a sample is the same whatever thread builds it.
+#ifndef TIMEBALANCE_DATASETS_VIEWS_H_
+#define TIMEBALANCE_DATASETS_VIEWS_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/rng.h"
+#include "datasets/datasets.pb.h"
+#include "datasets/video_clips.h"
+
+namespace tb {
+
+struct ViewShape {
+  std::string name;
+  int clips = 1;   // K: clips of this view per sample
+  int frames = 8;  // T of each clip
+};
+
+struct ClipPlan {
+  int view = 0;  // index into SamplePlanner::views()
+  int slot = 0;  // clip index within the view, in [0, K)
+  std::vector<int64_t> frames;  // frame indices (already padded into range)
+  // Random crop + flip + photometric ops + erase from this augmentation;
+  // nullptr = centre crop of `centre_fraction`, no augmentation.
+  const Augmentation* augmentation = nullptr;
+  float centre_fraction = 1.0f;
+  // Intra-video mixup (VTDL): frame `mixup_frame` (cropped like the clip)
+  // blended into every frame with weight `mixup_weight`; -1 = none.
+  int64_t mixup_frame = -1;
+  float mixup_weight = 0.0f;
+};
+
+class SamplePlanner {
+ public:
+  virtual ~SamplePlanner() = default;
+  virtual const std::vector<ViewShape>& views() const = 0;
+  virtual std::vector<ClipPlan> Plan(int64_t frame_count, RngStream* rng) const = 0;
+};
+
+// Builds the planner of `sampler` (unset kind = `clip`) for a resolved
+// DatasetConfig (its clip geometry and, for `clip`, its augmentation).
+absl::StatusOr<std::unique_ptr<SamplePlanner>> CreateSamplePlanner(
+    const SamplerConfig& sampler, const DatasetConfig& dataset);
+
+// Range checks of a sampler config; errors name `path`.field.
+absl::Status ValidateSampler(const SamplerConfig& sampler, const std::string& path);
+
+// Decodes the sample of the video at `path` as planned and writes clip
+// (view v, slot k) at outputs[v] + k * 3 * T_v * S * S floats ([3, T, S, S]
+// each, normalised).
+absl::Status DecodeSample(const std::string& path, const SamplePlanner& planner,
+                          const ClipGeometry& geometry, RngStream* rng,
+                          const std::vector<float*>& outputs);
+
+}  // namespace tb
+
+#endif  // TIMEBALANCE_DATASETS_VIEWS_H_

@@ -1,0 +1,179 @@
+#include "datasets/views.h"
+
+#include <set>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "configs/config_loader.h"
+#include "google/protobuf/text_format.h"
+#include "core/testing/test_util.h"
+#include "datasets/clip_loader.h"
+#include "datasets/clip_sampler.h"
+#include "datasets/synthetic/synth_actions.h"
+#include "datasets/ucf101.h"
+
+namespace tb {
+namespace {
+
+DatasetConfig Dataset(int frames, int stride) {
+  ExperimentConfig e;
+  ResolveDefaults(&e);
+  DatasetConfig d = e.dataset();
+  d.mutable_clip()->set_num_frames(frames);
+  d.mutable_clip()->set_stride(stride);
+  d.mutable_clip()->set_decode_short_side(40);
+  d.mutable_clip()->set_crop_size(24);
+  return d;
+}
+
+std::unique_ptr<SamplePlanner> Planner(const std::string& text, const DatasetConfig& d) {
+  SamplerConfig s;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &s)) << text;
+  auto p = CreateSamplePlanner(s, d);
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? std::move(*p) : nullptr;
+}
+
+TEST(ViewsTest, TclrSparseAndDenseTileTheWindow) {
+  const auto planner = Planner("tclr { num_dense: 4 augmentations: 2 }", Dataset(4, 2));
+  ASSERT_EQ(planner->views().size(), 2u);
+  EXPECT_EQ(planner->views()[0].name, "sparse");
+  EXPECT_EQ(planner->views()[0].clips, 2);
+  EXPECT_EQ(planner->views()[1].name, "dense");
+  EXPECT_EQ(planner->views()[1].clips, 8);
+  for (uint64_t sample = 0; sample < 20; ++sample) {
+    RngStream rng(3, 0, sample, 0, 0);
+    const auto plans = planner->Plan(100, &rng);
+    ASSERT_EQ(plans.size(), 10u);
+    const int64_t start = plans[0].frames[0];
+    EXPECT_LE(start + 16, 100);
+    for (int a = 0; a < 2; ++a) {
+      EXPECT_EQ(plans[a].frames, (std::vector<int64_t>{start, start + 4, start + 8, start + 12}));
+    }
+    for (int a = 0; a < 2; ++a) {
+      for (int t = 0; t < 4; ++t) {
+        const ClipPlan& p = plans[2 + a * 4 + t];
+        EXPECT_EQ(p.view, 1);
+        EXPECT_EQ(p.slot, a * 4 + t);
+        const int64_t s = start + 4 * t;  // dense clip t covers sparse slice t's span
+        EXPECT_EQ(p.frames, (std::vector<int64_t>{s, s + 1, s + 2, s + 3}));
+      }
+    }
+  }
+  // A video shorter than the window is padded into range.
+  RngStream rng(3, 0, 0, 0, 0);
+  for (const ClipPlan& p : planner->Plan(7, &rng)) {
+    for (int64_t f : p.frames) {
+      EXPECT_GE(f, 0);
+      EXPECT_LT(f, 7);
+    }
+  }
+}
+
+TEST(ViewsTest, VtdlNegativeIsAnotherSegmentAndOnlyTheAnchorIsMixed) {
+  const auto planner = Planner("vtdl { max_mixup: 0.1 }", Dataset(4, 2));  // span 7
+  for (uint64_t sample = 0; sample < 30; ++sample) {
+    RngStream rng(4, 0, sample, 0, 0);
+    const auto plans = planner->Plan(40, &rng);
+    ASSERT_EQ(plans.size(), 3u);
+    EXPECT_EQ(plans[0].frames, plans[1].frames);
+    EXPECT_GE(std::abs(plans[2].frames[0] - plans[0].frames[0]), 7);
+    EXPECT_GE(plans[0].mixup_frame, 0);
+    EXPECT_LT(plans[0].mixup_frame, 40);
+    EXPECT_GE(plans[0].mixup_weight, 0.0f);
+    EXPECT_LE(plans[0].mixup_weight, 0.1f);
+    EXPECT_EQ(plans[1].mixup_frame, -1);
+    EXPECT_EQ(plans[2].mixup_frame, -1);
+  }
+}
+
+TEST(ViewsTest, SpreadClipsDoNotOverlap) {
+  const auto planner = Planner("spread { num_clips: 4 }", Dataset(4, 2));
+  RngStream rng(0, 0, 0, 0, 0);
+  const auto plans = planner->Plan(60, &rng);
+  ASSERT_EQ(plans.size(), 4u);
+  for (int k = 1; k < 4; ++k) EXPECT_GT(plans[k].frames.front(), plans[k - 1].frames.back());
+  for (const auto& p : plans) EXPECT_EQ(p.augmentation, nullptr);
+}
+
+TEST(ViewsTest, BadOptionsNameTheField) {
+  SamplerConfig s;
+  s.mutable_rho()->set_rho(0);
+  auto p = CreateSamplePlanner(s, Dataset(4, 2));
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("sampler.rho.rho = 0"), std::string::npos)
+      << p.status();
+}
+
+class ViewsDecodeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_TRUE(
+        WriteSynthActions(testing::TmpPath("synth_views"), SmokeTestOptions(2, 3, 1, 0), 2).ok());
+  }
+  void SetUp() override {
+    auto split = ReadUcf101Split(testing::TmpPath("synth_views"), "", 1, true);
+    ASSERT_TRUE(split.ok()) << split.status();
+    for (const auto& v : split->train) videos_.push_back({v.path, v.label});
+  }
+  std::vector<LabeledVideo> videos_;
+};
+
+TEST_F(ViewsDecodeTest, VtdlMixupIsTheOnlyDifferenceBetweenAnchorAndPositive) {
+  const DatasetConfig d = Dataset(4, 2);
+  const ClipGeometry g = ClipGeometryFromConfig(d);
+  // Identity augmentation: full-frame crop (aspect kept), no flip, no ops.
+  const std::string identity =
+      "augmentation { keep_aspect_ratio: true min_crop_scale: 1 max_crop_scale: 1 "
+      "flip_probability: 0 erase_probability: 0 }";
+  for (float mix : {0.0f, 0.5f}) {
+    const auto planner =
+        Planner("vtdl { max_mixup: " + std::to_string(mix) + " " + identity + " }", d);
+    std::vector<torch::Tensor> views;
+    std::vector<float*> outputs;
+    for (int v = 0; v < 3; ++v) {
+      views.push_back(torch::zeros({3, 4, 24, 24}));
+      outputs.push_back(views.back().data_ptr<float>());
+    }
+    RngStream rng(1, 0, 0, 0, 0);
+    ASSERT_TRUE(DecodeSample(videos_[0].path, *planner, g, &rng, outputs).ok());
+    const double diff = (views[0] - views[1]).abs().max().item<double>();
+    if (mix == 0.0f) {
+      EXPECT_EQ(diff, 0.0);
+    } else {
+      EXPECT_GT(diff, 0.0);
+    }
+    EXPECT_GT(views[1].abs().sum().item<double>(), 0.0);
+  }
+}
+
+TEST_F(ViewsDecodeTest, LoaderWithTclrViewsIsDeterministicAcrossWorkers) {
+  DatasetConfig d = Dataset(4, 1);
+  const auto planner = std::shared_ptr<const SamplePlanner>(Planner("tclr {}", d));
+  std::vector<ClipBatch> runs;
+  for (int workers : {1, 3}) {
+    d.mutable_loader()->set_num_workers(workers);
+    ClipLoader loader(videos_, d, 2, 9, 0, planner);
+    for (int i = 0; i < 3; ++i) {
+      auto b = loader.Next();
+      ASSERT_TRUE(b.ok()) << b.status();
+      runs.push_back(*b);
+    }
+  }
+  for (int i = 0; i < 3; ++i) {
+    const ClipBatch& a = runs[i];
+    const ClipBatch& b = runs[3 + i];
+    EXPECT_FALSE(a.clips.defined());
+    ASSERT_EQ(a.views.size(), 2u);
+    EXPECT_EQ(a.views.at("sparse").sizes(), (std::vector<int64_t>{2, 2, 3, 4, 24, 24}));
+    EXPECT_EQ(a.views.at("dense").sizes(), (std::vector<int64_t>{2, 8, 3, 4, 24, 24}));
+    EXPECT_TRUE(torch::equal(a.views.at("sparse"), b.views.at("sparse")));
+    EXPECT_TRUE(torch::equal(a.views.at("dense"), b.views.at("dense")));
+    // Two augmentations of one clip differ.
+    EXPECT_FALSE(torch::equal(a.views.at("sparse")[0][0], a.views.at("sparse")[0][1]));
+  }
+}
+
+}  // namespace
+}  // namespace tb
