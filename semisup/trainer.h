@@ -62,6 +62,18 @@ class Trainer {
   // Whether the method reads unlabeled batches.
   virtual bool NeedsUnlabeled() const { return false; }
 
+  // The views of a labeled-loader sample (datasets/views.h); default: one
+  // clip with the dataset's augmentation.
+  virtual SamplerConfig LabeledSampler() const { return SamplerConfig(); }
+
+  // False for self-supervised methods: the loop then trains on every
+  // training video (labeled and unlabeled) and labels are ignored.
+  virtual bool UsesLabels() const { return true; }
+
+  // Whether EvaluationModel()'s classifier is trained (otherwise the run is
+  // evaluated by representation quality).
+  virtual bool HasTrainedClassifier() const { return true; }
+
   // Switches all trained models between train and eval mode.
   virtual void SetTraining(bool training) = 0;
 };

@@ -20,6 +20,7 @@
 #include "core/checkpoint.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
+#include "datasets/views.h"
 #include "semisup/lr_schedule.h"
 
 namespace tb {
@@ -115,7 +116,16 @@ absl::StatusOr<TrainingOutcome> RunTraining(const ExperimentConfig& config,
 
   const int batch_size = config.trainer().labeled_batch_size();
   int64_t step = outcome.first_step;
-  ClipLoader labeled(data.labeled, config.dataset(), batch_size, config.seed(), step);
+  std::vector<LabeledVideo> train_videos = data.labeled;
+  if (!trainer->UsesLabels()) {
+    train_videos.insert(train_videos.end(), data.unlabeled.begin(), data.unlabeled.end());
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<SamplePlanner> planner,
+                   CreateSamplePlanner(trainer->LabeledSampler(), config.dataset()));
+  int clips_per_sample = 0;
+  for (const ViewShape& v : planner->views()) clips_per_sample += v.clips;
+  ClipLoader labeled(std::move(train_videos), config.dataset(), batch_size, config.seed(), step,
+                     std::move(planner));
   std::unique_ptr<ClipLoader> unlabeled;
   if (trainer->NeedsUnlabeled() && !data.unlabeled.empty()) {
     unlabeled = std::make_unique<ClipLoader>(data.unlabeled, config.dataset(), batch_size,
@@ -189,7 +199,8 @@ absl::StatusOr<TrainingOutcome> RunTraining(const ExperimentConfig& config,
       const auto now = std::chrono::steady_clock::now();
       const double window_seconds = std::chrono::duration<double>(now - window_start).count();
       const double elapsed = std::chrono::duration<double>(now - start).count();
-      const double clips = static_cast<double>(window_steps) * batch_size * (unlabeled ? 2 : 1);
+      const double clips = static_cast<double>(window_steps) * batch_size *
+                           (clips_per_sample + (unlabeled ? 1 : 0));
       const double rate = clips / std::max(1e-9, window_seconds);
       const double eta = elapsed / (step - outcome.first_step) * (schedule.steps() - step);
       std::string line = absl::StrFormat("step %d/%d", step, schedule.steps());
@@ -222,7 +233,8 @@ absl::StatusOr<TrainingOutcome> RunTraining(const ExperimentConfig& config,
   outcome.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   outcome.data_wait_seconds = labeled.wait_seconds() + (unlabeled ? unlabeled->wait_seconds() : 0);
-  const double total_clips = static_cast<double>(step - outcome.first_step) * batch_size;
+  const double total_clips = static_cast<double>(step - outcome.first_step) * batch_size *
+                             (clips_per_sample + (unlabeled ? 1 : 0));
   outcome.clips_per_second = total_clips / std::max(1e-9, outcome.seconds);
   trainer->SetTraining(false);
   return outcome;

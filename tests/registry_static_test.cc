@@ -5,6 +5,7 @@
 
 #include "backbones/backbone.h"
 #include "semisup/trainer.h"
+#include "ssl/objective.h"
 
 namespace tb {
 namespace {
@@ -12,7 +13,10 @@ namespace {
 TEST(RegistryStaticLink, AllComponentsRegistered) {
   EXPECT_EQ(BackboneRegistry().Names(),
             (std::vector<std::string>{"r2plus1d", "r3d18", "slow_r50", "slowfast_r50", "tsm_r18"}));
-  EXPECT_EQ(TrainerRegistry().Names(), (std::vector<std::string>{"supervised"}));
+  EXPECT_EQ(TrainerRegistry().Names(), (std::vector<std::string>{"ssl", "supervised"}));
+  EXPECT_EQ(SslObjectiveRegistry().Names(),
+            (std::vector<std::string>{"instance_contrastive", "rho_byol", "rho_moco", "rho_simclr",
+                                      "rho_swav", "rotation", "tclr", "vtdl"}));
 }
 
 TEST(RegistryStaticLink, EveryOneofFieldHasAComponent) {
@@ -26,6 +30,11 @@ TEST(RegistryStaticLink, EveryOneofFieldHasAComponent) {
   for (int i = 0; i < trainer->field_count(); ++i) {
     EXPECT_TRUE(TrainerRegistry().Contains(trainer->field(i)->name()))
         << trainer->field(i)->name();
+  }
+  const auto* objective = SslObjectiveConfig::descriptor()->FindOneofByName("kind");
+  for (int i = 0; i < objective->field_count(); ++i) {
+    EXPECT_TRUE(SslObjectiveRegistry().Contains(objective->field(i)->name()))
+        << objective->field(i)->name();
   }
 }
 

@@ -29,6 +29,7 @@
 #include "core/threads.h"
 #include "datasets/experiment_data.h"
 #include "eval/multi_clip_evaluator.h"
+#include "eval/representation.h"
 #include "semisup/trainer.h"
 #include "semisup/training_loop.h"
 
@@ -167,6 +168,38 @@ int Run() {
                 outcome.clips_per_second, outcome.data_wait_seconds);
   }
   if (!config.evaluation().after_training() && !FLAGS_eval_only) return 0;
+
+  if (!(*trainer)->HasTrainedClassifier()) {
+    std::vector<tb::LabeledVideo> train = data->labeled;
+    train.insert(train.end(), data->unlabeled.begin(), data->unlabeled.end());
+    absl::StatusOr<tb::RepresentationReport> report = tb::EvaluateRepresentation(
+        (*trainer)->EvaluationModel(), train, data->test, num_classes, config.dataset(),
+        config.representation_eval(), *device, tb::ExperimentPrecision(config));
+    if (!report.ok()) return Fail(1, report.status());
+    const std::string results = absl::StrFormat(
+        "{\"experiment\": \"%s\", \"split\": \"%s\", \"train_videos\": %d, "
+        "\"steps\": %d, \"train_seconds\": %.3f, \"train_clips_per_s\": %.3f, "
+        "\"protocol\": \"backbone features of %d evenly spaced clips per video, centre crop "
+        "%.2f; kNN k=%d T=%.3g on clip-averaged features\", \"checkpoint\": \"final\", "
+        "\"representation\": %s}\n",
+        config.name(), data->split_name, train.size(), outcome.steps_done, outcome.seconds,
+        outcome.clips_per_second, config.representation_eval().num_clips(),
+        config.representation_eval().crop_fraction(), config.representation_eval().knn_k(),
+        config.representation_eval().knn_temperature(),
+        tb::RepresentationReportToJson(*report, data->class_names));
+    absl::Status saved = tb::WriteFileAtomically(run_dir + "/results.json", results);
+    if (!saved.ok()) return Fail(1, saved);
+    std::string recall;
+    for (const auto& [k, r] : report->retrieval) {
+      recall += absl::StrFormat(" R@%d %.1f%%", k, 100 * r);
+    }
+    std::printf("representation: kNN top1 %.2f%%, linear probe top1 %.2f%%, retrieval%s, "
+                "temporal similarity %.3f (%.1f s); results in %s\n",
+                100 * report->knn.top1, 100 * report->probe.top1, recall.c_str(),
+                report->temporal_similarity, report->seconds,
+                (run_dir + "/results.json").c_str());
+    return 0;
+  }
 
   absl::StatusOr<tb::VideoAccuracy> acc =
       tb::EvaluateMultiClip((*trainer)->EvaluationModel(), data->test, num_classes,

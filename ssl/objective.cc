@@ -1,0 +1,85 @@
+#include "ssl/objective.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/status_macros.h"
+#include "ssl/losses.h"
+
+namespace tb {
+
+SslObjectiveRegistryType& SslObjectiveRegistry() {
+  static auto* registry = new SslObjectiveRegistryType("ssl objective");
+  return *registry;
+}
+
+absl::StatusOr<std::unique_ptr<SslObjective>> CreateSslObjective(const SslObjectiveConfig& config,
+                                                                 const SslContext& context) {
+  ASSIGN_OR_RETURN(std::string kind, SetOneofField(config, "kind", "ssl objective"));
+  return SslObjectiveRegistry().Create(kind, config, context);
+}
+
+ProjectionHead MakeProjection(const ProjectionOptions& options, int64_t in, int default_layers) {
+  ProjectionHeadOptions o(in, options.out());
+  o.hidden_features = options.hidden() > 0 ? options.hidden() : in;
+  o.num_layers = options.has_num_layers() ? options.num_layers() : default_layers;
+  return ProjectionHead(o);
+}
+
+EmaEncoderImpl::EmaEncoderImpl(std::shared_ptr<VideoBackbone> backbone,
+                               ProjectionHead projection)
+    : backbone_(std::move(backbone)), projection_(std::move(projection)) {
+  register_module("backbone", backbone_);
+  register_module("projection", projection_);
+  initialized_ = register_buffer("initialized", torch::zeros({}, torch::kInt64));
+  for (auto& p : parameters()) p.set_requires_grad(false);
+}
+
+void EmaEncoderImpl::Update(VideoBackbone& online_backbone, ProjectionHead online_projection,
+                            double momentum) {
+  torch::NoGradGuard no_grad;
+  const double m = initialized() ? momentum : 0.0;
+  ssl::EmaUpdate(*backbone_, online_backbone, m);
+  ssl::EmaUpdate(*projection_, *online_projection, m);
+  initialized_.fill_(1);
+}
+
+torch::Tensor EmaEncoderImpl::Embed(const torch::Tensor& clips) {
+  torch::NoGradGuard no_grad;
+  return projection_->forward(backbone_->Features(clips)).detach();
+}
+
+absl::StatusOr<EmaEncoder> MakeEmaEncoder(const SslContext& context,
+                                          const ProjectionOptions& projection,
+                                          int default_layers) {
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> copy, CreateBackbone(context.backbone));
+  EmaEncoder encoder(copy, MakeProjection(projection, context.feature_dim, default_layers));
+  encoder->to(context.device);
+  return encoder;
+}
+
+absl::StatusOr<torch::Tensor> GetView(const ViewTensors& views, const std::string& name,
+                                      int64_t clips) {
+  auto it = views.find(name);
+  if (it == views.end()) {
+    std::vector<std::string> names;
+    for (const auto& [n, t] : views) names.push_back(n);
+    return absl::InvalidArgumentError(absl::StrCat("batch has no view \"", name,
+                                                   "\" (views: ", absl::StrJoin(names, ", "),
+                                                   "); the sampler does not match the objective"));
+  }
+  const torch::Tensor& t = it->second;
+  if (t.dim() != 6 || t.size(1) != clips) {
+    return absl::InvalidArgumentError(absl::StrCat("view \"", name, "\" has shape ",
+                                                   c10::str(t.sizes()), ", expected [B, ", clips,
+                                                   ", 3, T, S, S]"));
+  }
+  return t;
+}
+
+torch::Tensor ClipMajor(const torch::Tensor& view) {
+  std::vector<int64_t> shape = {view.size(0) * view.size(1)};
+  for (int64_t d = 2; d < view.dim(); ++d) shape.push_back(view.size(d));
+  return view.transpose(0, 1).reshape(shape);
+}
+
+}  // namespace tb

@@ -1,0 +1,206 @@
+// Every registered objective on tiny random views: the loss is finite and
+// reaches the backbone and the objective's own trainable parameters, each
+// term is reported, the sampler matches the views, and stateful parts (EMA
+// encoders, queues, prototypes, step counters) follow their update rules and
+// survive a save/load round trip.
+#include <cmath>
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "backbones/backbone.h"
+#include "core/testing/test_util.h"
+#include "google/protobuf/text_format.h"
+#include "ssl/losses.h"
+#include "ssl/objective.h"
+
+namespace tb {
+namespace {
+
+constexpr int kT = 4, kS = 16, kB = 3;
+
+BackboneConfig TinyBackbone() {
+  BackboneConfig b;
+  b.mutable_r3d18()->set_width_multiplier(0.0625f);
+  b.set_num_classes(5);
+  return b;
+}
+
+std::unique_ptr<SslObjective> Make(const std::string& text, std::shared_ptr<VideoBackbone>* bb) {
+  SslObjectiveConfig config;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &config)) << text;
+  auto backbone = CreateBackbone(TinyBackbone());
+  EXPECT_TRUE(backbone.ok());
+  *bb = *backbone;
+  SslContext context;
+  context.backbone = TinyBackbone();
+  context.feature_dim = (*bb)->feature_dim();
+  context.total_steps = 10;
+  auto objective = CreateSslObjective(config, context);
+  EXPECT_TRUE(objective.ok()) << objective.status();
+  return objective.ok() ? std::move(*objective) : nullptr;
+}
+
+// Random views with the shapes the objective's sampler produces.
+ViewTensors ViewsFor(const SamplerConfig& s) {
+  ViewTensors v;
+  auto view = [](int k) { return torch::randn({kB, k, 3, kT, kS, kS}); };
+  if (s.has_tclr()) {
+    const int a = s.tclr().augmentations(), d = s.tclr().num_dense();
+    v["sparse"] = view(a);
+    v["dense"] = view(a * d);
+  } else if (s.has_rho()) {
+    v["clips"] = view(s.rho().rho());
+  } else if (s.has_vtdl()) {
+    v["anchor"] = view(1);
+    v["positive"] = view(1);
+    v["negative"] = view(1);
+  } else {
+    v["clip"] = view(1);
+  }
+  return v;
+}
+
+struct Case {
+  std::string text;
+  std::vector<std::string> terms;
+};
+
+std::vector<Case> Cases() {
+  return {
+      {"instance_contrastive { num_slices: 2 projection { out: 8 } }", {"loss_ic"}},
+      {"tclr { num_slices: 2 projection { out: 8 } }", {"loss_ic", "loss_ll", "loss_gl"}},
+      {"tclr { ic_weight: 0 num_slices: 2 projection { out: 8 } }", {"loss_ll", "loss_gl"}},
+      {"vtdl { queue_size: 16 triplet_weight: 0.5 projection { out: 8 } }",
+       {"loss_infonce", "loss_triplet"}},
+      {"rho_simclr { rho: 3 projection { out: 8 } }", {"loss_ntxent"}},
+      {"rho_moco { rho: 2 queue_size: 16 projection { out: 8 } }", {"loss_infonce"}},
+      {"rho_byol { projection { out: 8 } predictor { out: 8 } }", {"loss_byol"}},
+      {"rho_swav { num_prototypes: 6 projection { out: 8 } }", {"loss_swav"}},
+      {"rotation {}", {"loss_rotation", "rotation_top1"}},
+  };
+}
+
+TEST(SslObjectives, LossIsFiniteReportsTermsAndReachesEveryTrainedPart) {
+  for (const Case& c : Cases()) {
+    SCOPED_TRACE(c.text);
+    torch::manual_seed(0);
+    std::shared_ptr<VideoBackbone> backbone;
+    auto objective = Make(c.text, &backbone);
+    ASSERT_NE(objective, nullptr);
+    backbone->train();
+    objective->train();
+    auto loss = objective->Loss(*backbone, ViewsFor(objective->Sampler()));
+    ASSERT_TRUE(loss.ok()) << loss.status();
+    ASSERT_TRUE(std::isfinite(loss->loss.item<double>()));
+    for (const auto& term : c.terms) EXPECT_EQ(loss->metrics.count(term), 1u) << term;
+    loss->loss.backward();
+    // The stem convolution gets a gradient.
+    const auto params = backbone->named_parameters();
+    ASSERT_TRUE(params.contains("stem.0.weight"));
+    EXPECT_TRUE(params["stem.0.weight"].grad().defined());
+    EXPECT_GT(params["stem.0.weight"].grad().abs().sum().item<double>(), 0.0);
+    for (const auto& p : objective->named_parameters()) {
+      if (!p.value().requires_grad()) continue;
+      EXPECT_TRUE(p.value().grad().defined()) << p.key();
+    }
+  }
+}
+
+TEST(SslObjectives, UnsetWeightsOfInstanceContrastiveAreZero) {
+  std::shared_ptr<VideoBackbone> backbone;
+  auto objective = Make("instance_contrastive { num_slices: 2 ll_weight: 0.5 }", &backbone);
+  auto loss = objective->Loss(*backbone, ViewsFor(objective->Sampler()));
+  ASSERT_TRUE(loss.ok());
+  EXPECT_EQ(loss->metrics.count("loss_ll"), 1u);  // explicitly set: used
+  EXPECT_EQ(loss->metrics.count("loss_gl"), 0u);  // unset: 0 for this objective
+}
+
+TEST(SslObjectives, WrongViewsAreAnErrorNamingTheView) {
+  std::shared_ptr<VideoBackbone> backbone;
+  auto objective = Make("rho_simclr {}", &backbone);
+  ViewTensors views;
+  views["clip"] = torch::randn({2, 1, 3, kT, kS, kS});
+  auto loss = objective->Loss(*backbone, views);
+  ASSERT_FALSE(loss.ok());
+  EXPECT_NE(loss.status().message().find("no view \"clips\""), std::string::npos);
+}
+
+TEST(SslObjectives, MocoKeyEncoderFollowsTheEmaRuleAndQueueAdvances) {
+  torch::manual_seed(1);
+  std::shared_ptr<VideoBackbone> backbone;
+  auto objective = Make("rho_moco { rho: 2 queue_size: 8 base_momentum: 0.9 }", &backbone);
+  const ViewTensors views = ViewsFor(objective->Sampler());
+  auto named = objective->named_parameters();
+  const std::string key_name = "key_encoder.backbone.stem.0.weight";
+  ASSERT_TRUE(named.contains(key_name));
+  ASSERT_FALSE(named[key_name].requires_grad());
+  ASSERT_TRUE(objective->Loss(*backbone, views).ok());
+  // First call: the key encoder is a copy of the online backbone.
+  const torch::Tensor online = backbone->named_parameters()["stem.0.weight"];
+  EXPECT_TRUE(torch::equal(named[key_name], online));
+  auto buffers = objective->named_buffers();
+  EXPECT_EQ(buffers["queue.pointer"].item<int64_t>(), 6);  // 2 clips x 3 videos enqueued
+  const torch::Tensor key_before = named[key_name].clone();
+  {
+    torch::NoGradGuard no_grad;
+    online.add_(1.0);  // stands in for an optimizer step
+  }
+  objective->AfterOptimizerStep(*backbone, 5);  // cosine momentum at 5/10: 0.95
+  ASSERT_TRUE(objective->Loss(*backbone, views).ok());
+  const double m = 1 - (1 - 0.9) * (std::cos(M_PI * 0.5) + 1) / 2;
+  EXPECT_NEAR(m, 0.95, 1e-12);
+  EXPECT_TRUE(torch::allclose(named[key_name], m * key_before + (1 - m) * online, 1e-6, 1e-6));
+  EXPECT_EQ(buffers["queue.pointer"].item<int64_t>(), 4);  // 12 keys into 8 slots
+
+  // Round trip of the whole objective state.
+  const std::string path = testing::TmpPath("moco_objective.pt");
+  {
+    torch::serialize::OutputArchive archive;
+    objective->save(archive);
+    archive.save_to(path);
+  }
+  std::shared_ptr<VideoBackbone> other_backbone;
+  torch::manual_seed(2);
+  auto restored = Make("rho_moco { rho: 2 queue_size: 8 base_momentum: 0.9 }", &other_backbone);
+  {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    restored->load(archive);
+  }
+  auto restored_buffers = restored->named_buffers();
+  for (const auto& b : buffers) {
+    EXPECT_TRUE(torch::equal(b.value(), restored_buffers[b.key()])) << b.key();
+  }
+  auto restored_params = restored->named_parameters();
+  for (const auto& p : named) {
+    EXPECT_TRUE(torch::equal(p.value(), restored_params[p.key()])) << p.key();
+  }
+}
+
+TEST(SslObjectives, SwavPrototypesStayNormalisedAndFreeze) {
+  torch::manual_seed(3);
+  std::shared_ptr<VideoBackbone> backbone;
+  auto objective = Make("rho_swav { num_prototypes: 5 freeze_prototypes_steps: 1 }", &backbone);
+  auto loss = objective->Loss(*backbone, ViewsFor(objective->Sampler()));
+  ASSERT_TRUE(loss.ok());
+  loss->loss.backward();
+  torch::Tensor prototypes = objective->named_parameters()["prototypes"];
+  // Frozen at step 0: no gradient reaches the prototypes.
+  EXPECT_TRUE(!prototypes.grad().defined() || prototypes.grad().abs().sum().item<double>() == 0);
+  {
+    torch::NoGradGuard no_grad;
+    prototypes.mul_(3.0);
+  }
+  objective->AfterOptimizerStep(*backbone, 1);
+  EXPECT_TRUE(torch::allclose(prototypes.norm(2, 1), torch::ones({5}), 1e-5, 1e-5));
+  auto after = objective->Loss(*backbone, ViewsFor(objective->Sampler()));
+  ASSERT_TRUE(after.ok());
+  after->loss.backward();
+  EXPECT_GT(prototypes.grad().abs().sum().item<double>(), 0.0);
+}
+
+}  // namespace
+}  // namespace tb

@@ -1,0 +1,125 @@
+// TimeBalance's temporally-invariant instance contrastive loss L_IC and
+// TCLR's temporally-distinctive local-local (L_LL) and global-local (L_GL)
+// losses, on the TCLR sampler's views:
+//   "sparse" [B, A, 3, T, S, S]: one clip at stride num_slices covering the
+//            window, A augmentations;
+//   "dense"  [B, A * num_slices, ...]: the window's consecutive clips,
+//            ordered (augmentation, timestep).
+// All A * (1 + num_slices) clips go through the backbone in one forward
+// pass (BatchNorm sees them together). Pooled features are projected by
+// one MLP; the sparse clip's feature map is also pooled into num_slices
+// temporal slices, projected by the same MLP (shared weights) for L_GL.
+//
+// L = ic_weight * L_IC + ll_weight * L_LL + gl_weight * L_GL (ssl/losses.h
+// documents each term). `instance_contrastive` defaults to L_IC only;
+// `tclr` to all three. Loss terms are averaged over videos (TCLR's code sums
+// L_LL and L_GL over the videos of a batch; averaging only rescales them).
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "core/torch_status.h"
+#include "ssl/losses.h"
+#include "ssl/objective.h"
+
+namespace tb {
+namespace {
+
+class TclrObjective : public SslObjective {
+ public:
+  TclrObjective(const TclrObjectiveOptions& o, float ic, float ll, float gl, int64_t feature_dim)
+      : options_(o), ic_(ic), ll_(ll), gl_(gl) {
+    projection_ = register_module("projection", MakeProjection(o.projection(), feature_dim));
+  }
+
+  SamplerConfig Sampler() const override {
+    SamplerConfig s;
+    *s.mutable_tclr() = options_.sampler();
+    s.mutable_tclr()->set_num_dense(options_.num_slices());
+    return s;
+  }
+
+  absl::StatusOr<SslLoss> Loss(VideoBackbone& backbone, const ViewTensors& views) override {
+    const int64_t a = options_.sampler().augmentations();
+    const int64_t slices = options_.num_slices();
+    ASSIGN_OR_RETURN(torch::Tensor sparse_view, GetView(views, "sparse", a));
+    ASSIGN_OR_RETURN(torch::Tensor dense_view, GetView(views, "dense", a * slices));
+    return CallTorch("tclr loss", [&] {
+      const int64_t b = sparse_view.size(0);
+      const torch::Tensor clips = torch::cat({ClipMajor(sparse_view), ClipMajor(dense_view)});
+      const torch::Tensor map = backbone.FeatureMap(clips);
+      const torch::Tensor pooled = map.mean({2, 3, 4});
+      const torch::Tensor z = projection_->forward(pooled);  // [(A + A*S) * B, D]
+      const int64_t d = z.size(1);
+      const torch::Tensor sparse = z.slice(0, 0, a * b).view({a, b, d});
+      const torch::Tensor dense = z.slice(0, a * b).view({a, slices, b, d});
+      SslLoss out;
+      torch::Tensor total = torch::zeros({}, z.options());
+      if (ic_ != 0) {
+        const torch::Tensor l = ssl::InstanceContrastiveLoss(sparse, dense, options_.temperature());
+        total = total + ic_ * l;
+        out.metrics["loss_ic"] = l.item<double>();
+      }
+      if (ll_ != 0) {
+        const torch::Tensor l = ssl::LocalLocalLoss(dense, options_.temperature());
+        total = total + ll_ * l;
+        out.metrics["loss_ll"] = l.item<double>();
+      }
+      if (gl_ != 0) {
+        // [A*B, C, T', H', W'] -> slices [A*B, D, S] -> projected [A*B, d, S].
+        const torch::Tensor slice_z =
+            projection_->forward(TemporalSlicePool(map.slice(0, 0, a * b), slices));
+        const torch::Tensor sparse_slices = slice_z.view({a, b, d, slices}).permute({0, 3, 1, 2});
+        const torch::Tensor l = ssl::GlobalLocalLoss(sparse_slices, dense, options_.temperature());
+        total = total + gl_ * l;
+        out.metrics["loss_gl"] = l.item<double>();
+      }
+      out.loss = total;
+      return out;
+    });
+  }
+
+ private:
+  TclrObjectiveOptions options_;
+  float ic_, ll_, gl_;
+  ProjectionHead projection_{nullptr};
+};
+
+absl::Status ValidateTclr(const TclrObjectiveOptions& o, const std::string& path) {
+  if (o.num_slices() < 1 || o.num_slices() > 16) {
+    return absl::InvalidArgumentError(absl::StrCat("config field ", path, ".num_slices = ",
+                                                   o.num_slices(), ": must be in [1, 16]"));
+  }
+  if (!(o.temperature() > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("config field ", path, ".temperature = ",
+                                                   o.temperature(), ": must be > 0"));
+  }
+  if (o.sampler().augmentations() < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config field ", path, ".sampler.augmentations = ",
+                     o.sampler().augmentations(), ": the contrastive terms need at least 2"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<SslObjective>> MakeInstanceContrastive(
+    const SslObjectiveConfig& config, const SslContext& context) {
+  const TclrObjectiveOptions& o = config.instance_contrastive();
+  RETURN_IF_ERROR(ValidateTclr(o, "trainer.ssl.objective.instance_contrastive"));
+  return std::unique_ptr<SslObjective>(new TclrObjective(
+      o, o.ic_weight(), o.has_ll_weight() ? o.ll_weight() : 0.0f,
+      o.has_gl_weight() ? o.gl_weight() : 0.0f, context.feature_dim));
+}
+
+absl::StatusOr<std::unique_ptr<SslObjective>> MakeTclr(const SslObjectiveConfig& config,
+                                                       const SslContext& context) {
+  const TclrObjectiveOptions& o = config.tclr();
+  RETURN_IF_ERROR(ValidateTclr(o, "trainer.ssl.objective.tclr"));
+  return std::unique_ptr<SslObjective>(
+      new TclrObjective(o, o.ic_weight(), o.ll_weight(), o.gl_weight(), context.feature_dim));
+}
+
+}  // namespace
+
+TB_REGISTER_COMPONENT(SslObjectiveRegistry(), instance_contrastive, MakeInstanceContrastive);
+TB_REGISTER_COMPONENT(SslObjectiveRegistry(), tclr, MakeTclr);
+
+}  // namespace tb
