@@ -191,6 +191,8 @@ absl::Status ValidateExperimentConfig(const ExperimentConfig& e) {
   c.Merge(SetOneofField(e.trainer(), "kind", "config field trainer").status());
   c.Require(e.trainer().labeled_batch_size() >= 1, "trainer.labeled_batch_size",
             e.trainer().labeled_batch_size(), "must be >= 1");
+  c.Require(e.trainer().unlabeled_batch_size() >= 0, "trainer.unlabeled_batch_size",
+            e.trainer().unlabeled_batch_size(), "must be >= 0 (0 = labeled_batch_size)");
   c.Require(e.trainer().max_grad_norm() >= 0, "trainer.max_grad_norm",
             e.trainer().max_grad_norm(), "must be >= 0");
   if (e.trainer().has_supervised()) {

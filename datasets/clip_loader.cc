@@ -70,6 +70,7 @@ absl::StatusOr<ClipBatch> ClipLoader::Build(int64_t index) const {
       if (status.ok()) {
         labels[j] = videos_[video].label;
         batch.videos.push_back(video);
+        batch.paths.push_back(videos_[video].path);
         break;
       }
       if (config_.loader().on_error() == LoaderOptions::FAIL) return status;

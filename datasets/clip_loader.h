@@ -47,6 +47,7 @@ struct ClipBatch {
   torch::Tensor clips;
   torch::Tensor labels;  // [B] int64
   std::vector<int64_t> videos;  // indices into the loader's video list
+  std::vector<std::string> paths;  // the videos' paths, in batch order
   int64_t index = 0;     // global batch index
   int64_t epoch = 0;
   int substitutions = 0;

@@ -126,12 +126,17 @@ absl::StatusOr<TrainingOutcome> RunTraining(const ExperimentConfig& config,
   for (const ViewShape& v : planner->views()) clips_per_sample += v.clips;
   ClipLoader labeled(std::move(train_videos), config.dataset(), batch_size, config.seed(), step,
                      std::move(planner));
+  const int unlabeled_batch = config.trainer().unlabeled_batch_size() > 0
+                                  ? config.trainer().unlabeled_batch_size()
+                                  : batch_size;
   std::unique_ptr<ClipLoader> unlabeled;
   if (trainer->NeedsUnlabeled() && !data.unlabeled.empty()) {
-    unlabeled = std::make_unique<ClipLoader>(data.unlabeled, config.dataset(), batch_size,
+    unlabeled = std::make_unique<ClipLoader>(data.unlabeled, config.dataset(), unlabeled_batch,
                                              config.seed() ^ kUnlabeledSeedSalt, step);
   }
 
+  const int64_t clips_per_step =
+      static_cast<int64_t>(batch_size) * clips_per_sample + (unlabeled ? unlabeled_batch : 0);
   std::ofstream metrics_log(fs::path(config.run_dir()) / "metrics.jsonl", std::ios::app);
   const auto start = std::chrono::steady_clock::now();
   auto window_start = start;
@@ -199,8 +204,7 @@ absl::StatusOr<TrainingOutcome> RunTraining(const ExperimentConfig& config,
       const auto now = std::chrono::steady_clock::now();
       const double window_seconds = std::chrono::duration<double>(now - window_start).count();
       const double elapsed = std::chrono::duration<double>(now - start).count();
-      const double clips = static_cast<double>(window_steps) * batch_size *
-                           (clips_per_sample + (unlabeled ? 1 : 0));
+      const double clips = static_cast<double>(window_steps) * clips_per_step;
       const double rate = clips / std::max(1e-9, window_seconds);
       const double eta = elapsed / (step - outcome.first_step) * (schedule.steps() - step);
       std::string line = absl::StrFormat("step %d/%d", step, schedule.steps());
@@ -233,8 +237,7 @@ absl::StatusOr<TrainingOutcome> RunTraining(const ExperimentConfig& config,
   outcome.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   outcome.data_wait_seconds = labeled.wait_seconds() + (unlabeled ? unlabeled->wait_seconds() : 0);
-  const double total_clips = static_cast<double>(step - outcome.first_step) * batch_size *
-                             (clips_per_sample + (unlabeled ? 1 : 0));
+  const double total_clips = static_cast<double>(step - outcome.first_step) * clips_per_step;
   outcome.clips_per_second = total_clips / std::max(1e-9, outcome.seconds);
   trainer->SetTraining(false);
   return outcome;

@@ -1,0 +1,70 @@
+// File: semisup/timebalance_trainer.h
+//
+// TimeBalance's student distillation (Dave et al., CVPR 2023), registered as
+// the `timebalance` trainer (TimeBalanceOptions in semisup.proto). Two
+// fine-tuned teachers, frozen (eval mode, requires_grad off, never in the
+// optimizer, forward under NoGradGuard), produce
+//   p_T(x) = s_v * softmax(f_I(x)) + (1 - s_v) * softmax(f_D(x))
+// for the very clip the student sees, with s_v the video's weight from the
+// scores file. The student's loss is
+//   CE(f_S(x_l), y) + labeled_weight * D(softmax(f_S(x_l)), p_T(x_l))
+//                   + unlabeled_weight * D(softmax(f_S(x_u)), p_T(x_u)),
+// D = element-wise MSE (default) or KL(p_T || p_S). The student's labeled and
+// unlabeled clips go through it in one forward pass (shared BatchNorm
+// statistics). Logged: each term, the teachers' and the mixture's accuracy on
+// the labeled clips, and the mixture's pseudo-label accuracy on the unlabeled
+// clips against their hidden labels.
+#ifndef TIMEBALANCE_SEMISUP_TIMEBALANCE_TRAINER_H_
+#define TIMEBALANCE_SEMISUP_TIMEBALANCE_TRAINER_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "semisup/trainer.h"
+
+namespace tb {
+
+// p_T = s * p_i + (1 - s) * p_d, s: [B], p_*: [B, C].
+torch::Tensor MixTeachers(const torch::Tensor& p_invariant, const torch::Tensor& p_distinctive,
+                          const torch::Tensor& weights);
+
+// D(p_student, p_teacher): MSE (mean over all elements) or KL(p_T || p_S)
+// (sum over classes, mean over rows). p_teacher is treated as a constant.
+torch::Tensor DistillationDistance(const torch::Tensor& p_student, const torch::Tensor& p_teacher,
+                                   TimeBalanceOptions::Distance distance);
+
+class TimeBalanceTrainer : public Trainer {
+ public:
+  TimeBalanceTrainer(std::shared_ptr<VideoBackbone> student,
+                     std::shared_ptr<VideoBackbone> invariant,
+                     std::shared_ptr<VideoBackbone> distinctive,
+                     std::map<std::string, float> scores, const TimeBalanceOptions& options,
+                     torch::Device device);
+
+  absl::StatusOr<StepResult> Step(const StepBatches& batches) override;
+  std::vector<torch::Tensor> TrainableParameters() override { return student_->parameters(); }
+  std::vector<std::pair<std::string, torch::nn::Module*>> CheckpointModules() override {
+    return {{"model", student_.get()}};
+  }
+  VideoBackbone& EvaluationModel() override { return *student_; }
+  bool NeedsUnlabeled() const override { return true; }
+  void SetTraining(bool training) override;
+
+  VideoBackbone& invariant_teacher() { return *invariant_; }
+  VideoBackbone& distinctive_teacher() { return *distinctive_; }
+
+ private:
+  absl::StatusOr<torch::Tensor> Weights(const ClipBatch& batch) const;
+
+  std::shared_ptr<VideoBackbone> student_, invariant_, distinctive_;
+  std::map<std::string, float> scores_;
+  TimeBalanceOptions options_;
+  torch::Device device_;
+};
+
+}  // namespace tb
+
+#endif  // TIMEBALANCE_SEMISUP_TIMEBALANCE_TRAINER_H_

@@ -1,0 +1,108 @@
+#include "semisup/timebalance_trainer.h"
+
+#include <cmath>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+namespace tb {
+namespace {
+
+TEST(TimeBalanceTrainer, MixingAndDistancesByHand) {
+  const torch::Tensor p_i = torch::tensor({{1.0f, 0.0f}, {0.2f, 0.8f}});
+  const torch::Tensor p_d = torch::tensor({{0.0f, 1.0f}, {0.6f, 0.4f}});
+  const torch::Tensor mixed = MixTeachers(p_i, p_d, torch::tensor({0.25f, 1.0f}));
+  EXPECT_TRUE(torch::allclose(mixed, torch::tensor({{0.25f, 0.75f}, {0.2f, 0.8f}})));
+  const torch::Tensor p_s = torch::tensor({{0.5f, 0.5f}});
+  EXPECT_NEAR(DistillationDistance(p_s, torch::tensor({{1.0f, 0.0f}}), TimeBalanceOptions::MSE)
+                  .item<float>(),
+              0.25f, 1e-7);
+  // KL([.5, .5] || [.25, .75]) = .5 ln 2 + .5 ln(2/3).
+  EXPECT_NEAR(DistillationDistance(torch::tensor({{0.25f, 0.75f}}), torch::tensor({{0.5f, 0.5f}}),
+                                   TimeBalanceOptions::KL)
+                  .item<float>(),
+              0.5 * std::log(2.0) + 0.5 * std::log(2.0 / 3.0), 1e-6);
+}
+
+std::shared_ptr<VideoBackbone> Tiny(int seed) {
+  torch::manual_seed(seed);
+  BackboneConfig config;
+  config.mutable_r3d18()->set_width_multiplier(0.0625f);
+  config.set_num_classes(3);
+  auto model = CreateBackbone(config);
+  EXPECT_TRUE(model.ok());
+  return *model;
+}
+
+ClipBatch Batch(int n, const std::string& prefix) {
+  ClipBatch b;
+  b.clips = torch::randn({n, 3, 4, 16, 16});
+  b.labels = torch::randint(0, 3, {n}, torch::kInt64);
+  for (int i = 0; i < n; ++i) b.paths.push_back(prefix + std::to_string(i));
+  return b;
+}
+
+TEST(TimeBalanceTrainer, LossMatchesHandComputationAndTeachersStayFrozen) {
+  auto student = Tiny(1), invariant = Tiny(2), distinctive = Tiny(3);
+  std::map<std::string, float> scores = {{"l0", 0.0f}, {"l1", 1.0f}, {"u0", 0.5f},
+                                         {"u1", 0.25f}, {"u2", 0.9f}};
+  TimeBalanceOptions options;  // MSE, weights 50 / 100
+  options.set_scores("scores.tsv");
+  TimeBalanceTrainer trainer(student, invariant, distinctive, scores, options, torch::kCPU);
+  trainer.SetTraining(true);
+  torch::manual_seed(4);
+  const ClipBatch lb = Batch(2, "l"), ub = Batch(3, "u");
+  const auto teacher_before = invariant->named_parameters()["stem.0.weight"].clone();
+  const auto student_before = student->named_parameters()["stem.0.weight"].clone();
+
+  // Independent computation of the expected loss.
+  torch::Tensor expected;
+  {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor x = torch::cat({lb.clips, ub.clips});
+    const torch::Tensor pi = torch::softmax(invariant->forward(x), 1);
+    const torch::Tensor pd = torch::softmax(distinctive->forward(x), 1);
+    const torch::Tensor s = torch::tensor({0.0f, 1.0f, 0.5f, 0.25f, 0.9f}).unsqueeze(1);
+    const torch::Tensor pt = s * pi + (1 - s) * pd;
+    // The student in train mode: BN statistics of this batch. Copy it so the
+    // reference forward does not touch the trained model's running stats.
+    auto copy = Tiny(1);
+    copy->train();
+    const torch::Tensor logits = copy->forward(x);
+    const torch::Tensor ps = torch::softmax(logits, 1);
+    const torch::Tensor ce = torch::nn::functional::cross_entropy(logits.slice(0, 0, 2), lb.labels);
+    expected = ce + 50 * (ps.slice(0, 0, 2) - pt.slice(0, 0, 2)).pow(2).mean() +
+               100 * (ps.slice(0, 2) - pt.slice(0, 2)).pow(2).mean();
+  }
+  auto result = trainer.Step({&lb, &ub});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_NEAR(result->loss.item<float>(), expected.item<float>(), 1e-4);
+  EXPECT_NEAR(result->metrics.at("mean_s"), (0.0 + 1.0 + 0.5 + 0.25 + 0.9) / 5, 1e-6);
+
+  torch::optim::SGD sgd(trainer.TrainableParameters(), torch::optim::SGDOptions(0.1));
+  sgd.zero_grad();
+  result->loss.backward();
+  sgd.step();
+  for (auto* teacher : {invariant.get(), distinctive.get()}) {
+    EXPECT_FALSE(teacher->is_training());
+    for (const auto& p : teacher->parameters()) {
+      EXPECT_FALSE(p.requires_grad());
+      EXPECT_FALSE(p.grad().defined());
+    }
+  }
+  EXPECT_TRUE(torch::equal(invariant->named_parameters()["stem.0.weight"], teacher_before));
+  EXPECT_FALSE(torch::equal(student->named_parameters()["stem.0.weight"], student_before));
+}
+
+TEST(TimeBalanceTrainer, MissingScoreNamesTheVideo) {
+  TimeBalanceOptions options;
+  options.set_scores("s.tsv");
+  TimeBalanceTrainer trainer(Tiny(1), Tiny(2), Tiny(3), {{"l0", 0.5f}}, options, torch::kCPU);
+  const ClipBatch lb = Batch(1, "l"), ub = Batch(1, "u");
+  auto result = trainer.Step({&lb, &ub});
+  ASSERT_FALSE(result.ok());
+  EXPECT_NE(result.status().message().find("no weight for video u0"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tb
