@@ -31,6 +31,7 @@
 #include "eval/multi_clip_evaluator.h"
 #include "semisup/trainer.h"
 #include "semisup/training_loop.h"
+#include "tools/cli_util.h"
 
 DEFINE_string(config, "", "Experiment config (text proto ExperimentConfig). Required.");
 DEFINE_string(override, "",
@@ -64,27 +65,6 @@ absl::StatusOr<torch::Device> ParseDevice(const std::string& name) {
                                          "(set LIBTORCH to a CUDA LibTorch and rebuild)");
   }
   return torch::Device(name);
-}
-
-// gflags exits with status 1 on an unknown flag; flags are user input, so
-// they get the config-error exit code 2 and a one-line message instead.
-bool UnknownFlag(int argc, char** argv, std::string* name) {
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--") break;
-    if (arg.rfind("-", 0) != 0) continue;
-    arg = arg.substr(arg.rfind("--", 0) == 0 ? 2 : 1);
-    arg = arg.substr(0, arg.find('='));
-    gflags::CommandLineFlagInfo info;
-    if (gflags::GetCommandLineFlagInfo(arg.c_str(), &info)) continue;
-    if (arg.rfind("no", 0) == 0 && gflags::GetCommandLineFlagInfo(arg.c_str() + 2, &info) &&
-        info.type == "bool") {
-      continue;
-    }
-    *name = argv[i];
-    return true;
-  }
-  return false;
 }
 
 int Run() {
@@ -201,7 +181,7 @@ int main(int argc, char** argv) {
       "every field).\nExit codes: 0 ok, 1 runtime error, 2 bad flags/config, 128+signal "
       "interrupted (checkpoint written).");
   std::string unknown;
-  if (UnknownFlag(argc, argv, &unknown)) {
+  if (tb::FindUnknownFlag(argc, argv, &unknown)) {
     std::fprintf(stderr, "timebalance: error: unknown flag '%s' (see --helpshort)\n",
                  unknown.c_str());
     return 2;
