@@ -65,6 +65,10 @@ void ValidateDataset(const DatasetConfig& d, Checker* c) {
     c->Require(d.ucf101().split() >= 1 && d.ucf101().split() <= 3, "dataset.ucf101.split",
                d.ucf101().split(), "must be 1, 2 or 3");
   }
+  if (d.has_manifest()) {
+    c->RequireSet(!d.manifest().path().empty(), "dataset.manifest.path",
+                  "the manifest written by tools/prepare_dataset");
+  }
   c->Require(d.labeled_fraction() > 0 && d.labeled_fraction() <= 1,
              "dataset.labeled_fraction", d.labeled_fraction(), "must be in (0, 1]");
   const ClipSampling& clip = d.clip();

@@ -2,24 +2,45 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "datasets/formats/manifest.h"
 #include "datasets/labeled_subset.h"
 #include "datasets/ucf101.h"
 
 namespace tb {
 
-absl::StatusOr<ExperimentData> LoadExperimentData(const DatasetConfig& config) {
-  if (!config.has_ucf101()) {
-    return absl::InvalidArgumentError("dataset: only the ucf101 format is implemented");
+namespace {
+
+// The split lists named by the config's format, and a description of them.
+absl::StatusOr<SplitSet> ReadConfiguredSplit(const DatasetConfig& config, std::string* name,
+                                             std::string* where) {
+  if (config.has_ucf101()) {
+    const Ucf101Format& f = config.ucf101();
+    *name = absl::StrCat("ucf101-layout split ", f.split(), " of ", f.root());
+    *where = f.root();
+    return ReadUcf101Split(f.root(), f.annotations(), f.split(), config.check_files());
   }
-  const Ucf101Format& f = config.ucf101();
-  ASSIGN_OR_RETURN(SplitSet split,
-                   ReadUcf101Split(f.root(), f.annotations(), f.split(), config.check_files()));
-  if (split.train.empty()) return absl::InvalidArgumentError("no training videos in " + f.root());
-  if (split.test.empty()) return absl::InvalidArgumentError("no test videos in " + f.root());
+  if (config.has_manifest()) {
+    const ManifestFormat& f = config.manifest();
+    ASSIGN_OR_RETURN(Manifest manifest, ReadManifest(f.path()));
+    *name = absl::StrCat(manifest.dataset(), " split ", manifest.split(), " from manifest ",
+                         f.path());
+    *where = "manifest " + f.path();
+    return ManifestToSplitSet(manifest, f.root(), config.check_files());
+  }
+  return absl::InvalidArgumentError("dataset: no format set (ucf101 or manifest)");
+}
+
+}  // namespace
+
+absl::StatusOr<ExperimentData> LoadExperimentData(const DatasetConfig& config) {
+  std::string split_name, where;
+  ASSIGN_OR_RETURN(SplitSet split, ReadConfiguredSplit(config, &split_name, &where));
+  if (split.train.empty()) return absl::InvalidArgumentError("no training videos in " + where);
+  if (split.test.empty()) return absl::InvalidArgumentError("no test videos in " + where);
   ExperimentData data;
   data.class_names = split.class_names;
   data.num_train = static_cast<int64_t>(split.train.size());
-  data.split_name = absl::StrCat("ucf101-layout split ", f.split(), " of ", f.root());
+  data.split_name = split_name;
   std::vector<int> labels;
   std::vector<std::string> relative;
   for (const VideoEntry& v : split.train) {

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/ascii.h"
@@ -17,6 +18,19 @@ namespace {
 constexpr uint32_t kSubsetPurpose = 11;
 }  // namespace
 
+absl::StatusOr<std::vector<std::vector<int64_t>>> GroupByClass(const std::vector<int>& labels,
+                                                               int num_classes) {
+  std::vector<std::vector<int64_t>> by_class(std::max(num_classes, 0));
+  for (int64_t i = 0; i < static_cast<int64_t>(labels.size()); ++i) {
+    if (labels[i] < 0 || labels[i] >= num_classes) {
+      return absl::InvalidArgumentError(absl::StrCat("video ", i, " has label ", labels[i],
+                                                     " outside [0, ", num_classes, ")"));
+    }
+    by_class[labels[i]].push_back(i);
+  }
+  return by_class;
+}
+
 absl::StatusOr<std::vector<int64_t>> SelectLabeledSubset(const std::vector<int>& labels,
                                                          int num_classes, double fraction,
                                                          uint64_t seed) {
@@ -25,14 +39,9 @@ absl::StatusOr<std::vector<int64_t>> SelectLabeledSubset(const std::vector<int>&
                                                    " is not in (0, 1]"));
   }
   const int64_t n = static_cast<int64_t>(labels.size());
-  std::vector<std::vector<int64_t>> by_class(num_classes);
-  for (int64_t i = 0; i < n; ++i) {
-    if (labels[i] < 0 || labels[i] >= num_classes) {
-      return absl::InvalidArgumentError(absl::StrCat("video ", i, " has label ", labels[i],
-                                                     " outside [0, ", num_classes, ")"));
-    }
-    by_class[labels[i]].push_back(i);
-  }
+  absl::StatusOr<std::vector<std::vector<int64_t>>> grouped = GroupByClass(labels, num_classes);
+  if (!grouped.ok()) return grouped.status();
+  const std::vector<std::vector<int64_t>>& by_class = *grouped;
   std::vector<bool> chosen(n, false);
   int64_t count = 0;
   for (int c = 0; c < num_classes; ++c) {
@@ -66,6 +75,7 @@ absl::StatusOr<std::vector<int64_t>> ReadLabeledList(
     index[relative_paths[i]] = i;
   }
   std::vector<bool> chosen(relative_paths.size(), false);
+  std::vector<std::string> strays;  // "file:line 'path'" of entries not in the split
   std::string line;
   int line_no = 0;
   while (std::getline(in, line)) {
@@ -75,10 +85,15 @@ absl::StatusOr<std::vector<int64_t>> ReadLabeledList(
     const std::string path(text.substr(0, text.find_first_of(" \t")));
     auto it = index.find(path);
     if (it == index.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(list_path, ":", line_no, ": video '", path,
-                                                     "' is not in the training split"));
+      strays.push_back(absl::StrCat(list_path, ":", line_no, " '", path, "'"));
+    } else {
+      chosen[it->second] = true;
     }
-    chosen[it->second] = true;
+  }
+  if (!strays.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(list_path, ": ", strays.size(), " listed videos are not in the training ",
+                     "split: ", absl::StrJoin(strays, ", ")));
   }
   std::vector<int64_t> subset;
   for (int64_t i = 0; i < static_cast<int64_t>(chosen.size()); ++i) {

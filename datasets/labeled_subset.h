@@ -24,9 +24,15 @@ absl::StatusOr<std::vector<int64_t>> SelectLabeledSubset(const std::vector<int>&
                                                          int num_classes, double fraction,
                                                          uint64_t seed);
 
+// The indices of the videos of each class (ascending); a label outside
+// [0, num_classes) is an error naming the video.
+absl::StatusOr<std::vector<std::vector<int64_t>>> GroupByClass(const std::vector<int>& labels,
+                                                               int num_classes);
+
 // Indices of the videos whose relative paths are listed in `list_path` (one
-// per line, optionally followed by a label, as trainlist01.txt). A listed
-// path that is not in the training split is an error naming file and line.
+// per line, optionally followed by a label, as trainlist01.txt; repeats
+// count once). Listed paths that are not in the training split are an error
+// naming every one of them with file and line.
 absl::StatusOr<std::vector<int64_t>> ReadLabeledList(
     const std::string& list_path, const std::vector<std::string>& relative_paths);
 

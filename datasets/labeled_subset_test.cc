@@ -54,6 +54,13 @@ TEST(LabeledSubset, ListFileAndHash) {
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("list.txt:2"), std::string::npos);
   EXPECT_NE(bad.status().message().find("C/c9.avi"), std::string::npos);
+  // Every stray entry is named, not just the first.
+  std::ofstream(path) << "X/x.avi\nA/a1.avi\nC/c9.avi 3\n";
+  bad = ReadLabeledList(path, paths);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("2 listed videos"), std::string::npos) << bad.status();
+  EXPECT_NE(bad.status().message().find("list.txt:1 'X/x.avi'"), std::string::npos);
+  EXPECT_NE(bad.status().message().find("list.txt:3 'C/c9.avi'"), std::string::npos);
 }
 
 }  // namespace

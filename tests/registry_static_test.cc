@@ -5,6 +5,7 @@
 
 #include "backbones/backbone.h"
 #include "semisup/trainer.h"
+#include "reweighting/scorer.h"
 #include "ssl/objective.h"
 
 namespace tb {
@@ -13,7 +14,10 @@ namespace {
 TEST(RegistryStaticLink, AllComponentsRegistered) {
   EXPECT_EQ(BackboneRegistry().Names(),
             (std::vector<std::string>{"r2plus1d", "r3d18", "slow_r50", "slowfast_r50", "tsm_r18"}));
-  EXPECT_EQ(TrainerRegistry().Names(), (std::vector<std::string>{"ssl", "supervised"}));
+  EXPECT_EQ(TrainerRegistry().Names(), (std::vector<std::string>{"ssl", "supervised", "timebalance"}));
+  EXPECT_EQ(MixingRuleRegistry().Names(),
+            (std::vector<std::string>{"distinctive_only", "fixed_weight", "invariant_only",
+                                      "temporal_similarity"}));
   EXPECT_EQ(SslObjectiveRegistry().Names(),
             (std::vector<std::string>{"instance_contrastive", "rho_byol", "rho_moco", "rho_simclr",
                                       "rho_swav", "rotation", "tclr", "vtdl"}));
@@ -30,6 +34,10 @@ TEST(RegistryStaticLink, EveryOneofFieldHasAComponent) {
   for (int i = 0; i < trainer->field_count(); ++i) {
     EXPECT_TRUE(TrainerRegistry().Contains(trainer->field(i)->name()))
         << trainer->field(i)->name();
+  }
+  const auto* rule = ReweightingConfig::descriptor()->FindOneofByName("rule");
+  for (int i = 0; i < rule->field_count(); ++i) {
+    EXPECT_TRUE(MixingRuleRegistry().Contains(rule->field(i)->name())) << rule->field(i)->name();
   }
   const auto* objective = SslObjectiveConfig::descriptor()->FindOneofByName("kind");
   for (int i = 0; i < objective->field_count(); ++i) {

@@ -1,9 +1,9 @@
-"""Prints the demo's results table from run directories' results.json.
+"""Prints the demo's table from a TimeBalance pipeline results.json.
 
-Usage: demo_table.py SYNTH_DIR RUN_DIR [RUN_DIR ...]
+Usage: demo_table.py SYNTH_DIR RESULTS_JSON [--markdown-only]
 Per-family accuracy uses SYNTH_DIR/synth_actions.txt (class -> cyclic or
-sequential) and the per-class accuracies (each class has the same number of
-test videos, so the family accuracy is the mean over its classes).
+sequential) and the per-class top-1 (each class has the same number of test
+videos, so a family's accuracy is the mean over its classes).
 """
 import json
 import os
@@ -20,26 +20,39 @@ def families(synth_dir):
     return fam
 
 
+def family_means(model, fam):
+    by = {}
+    for c in model["per_class"]:
+        by.setdefault(fam.get(c["class"], "?"), []).append(c["top1"])
+    return {k: 100.0 * sum(v) / len(v) for k, v in by.items()}
+
+
 def main():
-    synth_dir, runs = sys.argv[1], sys.argv[2:]
+    synth_dir, path = sys.argv[1], sys.argv[2]
     fam = families(synth_dir)
-    print("| labels | labeled videos | top-1 % | top-5 % | cyclic top-1 % | "
-          "sequential top-1 % | wall s |")
-    print("|---|---|---|---|---|---|---|")
-    for run in runs:
-        with open(os.path.join(run, "results.json")) as f:
-            r = json.load(f)
-        t = r["test"]
-        by_family = {}
-        for name, c in t["per_class"].items():
-            by_family.setdefault(fam.get(name, "?"), []).append(c["top1"])
-        mean = lambda xs: 100.0 * sum(xs) / len(xs) if xs else float("nan")
-        wall_path = os.path.join(run, "wall_seconds")
-        wall = open(wall_path).read().strip() if os.path.exists(wall_path) else "-"
-        print("| %g%% | %d | %.1f | %.1f | %.1f | %.1f | %s |" % (
-            100 * r["labeled_fraction"], r["labeled_videos"], 100 * t["top1"],
-            100 * t["top5"], mean(by_family.get("cyclic", [])),
-            mean(by_family.get("sequential", [])), wall))
+    with open(path) as f:
+        r = json.load(f)
+    rows = [("supervised (same backbone, labeled only)", "supervised"),
+            ("invariant teacher (L_IC, fine-tuned)", "invariant_teacher"),
+            ("distinctive teacher (L_LL+L_GL, fine-tuned)", "distinctive_teacher"),
+            ("TimeBalance student", "student")]
+    print("| model | top-1 % | top-5 % | cyclic top-1 % | sequential top-1 % |")
+    print("|---|---|---|---|---|")
+    for label, key in rows:
+        if key not in r:
+            continue
+        m = r[key]
+        fm = family_means(m, fam)
+        print("| %s | %.1f | %.1f | %.1f | %.1f |" % (
+            label, 100 * m["top1"], 100 * m["top5"], fm.get("cyclic", float("nan")),
+            fm.get("sequential", float("nan"))))
+    print()
+    print("labeled videos %d of %d (list hash %s); student init %s; score rule %s" % (
+        r["labeled_videos"], r["train_videos"], r["labeled_list_hash"], r["student_init"],
+        r["score_rule"]))
+    print("stage wall times: " + ", ".join(
+        "%s %.0f s%s" % (s["stage"], s["seconds"], " (skipped)" if s["skipped"] else "")
+        for s in r["stages"]))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,39 @@
+// File: tools/cli_util.h
+//
+// What every command-line tool here does the same way: flag parsing where an
+// unknown flag or a stray argument is a one-line usage error with exit code
+// 2 (gflags alone would exit 1), relative paths resolved against the
+// caller's folder under `bazel run`, one-line error messages, and JSON
+// output lines.
+#ifndef TIMEBALANCE_TOOLS_CLI_UTIL_H_
+#define TIMEBALANCE_TOOLS_CLI_UTIL_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace tb {
+
+// Exit codes shared by the tools.
+constexpr int kExitDataError = 1;   // unreadable input, missing files, I/O
+constexpr int kExitUsageError = 2;  // bad flags or config
+
+// Sets the usage message, parses the flags and initialises logging. Returns
+// 0 when the tool should run, or kExitUsageError after printing
+// "<tool>: error: ..." for an unknown flag or a positional argument.
+int InitTool(const char* tool, const char* usage, int* argc, char*** argv);
+
+// True when `argv[i]` names no flag gflags knows (for "--name" / "-name",
+// "--noname" of a bool flag included); stops at "--".
+bool FindUnknownFlag(int argc, char** argv, std::string* unknown);
+
+// Prints "<tool>: error: <message>" to stderr and returns `code`.
+int ToolError(const char* tool, int code, const std::string& message);
+int ToolError(const char* tool, int code, const absl::Status& status);
+
+// `text` as a JSON string literal (quoted, escaped).
+std::string JsonString(const std::string& text);
+
+}  // namespace tb
+
+#endif  // TIMEBALANCE_TOOLS_CLI_UTIL_H_
