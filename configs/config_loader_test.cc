@@ -1,4 +1,5 @@
 #include "configs/config_loader.h"
+#include "tools/pipeline.h"
 
 #include <cstdlib>
 #include <filesystem>
@@ -102,13 +103,21 @@ TEST(ConfigLoader, MissingFileIsNotFound) {
 TEST(ConfigLoader, ShippedConfigsAreValid) {
   const std::string dir = std::string(std::getenv("TEST_SRCDIR")) + "/timebalance/configs";
   int count = 0;
-  for (const auto& entry : fs::directory_iterator(dir)) {
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
     if (entry.path().extension() != ".pbtxt") continue;
     ++count;
     auto config = LoadExperimentConfig(entry.path().string(), {"run_dir: \"/tmp/x\""});
     EXPECT_TRUE(config.ok()) << entry.path() << ": " << config.status();
+    if (!config.ok() || !config->has_timebalance()) continue;
+    // Pipeline configs: every stage's merged config validates too.
+    for (const std::string& stage : PipelineStages(*config)) {
+      if (stage == "score") continue;
+      auto stage_config = PipelineStageConfig(*config, stage);
+      EXPECT_TRUE(stage_config.ok()) << entry.path() << " " << stage << ": "
+                                     << stage_config.status();
+    }
   }
-  EXPECT_GT(count, 0);
+  EXPECT_GT(count, 50);  // configs/*.pbtxt and configs/paper/*.pbtxt
 }
 
 }  // namespace

@@ -125,6 +125,8 @@ absl::StatusOr<RunResult> RunExperiment(const ExperimentConfig& config, const Ex
                                             ExperimentPrecision(config)));
     result.knn_top1 = report.knn.top1;
     result.temporal_similarity = report.temporal_similarity;
+    result.per_class_knn_top1 = report.knn.per_class;
+    result.per_class_temporal_similarity = report.temporal_similarity_per_class;
     result.results_json = absl::StrFormat(
         "{%s, \"protocol\": \"backbone features of %d evenly spaced clips per video, centre "
         "crop %.2f; kNN k=%d T=%.3g on clip-averaged features\", \"representation\": %s}\n",

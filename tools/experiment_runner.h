@@ -39,6 +39,7 @@ struct RunResult {
   std::vector<double> per_class_top1;
   // Representation runs: kNN top-1 and temporal similarity.
   double knn_top1 = -1, temporal_similarity = 0;
+  std::vector<double> per_class_knn_top1, per_class_temporal_similarity;
   std::string results_json;  // what results.json holds
   std::string final_checkpoint;  // latest checkpoint after training
 };

@@ -99,7 +99,8 @@ absl::StatusOr<ExperimentConfig> StageBase(const ExperimentConfig& base, const s
 
 struct StageState {
   std::string fingerprint;
-  StageRecord record;  // when done
+  StageRecord record;  // when done; record.output is relative to the stage dir
+  std::string output;  // record.output resolved against the stage dir
   bool done = false;
 };
 
@@ -162,22 +163,22 @@ class Pipeline {
   // The stage's full config with inputs filled in (training stages).
   absl::StatusOr<ExperimentConfig> FullConfig(const std::string& stage) {
     ASSIGN_OR_RETURN(ExperimentConfig c, StageBase(base_, stage));
-    if (stage == kFinetuneInvariant) c.set_init_checkpoint(state_[kPretrainInvariant].record.output());
+    if (stage == kFinetuneInvariant) c.set_init_checkpoint(state_[kPretrainInvariant].output);
     if (stage == kFinetuneDistinctive) {
-      c.set_init_checkpoint(state_[kPretrainDistinctive].record.output());
+      c.set_init_checkpoint(state_[kPretrainDistinctive].output);
     }
     if (stage == kDistill) {
       TimeBalanceOptions* t = c.mutable_trainer()->mutable_timebalance();
-      t->set_invariant_teacher(state_[kFinetuneInvariant].record.output());
-      t->set_distinctive_teacher(state_[kFinetuneDistinctive].record.output());
-      t->set_scores(state_[kScore].record.output());
+      t->set_invariant_teacher(state_[kFinetuneInvariant].output);
+      t->set_distinctive_teacher(state_[kFinetuneDistinctive].output);
+      t->set_scores(state_[kScore].output);
       const auto init = base_.timebalance().student_init();
       if (init == TimeBalancePipelineConfig::INVARIANT) {
-        c.set_init_checkpoint(state_[kPretrainInvariant].record.output());
+        c.set_init_checkpoint(state_[kPretrainInvariant].output);
       } else if (init == TimeBalancePipelineConfig::DISTINCTIVE) {
-        c.set_init_checkpoint(state_[kPretrainDistinctive].record.output());
+        c.set_init_checkpoint(state_[kPretrainDistinctive].output);
       } else if (init == TimeBalancePipelineConfig::COMBINED) {
-        c.set_init_checkpoint(state_[kPretrainCombined].record.output());
+        c.set_init_checkpoint(state_[kPretrainCombined].output);
       }
     }
     return c;
@@ -199,15 +200,21 @@ class Pipeline {
       google::protobuf::TextFormat::PrintToString(base_.timebalance().score(), &rule);
       config_text = absl::StrCat("score\n", rule, "labeled:", data_.labeled_hash);
     } else {
-      ASSIGN_OR_RETURN(ExperimentConfig c, FullConfig(stage));
+      // Inputs enter through their fingerprints (key), not their paths, and
+      // the run directory is left out, so a copied run directory (e.g. for
+      // an ablation of one stage) reuses its finished stages.
+      ASSIGN_OR_RETURN(ExperimentConfig c, StageBase(base_, stage));
+      c.clear_run_dir();
       config_text = ExperimentToText(c);
     }
     StageState& state = state_[stage];
     state.fingerprint = Fnv1a(key + config_text);
     const std::string dir = StageDir(base_, stage);
     absl::StatusOr<StageRecord> record = ReadRecord(RecordPath(dir));
-    if (record.ok() && record->fingerprint() == state.fingerprint) {
+    if (record.ok() && record->fingerprint() == state.fingerprint &&
+        fs::exists(fs::path(dir) / record->output())) {
       state.record = *record;
+      state.output = (fs::path(dir) / record->output()).string();
       state.done = true;
       result_.skipped.push_back(stage);
       Say(absl::StrFormat("stage %s: up to date (%s), skipped", stage, dir));
@@ -258,9 +265,13 @@ class Pipeline {
       for (double v : r.per_class_top1) out.add_per_class_top1(v);
       out.set_knn_top1(r.knn_top1);
       out.set_temporal_similarity(r.temporal_similarity);
+      for (double v : r.per_class_knn_top1) out.add_per_class_knn_top1(v);
+      for (double v : r.per_class_temporal_similarity) out.add_per_class_temporal_similarity(v);
     }
     out.set_seconds(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    state.output = out.output();
+    out.set_output(fs::relative(out.output(), dir).string());
     std::string text;
     google::protobuf::TextFormat::PrintToString(out, &text);
     RETURN_IF_ERROR(WriteFileAtomically(RecordPath(dir), text));
@@ -290,7 +301,7 @@ class Pipeline {
         ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer, CreateTrainer(c, device_));
         CheckpointContents contents;
         contents.modules = trainer->CheckpointModules();
-        RETURN_IF_ERROR(LoadCheckpoint(state_[stage].record.output(), &contents));
+        RETURN_IF_ERROR(LoadCheckpoint(state_[stage].output, &contents));
         ASSIGN_OR_RETURN(torch::Tensor f,
                          ExtractClipFeatures(trainer->EvaluationModel(), train, c.dataset(),
                                              extract, device_, ExperimentPrecision(c)));
@@ -359,6 +370,21 @@ class Pipeline {
       return absl::StrFormat("\"%s\": {\"top1\": %.4f, \"top5\": %.4f, \"per_class\": [%s]}",
                              name, r.top1(), r.top5(), absl::StrJoin(per_class, ", "));
     };
+    auto ssl = [&](const char* name, const std::string& stage) {
+      const StageRecord& r = state_[stage].record;
+      std::vector<std::string> per_class;
+      for (int c = 0; c < r.per_class_knn_top1_size(); ++c) {
+        per_class.push_back(absl::StrFormat(
+            "{\"class\": \"%s\", \"knn_top1\": %.4f, \"temporal_similarity\": %.4f}",
+            c < static_cast<int>(data_.class_names.size()) ? data_.class_names[c] : "?",
+            r.per_class_knn_top1(c),
+            c < r.per_class_temporal_similarity_size() ? r.per_class_temporal_similarity(c)
+                                                       : 0.0));
+      }
+      return absl::StrFormat(
+          "\"%s\": {\"knn_top1\": %.4f, \"temporal_similarity\": %.4f, \"per_class\": [%s]}",
+          name, r.knn_top1(), r.temporal_similarity(), absl::StrJoin(per_class, ", "));
+    };
     std::vector<std::string> times;
     for (const std::string& s : stages) {
       const bool skipped =
@@ -384,7 +410,9 @@ class Pipeline {
         student_init, rule, model("student", kDistill),
         model("invariant_teacher", kFinetuneInvariant),
         model("distinctive_teacher", kFinetuneDistinctive) +
-            (state_.count(kSupervised) ? ", " + model("supervised", kSupervised) : ""),
+            (state_.count(kSupervised) ? ", " + model("supervised", kSupervised) : "") + ", " +
+            ssl("ssl_invariant", kPretrainInvariant) + ", " +
+            ssl("ssl_distinctive", kPretrainDistinctive),
         absl::StrJoin(times, ", "));
     RETURN_IF_ERROR(WriteFileAtomically(base_.run_dir() + "/results.json", result_.results_json));
     const auto& s = state_[kDistill].record;
