@@ -11,8 +11,11 @@
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/linear.h>
 #include <torch/types.h>
 
+#include <functional>
 #include <map>
 #include <array>
 #include <memory>
@@ -46,6 +49,59 @@ class VideoBackbone : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& clip) { return Logits(Features(clip)); }
 };
 
+// Runs the residual `stages` on `x` in order and returns the last output;
+// with `outputs`, also appends every stage's output to it. Shared by the
+// ResNet-style backbones' FeatureMap and StageFeatureMaps.
+torch::Tensor RunStages(torch::Tensor x, std::array<torch::nn::Sequential, 4>& stages,
+                        std::vector<torch::Tensor>* outputs);
+
+// Torchvision-layout residual networks: a stem, four stages "layer1".."layer4",
+// dropout and a linear "fc" on globally pooled features. Subclasses build the
+// stem and the stages and hand them to Assemble(), which registers them in
+// torchvision's order (so parameter names and order match the reference).
+class ResNetBackbone : public VideoBackbone {
+ public:
+  torch::Tensor FeatureMap(const torch::Tensor& clip) override {
+    return RunStages(stem_(clip), stages_, nullptr);
+  }
+  std::vector<torch::Tensor> StageFeatureMaps(const torch::Tensor& clip) override {
+    std::vector<torch::Tensor> outputs;
+    RunStages(stem_(clip), stages_, &outputs);
+    return outputs;
+  }
+  torch::Tensor Logits(const torch::Tensor& features) override {
+    return fc_->forward(dropout_->forward(features));
+  }
+  int64_t feature_dim() const override { return feature_dim_; }
+  int64_t num_classes() const override { return num_classes_; }
+
+ protected:
+  ResNetBackbone(int64_t num_classes, int64_t feature_dim)
+      : num_classes_(num_classes), feature_dim_(feature_dim) {}
+
+  template <typename StemHolder>
+  void Assemble(StemHolder stem, const std::array<torch::nn::Sequential, 4>& stages,
+                double dropout) {
+    auto registered = register_module("stem", stem);
+    stem_ = [registered](const torch::Tensor& x) -> torch::Tensor {
+      return registered->forward(x);
+    };
+    for (int s = 0; s < 4; ++s) {
+      stages_[s] = register_module("layer" + std::to_string(s + 1), stages[s]);
+    }
+    dropout_ = register_module("dropout", torch::nn::Dropout(dropout));
+    fc_ = register_module("fc", torch::nn::Linear(feature_dim_, num_classes_));
+  }
+
+ private:
+  int64_t num_classes_;
+  int64_t feature_dim_;
+  std::function<torch::Tensor(const torch::Tensor&)> stem_;
+  std::array<torch::nn::Sequential, 4> stages_{nullptr, nullptr, nullptr, nullptr};
+  torch::nn::Dropout dropout_{nullptr};
+  torch::nn::Linear fc_{nullptr};
+};
+
 using BackboneRegistryType = Registry<VideoBackbone, const BackboneConfig&>;
 BackboneRegistryType& BackboneRegistry();
 
@@ -67,11 +123,6 @@ void InitVideoResNetWeights(torch::nn::Module& root);
 // Convolutions then produce channels-last outputs whatever the input layout.
 void ToChannelsLast(torch::nn::Module& module);
 
-// Runs the residual `stages` on `x` in order and returns the last output;
-// with `outputs`, also appends every stage's output to it. Shared by the
-// ResNet-style backbones' FeatureMap and StageFeatureMaps.
-torch::Tensor RunStages(torch::Tensor x, std::array<torch::nn::Sequential, 4>& stages,
-                        std::vector<torch::Tensor>* outputs);
 
 // Every parameter and buffer of `module` by its dotted name (the same names
 // as PyTorch's `state_dict()`). The tensors alias the module's storage.

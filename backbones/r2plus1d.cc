@@ -82,19 +82,19 @@ struct BasicBlock2Plus1dImpl : torch::nn::Module {
 };
 TORCH_MODULE(BasicBlock2Plus1d);
 
-class R2plus1d : public VideoBackbone {
+class R2plus1d : public ResNetBackbone {
  public:
   R2plus1d(const R2plus1dWidths& widths, const std::array<int, 4>& blocks, int64_t num_classes,
            double dropout)
-      : num_classes_(num_classes), feature_dim_(widths.stages[3]) {
+      : ResNetBackbone(num_classes, widths.stages[3]) {
     // torchvision's R2Plus1dStem: 1x7x7 spatial (stride 1x2x2) to 45 channels,
     // then 3x1x1 temporal to 64; every frame is kept, H and W are halved.
     const int64_t w0 = widths.stages[0];
-    stem_ = register_module(
-        "stem", torch::nn::Sequential(
-                    Conv(3, widths.stem_mid, {1, 7, 7}, {1, 2, 2}, {0, 3, 3}), Bn(widths.stem_mid),
-                    Relu(), Conv(widths.stem_mid, w0, {3, 1, 1}, {1, 1, 1}, {1, 0, 0}), Bn(w0),
-                    Relu()));
+    torch::nn::Sequential stem(Conv(3, widths.stem_mid, {1, 7, 7}, {1, 2, 2}, {0, 3, 3}),
+                               Bn(widths.stem_mid), Relu(),
+                               Conv(widths.stem_mid, w0, {3, 1, 1}, {1, 1, 1}, {1, 0, 0}), Bn(w0),
+                               Relu());
+    std::array<torch::nn::Sequential, 4> stages;
     int64_t in = w0;
     for (int s = 0; s < 4; ++s) {
       torch::nn::Sequential stage;
@@ -103,40 +103,11 @@ class R2plus1d : public VideoBackbone {
         stage->push_back(BasicBlock2Plus1d(in, widths.stages[s], stride));
         in = widths.stages[s];
       }
-      stages_[s] = register_module(absl::StrCat("layer", s + 1), stage);
+      stages[s] = stage;
     }
-    dropout_ = register_module("dropout", torch::nn::Dropout(dropout));
-    fc_ = register_module("fc", torch::nn::Linear(widths.stages[3], num_classes));
-    InitWeights();
+    Assemble(stem, stages, dropout);
+    InitVideoResNetWeights(*this);  // torchvision's VideoResNet initialisation
   }
-
-  torch::Tensor FeatureMap(const torch::Tensor& clip) override {
-    return RunStages(stem_->forward(clip), stages_, nullptr);
-  }
-
-  std::vector<torch::Tensor> StageFeatureMaps(const torch::Tensor& clip) override {
-    std::vector<torch::Tensor> outputs;
-    RunStages(stem_->forward(clip), stages_, &outputs);
-    return outputs;
-  }
-
-  torch::Tensor Logits(const torch::Tensor& features) override {
-    return fc_->forward(dropout_->forward(features));
-  }
-
-  int64_t feature_dim() const override { return feature_dim_; }
-  int64_t num_classes() const override { return num_classes_; }
-
- private:
-  // torchvision's VideoResNet initialisation.
-  void InitWeights() { InitVideoResNetWeights(*this); }
-
-  int64_t num_classes_;
-  int64_t feature_dim_;
-  torch::nn::Sequential stem_{nullptr};
-  std::array<torch::nn::Sequential, 4> stages_{nullptr, nullptr, nullptr, nullptr};
-  torch::nn::Dropout dropout_{nullptr};
-  torch::nn::Linear fc_{nullptr};
 };
 
 int64_t Scaled(int64_t base, float width_multiplier) {

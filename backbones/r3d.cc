@@ -74,19 +74,18 @@ TORCH_MODULE(BasicBlock3d);
 
 // torchvision's VideoResNet with BasicBlock and Conv3DSimple: r3d_18 at
 // blocks {2, 2, 2, 2}, the 34-layer variant at {3, 4, 6, 3}.
-class R3d : public VideoBackbone {
+class R3d : public ResNetBackbone {
  public:
   R3d(const std::array<int64_t, 4>& widths, const std::array<int, 4>& blocks, bool tclr_layer4,
       int64_t num_classes, double dropout)
-      : num_classes_(num_classes), feature_dim_(widths[3]) {
+      : ResNetBackbone(num_classes, widths[3]) {
     // Stem: 3x7x7 with stride 1x2x2 keeps every frame and halves H and W.
-    stem_ = register_module(
-        "stem",
-        torch::nn::Sequential(torch::nn::Conv3d(torch::nn::Conv3dOptions(3, widths[0], {3, 7, 7})
+    torch::nn::Sequential stem(torch::nn::Conv3d(torch::nn::Conv3dOptions(3, widths[0], {3, 7, 7})
                                                     .stride({1, 2, 2})
                                                     .padding({1, 3, 3})
                                                     .bias(false)),
-                              Bn(widths[0]), torch::nn::ReLU(torch::nn::ReLUOptions(true))));
+                               Bn(widths[0]), torch::nn::ReLU(torch::nn::ReLUOptions(true)));
+    std::array<torch::nn::Sequential, 4> stages;
     int64_t in = widths[0];
     for (int s = 0; s < 4; ++s) {
       torch::nn::Sequential stage;
@@ -102,41 +101,13 @@ class R3d : public VideoBackbone {
         }
         in = widths[s];
       }
-      stages_[s] = register_module(absl::StrCat("layer", s + 1), stage);
+      stages[s] = stage;
     }
-    dropout_ = register_module("dropout", torch::nn::Dropout(dropout));
-    fc_ = register_module("fc", torch::nn::Linear(widths[3], num_classes));
-    InitWeights();
+    Assemble(stem, stages, dropout);
+    // torchvision's VideoResNet initialisation, so that training from scratch
+    // starts from the same distribution as the reference.
+    InitVideoResNetWeights(*this);
   }
-
-  torch::Tensor FeatureMap(const torch::Tensor& clip) override {
-    return RunStages(stem_->forward(clip), stages_, nullptr);
-  }
-
-  std::vector<torch::Tensor> StageFeatureMaps(const torch::Tensor& clip) override {
-    std::vector<torch::Tensor> outputs;
-    RunStages(stem_->forward(clip), stages_, &outputs);
-    return outputs;
-  }
-
-  torch::Tensor Logits(const torch::Tensor& features) override {
-    return fc_->forward(dropout_->forward(features));
-  }
-
-  int64_t feature_dim() const override { return feature_dim_; }
-  int64_t num_classes() const override { return num_classes_; }
-
- private:
-  // torchvision's VideoResNet initialisation, so that training from scratch
-  // starts from the same distribution as the reference.
-  void InitWeights() { InitVideoResNetWeights(*this); }
-
-  int64_t num_classes_;
-  int64_t feature_dim_;
-  torch::nn::Sequential stem_{nullptr};
-  std::array<torch::nn::Sequential, 4> stages_{nullptr, nullptr, nullptr, nullptr};
-  torch::nn::Dropout dropout_{nullptr};
-  torch::nn::Linear fc_{nullptr};
 };
 
 }  // namespace

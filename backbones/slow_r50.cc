@@ -31,11 +31,11 @@ constexpr std::array<int, 4> kBlocksPerStage = {3, 4, 6, 3};
 constexpr std::array<int64_t, 4> kConv1TemporalKernel = {1, 1, 3, 3};
 
 
-class SlowR50 : public VideoBackbone {
+class SlowR50 : public ResNetBackbone {
  public:
   SlowR50(const std::array<int64_t, 4>& inner, int64_t num_classes, double dropout)
-      : num_classes_(num_classes), feature_dim_(inner[3] * kExpansion) {
-    stem_ = register_module("stem", Stem(inner[0], /*temporal_kernel=*/1));
+      : ResNetBackbone(num_classes, inner[3] * kExpansion) {
+    std::array<torch::nn::Sequential, 4> stages;
     int64_t in = inner[0];
     for (int s = 0; s < 4; ++s) {
       torch::nn::Sequential stage;
@@ -44,43 +44,15 @@ class SlowR50 : public VideoBackbone {
         stage->push_back(Bottleneck(in, inner[s], kConv1TemporalKernel[s], stride));
         in = inner[s] * kExpansion;
       }
-      stages_[s] = register_module(absl::StrCat("layer", s + 1), stage);
+      stages[s] = stage;
     }
-    dropout_ = register_module("dropout", torch::nn::Dropout(dropout));
-    fc_ = register_module("fc", torch::nn::Linear(feature_dim_, num_classes));
-    InitWeights();
+    Assemble(Stem(inner[0], /*temporal_kernel=*/1), stages, dropout);
+    // pytorchvideo's init_net_weights(style="resnet"): convs c2_msra_fill
+    // (kaiming_normal_, fan_out, relu), BN gamma 1 and beta 0 except the last
+    // BN of every residual branch (bn3, pytorchvideo's block_final_bn), whose
+    // gamma is 0 so each block starts as the identity; fc normal(0, 0.01).
+    resnet3d::InitBottleneckResNetWeights(*this);
   }
-
-  torch::Tensor FeatureMap(const torch::Tensor& clip) override {
-    return RunStages(stem_->forward(clip), stages_, nullptr);
-  }
-
-  std::vector<torch::Tensor> StageFeatureMaps(const torch::Tensor& clip) override {
-    std::vector<torch::Tensor> outputs;
-    RunStages(stem_->forward(clip), stages_, &outputs);
-    return outputs;
-  }
-
-  torch::Tensor Logits(const torch::Tensor& features) override {
-    return fc_->forward(dropout_->forward(features));
-  }
-
-  int64_t feature_dim() const override { return feature_dim_; }
-  int64_t num_classes() const override { return num_classes_; }
-
- private:
-  // pytorchvideo's init_net_weights(style="resnet"): convs c2_msra_fill
-  // (kaiming_normal_, fan_out, relu), BN gamma 1 and beta 0 except the last
-  // BN of every residual branch (bn3, pytorchvideo's block_final_bn), whose
-  // gamma is 0 so each block starts as the identity; fc normal(0, 0.01).
-  void InitWeights() { resnet3d::InitBottleneckResNetWeights(*this); }
-
-  int64_t num_classes_;
-  int64_t feature_dim_;
-  Stem stem_{nullptr};
-  std::array<torch::nn::Sequential, 4> stages_{nullptr, nullptr, nullptr, nullptr};
-  torch::nn::Dropout dropout_{nullptr};
-  torch::nn::Linear fc_{nullptr};
 };
 
 }  // namespace
