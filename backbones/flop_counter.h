@@ -14,6 +14,8 @@
 #ifndef TIMEBALANCE_BACKBONES_FLOP_COUNTER_H_
 #define TIMEBALANCE_BACKBONES_FLOP_COUNTER_H_
 
+#include <functional>
+
 #include <cstdint>
 
 namespace tb {
@@ -27,10 +29,25 @@ class FlopCounter {
 
   double flops() const;
   int64_t convolutions() const;
+  // Convolutions seen without their inputs (not counted). LibTorch 1.13
+  // occasionally records a convolution's operator call without its
+  // arguments (about one forward pass in ten in our tests); callers that
+  // need an exact count repeat the pass when this is non-zero (see
+  // CountForwardFlops).
+  int64_t missed() const;
 
  private:
   uint64_t handle_;
 };
+
+// Runs `forward` under a FlopCounter until a pass has no missed convolution
+// (at most `attempts` passes) and returns that pass's FLOPs and
+// convolutions; -1 FLOPs if every pass missed some.
+struct FlopCount {
+  double flops = -1;
+  int64_t convolutions = 0;
+};
+FlopCount CountForwardFlops(const std::function<void()>& forward, int attempts = 5);
 
 }  // namespace tb
 

@@ -14,12 +14,15 @@ TEST(FlopCounter, HandComputedConvAndLinear) {
   // output [2,8,4,8,8] = 4096 elements x (3*27) MACs x 2.
   torch::nn::Conv3d conv(torch::nn::Conv3dOptions(3, 8, 3).stride({1, 2, 2}).padding(1));
   torch::nn::Linear fc(10, 5);
-  FlopCounter counter;
-  conv->forward(torch::randn({2, 3, 4, 16, 16}));
-  EXPECT_DOUBLE_EQ(counter.flops(), 2.0 * 4096 * 81);
-  fc->forward(torch::randn({7, 10}));
-  EXPECT_DOUBLE_EQ(counter.flops(), 2.0 * 4096 * 81 + 2.0 * 7 * 10 * 5);
-  EXPECT_EQ(counter.convolutions(), 1);
+  const torch::Tensor x = torch::randn({2, 3, 4, 16, 16});
+  FlopCount conv_only = CountForwardFlops([&] { conv->forward(x); });
+  EXPECT_DOUBLE_EQ(conv_only.flops, 2.0 * 4096 * 81);
+  EXPECT_EQ(conv_only.convolutions, 1);
+  FlopCount both = CountForwardFlops([&] {
+    conv->forward(x);
+    fc->forward(torch::randn({7, 10}));
+  });
+  EXPECT_DOUBLE_EQ(both.flops, 2.0 * 4096 * 81 + 2.0 * 7 * 10 * 5);
 }
 
 TEST(FlopCounter, GroupedAndDilatedConvolution) {
@@ -27,9 +30,9 @@ TEST(FlopCounter, GroupedAndDilatedConvolution) {
   // groups 2 halves the MACs per output; dilation 2 with padding 2 keeps size.
   torch::nn::Conv3d conv(
       torch::nn::Conv3dOptions(4, 6, 3).groups(2).dilation(2).padding(2).bias(false));
-  FlopCounter counter;
-  conv->forward(torch::randn({1, 4, 5, 6, 6}));
-  EXPECT_DOUBLE_EQ(counter.flops(), 2.0 * (6 * 5 * 6 * 6) * (2 * 27));
+  const torch::Tensor x = torch::randn({1, 4, 5, 6, 6});
+  EXPECT_DOUBLE_EQ(CountForwardFlops([&] { conv->forward(x); }).flops,
+                   2.0 * (6 * 5 * 6 * 6) * (2 * 27));
 }
 
 TEST(FlopCounter, R3d18MatchesPublishedOrder) {
@@ -42,10 +45,10 @@ TEST(FlopCounter, R3d18MatchesPublishedOrder) {
   auto model = CreateBackbone(config);
   ASSERT_TRUE(model.ok());
   (*model)->eval();
-  FlopCounter counter;
-  (*model)->forward(torch::zeros({1, 3, 16, 112, 112}));
-  EXPECT_NEAR(counter.flops() / 1e9, 81.4, 1.0);
-  EXPECT_EQ(counter.convolutions(), 20);  // stem + 16 block convs + 3 downsamples
+  const torch::Tensor x = torch::zeros({1, 3, 16, 112, 112});
+  const FlopCount count = CountForwardFlops([&] { (*model)->forward(x); });
+  EXPECT_NEAR(count.flops / 1e9, 81.4, 1.0);
+  EXPECT_EQ(count.convolutions, 20);  // stem + 16 block convs + 3 downsamples
 }
 
 }  // namespace

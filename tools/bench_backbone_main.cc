@@ -82,9 +82,14 @@ int Run() {
     params = tb::CountParameters(**model);
     torch::NoGradGuard no_grad;
     (*model)->eval();
-    tb::FlopCounter counter;
-    (*model)->forward(clip.narrow(0, 0, 1));
-    gflops_per_clip = counter.flops() / 1e9;
+    const torch::Tensor one = clip.narrow(0, 0, 1);
+    const tb::FlopCount count = tb::CountForwardFlops([&] { (*model)->forward(one); });
+    if (count.flops < 0) {
+      std::fprintf(stderr, "bench_backbone: error: the FLOP counter missed convolutions in 5 "
+                           "forward passes\n");
+      return 1;
+    }
+    gflops_per_clip = count.flops / 1e9;
   }
   std::printf("backbone %s, %lld parameters, %.2f GFLOPs/clip at %dx%dx%d, batch %d, %d threads\n",
               FLAGS_backbone.c_str(), static_cast<long long>(params), gflops_per_clip,
