@@ -31,7 +31,7 @@ def mean_std(xs):
 
 def fmt(xs):
     m, s = mean_std([100 * x for x in xs])
-    return "%.1f ± %.1f" % (m, s)
+    return "%.1f" % m if len(xs) == 1 else "%.1f ± %.1f" % (m, s)
 
 
 def by_family(per_class, fam, key="top1"):
