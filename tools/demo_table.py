@@ -10,21 +10,8 @@ import os
 import sys
 
 
-def families(synth_dir):
-    fam = {}
-    with open(os.path.join(synth_dir, "synth_actions.txt")) as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 3 and parts[0].isdigit():
-                fam[parts[1]] = parts[2]
-    return fam
-
-
-def family_means(model, fam):
-    by = {}
-    for c in model["per_class"]:
-        by.setdefault(fam.get(c["class"], "?"), []).append(c["top1"])
-    return {k: 100.0 * sum(v) / len(v) for k, v in by.items()}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from results_report import by_family, families  # noqa: E402
 
 
 def main():
@@ -42,7 +29,7 @@ def main():
         if key not in r:
             continue
         m = r[key]
-        fm = family_means(m, fam)
+        fm = {k: 100.0 * v for k, v in by_family(m["per_class"], fam).items()}
         print("| %s | %.1f | %.1f | %.1f | %.1f |" % (
             label, 100 * m["top1"], 100 * m["top5"], fm.get("cyclic", float("nan")),
             fm.get("sequential", float("nan"))))
