@@ -227,6 +227,7 @@ absl::StatusOr<std::unique_ptr<SamplePlanner>> CreateSamplePlanner(
       return std::unique_ptr<SamplePlanner>(new SpreadPlanner(sampler.spread(), dataset));
     case SamplerConfig::kClip:
     case SamplerConfig::KIND_NOT_SET:
+      RETURN_IF_ERROR(ValidateAugmentation(dataset.augmentation(), "dataset.augmentation"));
       return std::unique_ptr<SamplePlanner>(new ClipPlanner(dataset));
   }
   return absl::InternalError("unhandled sampler kind");
@@ -335,13 +336,16 @@ absl::Status DecodeSample(const std::string& path, const SamplePlanner& planner,
         }
       }
     }
+    // Crop, colour operations, RandAugment, normalisation, erasing, cutout.
     ClipOps ops;
     if (p.augmentation != nullptr) {
       ops = DrawClipOps(*p.augmentation, s, rng);
       ApplyColorOps(ops, t_count, s, out);
+      ApplyRandAugment(ops.randaugment, t_count, s, out);
     }
     NormalizeClip(g.mean, g.std, t_count, s, out);
     ApplyErase(ops.erase, t_count, s, 0.0f, out);
+    ApplyErase(ops.cutout, t_count, s, NormalizedGrey(g.mean, g.std), out);
   }
   return absl::OkStatus();
 }

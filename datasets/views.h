@@ -34,7 +34,8 @@ struct ClipPlan {
   int view = 0;  // index into SamplePlanner::views()
   int slot = 0;  // clip index within the view, in [0, K)
   std::vector<int64_t> frames;  // frame indices (already padded into range)
-  // Random crop + flip + photometric ops + erase from this augmentation;
+  // Random crop + flip + photometric ops + RandAugment + erase + cutout
+  // from this augmentation, in that order (normalisation before erasing);
   // nullptr = centre crop of `centre_fraction`, no augmentation.
   const Augmentation* augmentation = nullptr;
   float centre_fraction = 1.0f;

@@ -9,6 +9,7 @@
 #include "google/protobuf/text_format.h"
 #include "core/testing/test_util.h"
 #include "datasets/clip_loader.h"
+#include "datasets/clip_ops.h"
 #include "datasets/clip_sampler.h"
 #include "datasets/synthetic/synth_actions.h"
 #include "datasets/ucf101.h"
@@ -104,7 +105,20 @@ TEST(ViewsTest, BadOptionsNameTheField) {
   ASSERT_FALSE(p.ok());
   EXPECT_NE(p.status().message().find("sampler.rho.rho = 0"), std::string::npos)
       << p.status();
+  DatasetConfig d = Dataset(4, 2);
+  d.mutable_augmentation()->mutable_randaugment()->set_num_ops(12);
+  p = CreateSamplePlanner(SamplerConfig(), d);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("dataset.augmentation.randaugment.num_ops = 12"),
+            std::string::npos)
+      << p.status();
 }
+
+// Identity augmentation fields: full-frame crop (aspect kept), no flip, no
+// ops.
+constexpr char kIdentity[] =
+    "keep_aspect_ratio: true min_crop_scale: 1 max_crop_scale: 1 flip_probability: 0 "
+    "erase_probability: 0";
 
 class ViewsDecodeTest : public ::testing::Test {
  protected:
@@ -123,10 +137,7 @@ class ViewsDecodeTest : public ::testing::Test {
 TEST_F(ViewsDecodeTest, VtdlMixupIsTheOnlyDifferenceBetweenAnchorAndPositive) {
   const DatasetConfig d = Dataset(4, 2);
   const ClipGeometry g = ClipGeometryFromConfig(d);
-  // Identity augmentation: full-frame crop (aspect kept), no flip, no ops.
-  const std::string identity =
-      "augmentation { keep_aspect_ratio: true min_crop_scale: 1 max_crop_scale: 1 "
-      "flip_probability: 0 erase_probability: 0 }";
+  const std::string identity = std::string("augmentation { ") + kIdentity + " }";
   for (float mix : {0.0f, 0.5f}) {
     const auto planner =
         Planner("vtdl { max_mixup: " + std::to_string(mix) + " " + identity + " }", d);
@@ -145,6 +156,38 @@ TEST_F(ViewsDecodeTest, VtdlMixupIsTheOnlyDifferenceBetweenAnchorAndPositive) {
       EXPECT_GT(diff, 0.0);
     }
     EXPECT_GT(views[1].abs().sum().item<double>(), 0.0);
+  }
+}
+
+TEST_F(ViewsDecodeTest, RandAugmentAndCutoutComeAfterTheCropAndCutoutIsGrey) {
+  const DatasetConfig d = Dataset(4, 2);
+  const ClipGeometry g = ClipGeometryFromConfig(d);
+  auto decode = [&](const std::string& extra) {
+    const auto planner =
+        Planner(std::string("rho { rho: 1 augmentation { ") + kIdentity + " " + extra + " } }", d);
+    torch::Tensor out = torch::zeros({3, 4, 24, 24});
+    RngStream rng(1, 0, 0, 0, 0);
+    EXPECT_TRUE(DecodeSample(videos_[0].path, *planner, g, &rng, {out.data_ptr<float>()}).ok());
+    return out;
+  };
+  const torch::Tensor plain = decode("");
+  // No operation drawn: the same clip (the extra draws come after the crop).
+  EXPECT_TRUE(torch::equal(plain, decode("randaugment { num_ops: 0 }")));
+  EXPECT_FALSE(torch::equal(plain, decode("randaugment { num_ops: 2 magnitude: 9 }")));
+  // Cutout: the clip differs only inside one square, filled with 0.5 grey
+  // normalised, on every frame.
+  const torch::Tensor cut = decode("cutout { probability: 1 min_side: 0.5 max_side: 0.5 }");
+  const torch::Tensor changed = (cut != plain).any(0).any(0);  // [S, S]
+  const int64_t area = changed.sum().item<int64_t>();
+  EXPECT_GE(area, 6 * 6);
+  EXPECT_LE(area, 12 * 12);
+  const std::array<float, 3> grey = NormalizedGrey(g.mean, g.std);
+  const torch::Tensor inside = changed.nonzero();
+  for (int64_t i = 0; i < inside.size(0); ++i) {
+    const int64_t y = inside[i][0].item<int64_t>(), x = inside[i][1].item<int64_t>();
+    for (int c = 0; c < 3; ++c) {
+      for (int t = 0; t < 4; ++t) EXPECT_EQ(cut[c][t][y][x].item<float>(), grey[c]);
+    }
   }
 }
 
