@@ -66,6 +66,21 @@ CropBox CenterCropBox(int height, int width, float fraction) {
   return box;
 }
 
+std::vector<CropBox> SpatialCropBoxes(int height, int width, float fraction, int num_crops) {
+  CHECK(num_crops == 1 || num_crops == 3) << "num_crops " << num_crops;
+  const CropBox centre = CenterCropBox(height, width, fraction);
+  if (num_crops == 1) return {centre};
+  std::vector<CropBox> boxes(3, centre);
+  if (height > width) {
+    boxes[0].y0 = 0;
+    boxes[2].y0 = height - centre.height;
+  } else {
+    boxes[0].x0 = 0;
+    boxes[2].x0 = width - centre.width;
+  }
+  return boxes;
+}
+
 namespace {
 
 // Source sample positions and weights for one output axis (half-pixel

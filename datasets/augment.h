@@ -35,6 +35,13 @@ CropBox RandomResizedCropBox(int height, int width, const Augmentation& options,
 // A centred square crop whose side is `fraction` of the short side.
 CropBox CenterCropBox(int height, int width, float fraction);
 
+// The spatial crops of multi-crop testing, squares of side `fraction` of the
+// short side: num_crops 1 = {CenterCropBox}; 3 = at the start, the centre
+// and the end of the long side, centred across it (left, centre, right of a
+// landscape frame; top, centre, bottom of a portrait one; SlowFast's
+// three-crop testing). Other counts are a programming error.
+std::vector<CropBox> SpatialCropBoxes(int height, int width, float fraction, int num_crops);
+
 // Crops `box` out of every frame of `rgb` ([T, H, W, 3] uint8, contiguous),
 // resizes to out_size x out_size (bilinear, half-pixel centres), flips if
 // asked and writes float [3, T, out_size, out_size] normalised by mean/std

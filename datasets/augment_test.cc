@@ -88,5 +88,23 @@ TEST(Augment, CenterCrop) {
   EXPECT_EQ(b.x0, 25);
 }
 
+TEST(Augment, ThreeCropsAlongTheLongSide) {
+  auto tuple = [](const CropBox& b) { return std::make_tuple(b.y0, b.x0, b.height, b.width); };
+  // Landscape 96 x 128, side 77: left, centre, right, centred vertically.
+  std::vector<CropBox> b = SpatialCropBoxes(96, 128, 0.8f, 3);
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_EQ(tuple(b[0]), std::make_tuple(9, 0, 77, 77));
+  EXPECT_EQ(tuple(b[1]), std::make_tuple(9, 25, 77, 77));
+  EXPECT_EQ(tuple(b[2]), std::make_tuple(9, 51, 77, 77));
+  // Portrait 128 x 96, full short side: top, centre, bottom.
+  b = SpatialCropBoxes(128, 96, 1.0f, 3);
+  EXPECT_EQ(tuple(b[0]), std::make_tuple(0, 0, 96, 96));
+  EXPECT_EQ(tuple(b[1]), std::make_tuple(16, 0, 96, 96));
+  EXPECT_EQ(tuple(b[2]), std::make_tuple(32, 0, 96, 96));
+  b = SpatialCropBoxes(96, 128, 0.8f, 1);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(tuple(b[0]), tuple(CenterCropBox(96, 128, 0.8f)));
+}
+
 }  // namespace
 }  // namespace tb

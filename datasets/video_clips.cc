@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "datasets/augment.h"
 #include "datasets/clip_sampler.h"
@@ -26,7 +27,12 @@ ClipGeometry ClipGeometryFromConfig(const DatasetConfig& config) {
 }
 
 absl::Status DecodeEvaluationClips(const std::string& path, const ClipGeometry& g,
-                                   int num_clips, float crop_fraction, float* out) {
+                                   int num_clips, float crop_fraction, float* out,
+                                   int num_crops) {
+  if (num_crops != 1 && num_crops != 3) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DecodeEvaluationClips: num_crops = ", num_crops, ": must be 1 or 3"));
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<VideoReader> reader, VideoReader::Open(path));
   const int64_t n = reader->info().frame_count;
   // Decode the union of all clips' frames once, then gather per clip.
@@ -43,14 +49,18 @@ absl::Status DecodeEvaluationClips(const std::string& path, const ClipGeometry& 
   for (size_t i = 0; i < all.size(); ++i) slot[all[i]] = static_cast<int64_t>(i);
   const size_t frame_bytes = static_cast<size_t>(frames.height) * frames.width * 3;
   std::vector<uint8_t> clip_rgb(frame_bytes * g.num_frames);
-  const CropBox box = CenterCropBox(frames.height, frames.width, crop_fraction);
+  const std::vector<CropBox> boxes =
+      SpatialCropBoxes(frames.height, frames.width, crop_fraction, num_crops);
   for (int k = 0; k < num_clips; ++k) {
     for (int t = 0; t < g.num_frames; ++t) {
       std::copy_n(frames.rgb.data() + slot[per_clip[k][t]] * frame_bytes, frame_bytes,
                   clip_rgb.data() + t * frame_bytes);
     }
-    CropResizeNormalize(clip_rgb.data(), g.num_frames, frames.height, frames.width, box,
-                        g.crop_size, g.mean, g.std, out + k * g.clip_floats());
+    for (int c = 0; c < num_crops; ++c) {
+      CropResizeNormalize(clip_rgb.data(), g.num_frames, frames.height, frames.width, boxes[c],
+                          g.crop_size, g.mean, g.std,
+                          out + (static_cast<int64_t>(k) * num_crops + c) * g.clip_floats());
+    }
   }
   return absl::OkStatus();
 }

@@ -4,7 +4,8 @@
 // needs (through VideoReader), crops, resizes and normalises them.
 // Training samples (one or more views) are cut by datasets/views.h;
 // evaluation decodes the union of the frames of
-// K evenly spaced clips in one pass and takes a centre crop of each.
+// K evenly spaced clips in one pass and takes a centre crop (or three crops)
+// of each.
 #ifndef TIMEBALANCE_DATASETS_VIDEO_CLIPS_H_
 #define TIMEBALANCE_DATASETS_VIDEO_CLIPS_H_
 
@@ -35,10 +36,14 @@ struct ClipGeometry {
 // Reads the clip geometry of a resolved (defaults filled) DatasetConfig.
 ClipGeometry ClipGeometryFromConfig(const DatasetConfig& config);
 
-// `num_clips` evenly spaced clips with a centre crop of `crop_fraction` of the
-// short side, into `out` (num_clips * clip_floats() floats, [K, 3, T, S, S]).
+// `num_clips` evenly spaced clips, each cut with `num_crops` square crops
+// of side `crop_fraction` of the short side (1: centre; 3: start, centre and
+// end of the long side, see SpatialCropBoxes), into `out`
+// (num_clips * num_crops * clip_floats() floats, [K * num_crops, 3, T, S, S],
+// clip-major: view k * num_crops + crop). Other num_crops: InvalidArgument.
 absl::Status DecodeEvaluationClips(const std::string& path, const ClipGeometry& geometry,
-                                   int num_clips, float crop_fraction, float* out);
+                                   int num_clips, float crop_fraction, float* out,
+                                   int num_crops = 1);
 
 }  // namespace tb
 

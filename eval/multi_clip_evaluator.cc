@@ -54,6 +54,10 @@ VideoAccuracy AccuracyFromProbabilities(const torch::Tensor& probabilities,
   return acc;
 }
 
+int NumEvaluationCrops(const EvaluationConfig& evaluation) {
+  return evaluation.crops() == EvaluationConfig::THREE ? 3 : 1;
+}
+
 absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
                                                 const std::vector<LabeledVideo>& videos,
                                                 int num_classes, const DatasetConfig& dataset,
@@ -62,21 +66,24 @@ absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
   const auto start = std::chrono::steady_clock::now();
   const ClipGeometry geometry = ClipGeometryFromConfig(dataset);
   const int num_clips = evaluation.num_clips();
+  const int num_crops = NumEvaluationCrops(evaluation);
+  const int num_views = num_clips * num_crops;
   const int64_t n = static_cast<int64_t>(videos.size());
   using Item = absl::StatusOr<torch::Tensor>;
   OrderedPrefetcher<Item> clips(
       [&](int64_t i) -> Item {
         torch::Tensor t = torch::empty(
-            {num_clips, 3, geometry.num_frames, geometry.crop_size, geometry.crop_size});
+            {num_views, 3, geometry.num_frames, geometry.crop_size, geometry.crop_size});
         RETURN_IF_ERROR(DecodeEvaluationClips(videos[i].path, geometry, num_clips,
-                                              evaluation.crop_fraction(), t.data_ptr<float>()));
+                                              evaluation.crop_fraction(), t.data_ptr<float>(),
+                                              num_crops));
         return t;
       },
       dataset.loader().num_workers(), 2 * dataset.loader().num_workers() + 2, 0, n);
 
   torch::Tensor probabilities = torch::zeros({n, num_classes});
   std::vector<int> labels;
-  // Clips of several videos are batched together up to evaluation.batch_size.
+  // Views of several videos are batched together up to evaluation.batch_size.
   std::vector<torch::Tensor> pending;
   std::vector<int64_t> pending_videos;
   int64_t pending_clips = 0;
@@ -95,8 +102,8 @@ absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
     }
     int64_t row = 0;
     for (int64_t v : pending_videos) {
-      probabilities[v] = probs.narrow(0, row, num_clips).mean(0);
-      row += num_clips;
+      probabilities[v] = probs.narrow(0, row, num_views).mean(0);
+      row += num_views;
     }
     pending.clear();
     pending_videos.clear();
@@ -108,13 +115,14 @@ absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
     ASSIGN_OR_RETURN(torch::Tensor t, clips.Next());
     pending.push_back(t);
     pending_videos.push_back(i);
-    pending_clips += num_clips;
+    pending_clips += num_views;
     labels.push_back(videos[i].label);
     if (pending_clips >= evaluation.batch_size()) RETURN_IF_ERROR(flush());
   }
   RETURN_IF_ERROR(flush());
   VideoAccuracy acc = AccuracyFromProbabilities(probabilities, labels, num_classes);
   acc.num_clips = num_clips;
+  acc.num_crops = num_crops;
   acc.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return acc;
 }
@@ -130,9 +138,10 @@ std::string VideoAccuracyToJson(const VideoAccuracy& a,
   std::vector<std::string> rows;
   for (const auto& row : a.confusion) rows.push_back("[" + absl::StrJoin(row, ", ") + "]");
   return absl::StrFormat(
-      "{\"videos\": %d, \"clips_per_video\": %d, \"top1\": %.6f, \"top5\": %.6f, "
+      "{\"videos\": %d, \"clips_per_video\": %d, \"crops_per_clip\": %d, "
+      "\"top1\": %.6f, \"top5\": %.6f, "
       "\"seconds\": %.3f, \"per_class\": {%s}, \"confusion\": [%s]}",
-      a.num_videos, a.num_clips, a.top1, a.top5, a.seconds, absl::StrJoin(per_class, ", "),
+      a.num_videos, a.num_clips, a.num_crops, a.top1, a.top5, a.seconds, absl::StrJoin(per_class, ", "),
       absl::StrJoin(rows, ", "));
 }
 

@@ -1,15 +1,17 @@
 // File: eval/multi_clip_evaluator.h
 //
 // Video-level accuracy under the standard multi-view protocol: for every test
-// video, `num_clips` clips at evenly spaced starts x one centre crop
-// (crop_fraction of the short side, resized to the clip size); the softmax
-// outputs of a video's clips are averaged and the video's prediction is the
+// video, `num_clips` clips at evenly spaced starts x one centre crop, or x
+// three crops along the long side with `crops: THREE` (crop_fraction of the
+// short side, resized to the clip size); the softmax outputs of a video's
+// num_clips x crops views are averaged and the video's prediction is the
 // arg-max of the average. Reports top-1, top-5 (top-k for k = min(5,
 // classes)), per-class top-1 and the confusion matrix. Decoding runs on
 // worker threads ahead of the model.
 //
 // Example config:
 //   evaluation { num_clips: 10 crop_fraction: 0.8 batch_size: 16 }
+//   evaluation { num_clips: 10 crops: THREE crop_fraction: 1 }
 #ifndef TIMEBALANCE_EVAL_MULTI_CLIP_EVALUATOR_H_
 #define TIMEBALANCE_EVAL_MULTI_CLIP_EVALUATOR_H_
 
@@ -30,6 +32,7 @@ namespace tb {
 struct VideoAccuracy {
   int64_t num_videos = 0;
   int num_clips = 0;
+  int num_crops = 0;  // spatial crops per clip (1 or 3)
   double top1 = 0;  // fractions in [0, 1]
   double top5 = 0;
   std::vector<double> per_class_top1;  // NaN-free: classes without videos get -1
@@ -44,6 +47,9 @@ absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
                                                 const EvaluationConfig& evaluation,
                                                 const torch::Device& device,
                                                 Precision precision = Precision::kFp32);
+
+// Spatial crops per clip of `evaluation.crops`: 1 or 3.
+int NumEvaluationCrops(const EvaluationConfig& evaluation);
 
 // Aggregates per-video averaged probabilities [N, C] and labels [N]
 // (exposed for tests and for evaluators that produce probabilities
