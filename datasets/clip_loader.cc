@@ -66,7 +66,10 @@ absl::StatusOr<ClipBatch> ClipLoader::Build(int64_t index) const {
       // which worker runs it.
       RngStream rng(seed_, epoch, position, static_cast<uint32_t>(attempt), kClipPurpose);
       for (size_t v = 0; v < shapes.size(); ++v) outputs[v] = base[v] + j * sample_floats[v];
-      status = DecodeSample(videos_[video].path, *planner_, geometry_, &rng, outputs);
+      SampleTimings timings;
+      status = DecodeSample(videos_[video].path, *planner_, geometry_, &rng, outputs, &timings);
+      decode_nanos_ += static_cast<int64_t>(timings.decode_seconds * 1e9);
+      augment_nanos_ += static_cast<int64_t>(timings.augment_seconds * 1e9);
       if (status.ok()) {
         labels[j] = videos_[video].label;
         batch.videos.push_back(video);

@@ -17,6 +17,7 @@
 #ifndef TIMEBALANCE_DATASETS_CLIP_LOADER_H_
 #define TIMEBALANCE_DATASETS_CLIP_LOADER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -69,6 +70,13 @@ class ClipLoader {
   int64_t batches_per_epoch() const { return batches_per_epoch_; }
   // Seconds Next() spent waiting for workers, summed since construction.
   double wait_seconds() const { return prefetcher_->wait_seconds(); }
+  // Seconds the workers spent decoding videos (opening, decoding the needed
+  // frames) and augmenting clips (crop, resize, photometric operations,
+  // normalisation), each summed over workers and samples since construction
+  // (substitution attempts and batches built ahead included); with W
+  // workers they can grow up to W times as fast as the wall clock.
+  double decode_seconds() const { return decode_nanos_.load() * 1e-9; }
+  double augment_seconds() const { return augment_nanos_.load() * 1e-9; }
 
   // The batch with global index `index` (what the workers run).
   absl::StatusOr<ClipBatch> Build(int64_t index) const;
@@ -82,6 +90,8 @@ class ClipLoader {
   const int batch_size_;
   const uint64_t seed_;
   const int64_t batches_per_epoch_;
+  mutable std::atomic<int64_t> decode_nanos_{0};
+  mutable std::atomic<int64_t> augment_nanos_{0};
   // Last member: its workers call Build() and must stop before the rest goes.
   std::unique_ptr<OrderedPrefetcher<absl::StatusOr<ClipBatch>>> prefetcher_;
 };

@@ -80,6 +80,21 @@ TEST_F(ClipLoaderTest, BatchesIndependentOfWorkerCountAndStartPoint) {
   }
 }
 
+TEST_F(ClipLoaderTest, MeasuresDecodeAndAugmentTimeSeparately) {
+  config_.mutable_loader()->set_num_workers(2);
+  ClipLoader loader(videos_, config_, 2, /*seed=*/5, 0);
+  EXPECT_GE(loader.decode_seconds(), 0.0);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(loader.Next().ok());
+  const double decode = loader.decode_seconds(), augment = loader.augment_seconds();
+  EXPECT_GT(decode, 0.0);
+  EXPECT_GT(augment, 0.0);
+  // Building a batch directly adds to both.
+  ASSERT_TRUE(loader.Build(10).ok());
+  EXPECT_GT(loader.decode_seconds(), decode);
+  EXPECT_GT(loader.augment_seconds(), augment);
+  EXPECT_GE(loader.wait_seconds(), 0.0);
+}
+
 TEST_F(ClipLoaderTest, UnreadableVideoFailsOrIsSubstitutedNeverDropped) {
   std::vector<LabeledVideo> broken = videos_;
   for (auto& v : broken) v.path = testing::TmpPath("missing.avi");

@@ -1,6 +1,7 @@
 #include "datasets/views.h"
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -276,14 +277,38 @@ absl::Status ValidateSampler(const SamplerConfig& s, const std::string& path) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Adds the time from construction (or the last Next()) to `*sink` at
+// Next() and at destruction; nothing when `sink` is null.
+class PartTimer {
+ public:
+  explicit PartTimer(double* sink) : sink_(sink), start_(std::chrono::steady_clock::now()) {}
+  ~PartTimer() { Next(nullptr); }
+  // Ends the current part and starts timing into `next_sink`.
+  void Next(double* next_sink) {
+    const auto now = std::chrono::steady_clock::now();
+    if (sink_ != nullptr) *sink_ += std::chrono::duration<double>(now - start_).count();
+    sink_ = next_sink;
+    start_ = now;
+  }
+
+ private:
+  double* sink_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace
+
 absl::Status DecodeSample(const std::string& path, const SamplePlanner& planner,
                           const ClipGeometry& g, RngStream* rng,
-                          const std::vector<float*>& outputs) {
+                          const std::vector<float*>& outputs, SampleTimings* timings) {
   const std::vector<ViewShape>& views = planner.views();
   if (outputs.size() != views.size()) {
     return absl::InternalError(absl::StrCat("DecodeSample: ", outputs.size(),
                                             " output buffers for ", views.size(), " views"));
   }
+  PartTimer timer(timings != nullptr ? &timings->decode_seconds : nullptr);
   ASSIGN_OR_RETURN(std::unique_ptr<VideoReader> reader, VideoReader::Open(path));
   const int64_t n = reader->info().frame_count;
   const std::vector<ClipPlan> plans = planner.Plan(n, rng);
@@ -295,6 +320,7 @@ absl::Status DecodeSample(const std::string& path, const SamplePlanner& planner,
   std::sort(all.begin(), all.end());
   all.erase(std::unique(all.begin(), all.end()), all.end());
   ASSIGN_OR_RETURN(Frames frames, reader->ReadFrames(all, g.decode_short_side));
+  timer.Next(timings != nullptr ? &timings->augment_seconds : nullptr);
   std::map<int64_t, int64_t> slot_of;
   for (size_t i = 0; i < all.size(); ++i) slot_of[all[i]] = static_cast<int64_t>(i);
   const size_t frame_bytes = static_cast<size_t>(frames.height) * frames.width * 3;

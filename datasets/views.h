@@ -60,12 +60,23 @@ absl::StatusOr<std::unique_ptr<SamplePlanner>> CreateSamplePlanner(
 // Range checks of a sampler config; errors name `path`.field.
 absl::Status ValidateSampler(const SamplerConfig& sampler, const std::string& path);
 
+// Wall time of one DecodeSample call, by part.
+struct SampleTimings {
+  // Opening the video, planning the clips and decoding their frames.
+  double decode_seconds = 0;
+  // Cutting the clips: crop and resize, photometric operations, RandAugment,
+  // normalisation, erasing, cutout, mixup.
+  double augment_seconds = 0;
+};
+
 // Decodes the sample of the video at `path` as planned and writes clip
 // (view v, slot k) at outputs[v] + k * 3 * T_v * S * S floats ([3, T, S, S]
-// each, normalised).
+// each, normalised). With `timings`, adds the time spent to it (also when
+// an error ends the call).
 absl::Status DecodeSample(const std::string& path, const SamplePlanner& planner,
                           const ClipGeometry& geometry, RngStream* rng,
-                          const std::vector<float*>& outputs);
+                          const std::vector<float*>& outputs,
+                          SampleTimings* timings = nullptr);
 
 }  // namespace tb
 
