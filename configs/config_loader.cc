@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "core/registry.h"
 #include "core/status_macros.h"
+#include "datasets/clip_ops.h"
 
 namespace tb {
 namespace {
@@ -69,6 +70,7 @@ void ValidateDataset(const DatasetConfig& d, Checker* c) {
     c->RequireSet(!d.manifest().path().empty(), "dataset.manifest.path",
                   "the manifest written by tools/prepare_dataset");
   }
+  c->Merge(ValidateAugmentation(d.augmentation(), "dataset.augmentation"));
   c->Require(d.labeled_fraction() > 0 && d.labeled_fraction() <= 1,
              "dataset.labeled_fraction", d.labeled_fraction(), "must be in (0, 1]");
   const ClipSampling& clip = d.clip();
@@ -183,6 +185,36 @@ void ResolveDefaults(ExperimentConfig* config) {
   if (s->decay_case() == ScheduleConfig::DECAY_NOT_SET) s->mutable_cosine();
 }
 
+// The options every semi-supervised method shares (semisup.proto): found by
+// type in whichever trainer is set, so a new method gets them checked too.
+// (Sampler options are checked when the loader's planner is built.)
+void ValidateSemiSupervised(const TrainerConfig& t, Checker* c) {
+  const google::protobuf::Reflection* reflection = t.GetReflection();
+  const google::protobuf::FieldDescriptor* kind = reflection->GetOneofFieldDescriptor(
+      t, TrainerConfig::descriptor()->FindOneofByName("kind"));
+  if (kind == nullptr || kind->message_type() == nullptr) return;
+  const google::protobuf::Message& options = reflection->GetMessage(t, kind);
+  const std::string prefix = "trainer." + kind->name() + ".";
+  std::vector<const google::protobuf::FieldDescriptor*> fields;
+  options.GetReflection()->ListFields(options, &fields);
+  for (const google::protobuf::FieldDescriptor* f : fields) {
+    if (f->message_type() == nullptr || f->is_repeated()) continue;
+    const google::protobuf::Message& m = options.GetReflection()->GetMessage(options, f);
+    const std::string path = prefix + f->name();
+    if (const auto* s = dynamic_cast<const UnlabeledSchedule*>(&m)) {
+      c->Require(!s->has_weight() || s->weight() >= 0, path + ".weight", s->weight(),
+                 "must be >= 0");
+      c->Require(s->warmup_steps() >= 0, path + ".warmup_steps", s->warmup_steps(),
+                 "must be >= 0");
+      c->Require(s->rampup_steps() >= 0, path + ".rampup_steps", s->rampup_steps(),
+                 "must be >= 0");
+    } else if (const auto* p = dynamic_cast<const PseudoLabelOptions*>(&m)) {
+      c->Require(!p->has_threshold() || (p->threshold() >= 0 && p->threshold() <= 1),
+                 path + ".threshold", p->threshold(), "must be in [0, 1]");
+    }
+  }
+}
+
 absl::Status ValidateExperimentConfig(const ExperimentConfig& e) {
   Checker c;
   c.RequireSet(e.has_dataset(), "dataset", "which videos to train and test on");
@@ -203,6 +235,7 @@ absl::Status ValidateExperimentConfig(const ExperimentConfig& e) {
     const float ls = e.trainer().supervised().label_smoothing();
     c.Require(ls >= 0 && ls < 1, "trainer.supervised.label_smoothing", ls, "must be in [0, 1)");
   }
+  ValidateSemiSupervised(e.trainer(), &c);
   ValidateOptimization(e, &c);
   c.Require(e.evaluation().num_clips() >= 1, "evaluation.num_clips", e.evaluation().num_clips(),
             "must be >= 1");

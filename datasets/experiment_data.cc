@@ -60,7 +60,11 @@ absl::StatusOr<ExperimentData> LoadExperimentData(const DatasetConfig& config) {
   for (int64_t i : subset) is_labeled[i] = true;
   for (size_t i = 0; i < split.train.size(); ++i) {
     LabeledVideo v{split.train[i].path, split.train[i].label};
-    (is_labeled[i] ? data.labeled : data.unlabeled).push_back(v);
+    data.train.push_back(v);
+    if (is_labeled[i]) data.labeled.push_back(v);
+    if (!is_labeled[i] || config.unlabeled_set() == DatasetConfig::ALL_TRAIN) {
+      data.unlabeled.push_back(v);
+    }
   }
   for (const VideoEntry& v : split.test) data.test.push_back({v.path, v.label});
   return data;

@@ -18,7 +18,11 @@ namespace tb {
 struct ExperimentData {
   std::vector<std::string> class_names;
   std::vector<LabeledVideo> labeled;    // labeled training videos
-  std::vector<LabeledVideo> unlabeled;  // the other training videos
+  // What semi-supervised methods read as unlabeled (their labels are kept
+  // for diagnostics only): the other training videos, or every training
+  // video with dataset.unlabeled_set = ALL_TRAIN.
+  std::vector<LabeledVideo> unlabeled;
+  std::vector<LabeledVideo> train;  // every training video, in split order
   std::vector<LabeledVideo> test;
   int64_t num_train = 0;
   std::string labeled_hash;  // LabeledSubsetHash of the labeled list

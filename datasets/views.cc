@@ -212,7 +212,50 @@ class SpreadPlanner : public SamplePlanner {
   const std::vector<ViewShape> views_;
 };
 
+class WeakStrongPlanner : public SamplePlanner {
+ public:
+  WeakStrongPlanner(const WeakStrongSamplerOptions& o, const DatasetConfig& d)
+      : weak_(o.has_weak() ? o.weak() : d.augmentation()),
+        strong_(o.has_strong() ? o.strong() : StrongReferenceAugmentation(d.augmentation())),
+        strong_clips_(o.strong_clips()),
+        num_frames_(d.clip().num_frames()),
+        stride_(d.clip().stride()),
+        pad_(d.clip().pad()),
+        views_{{"weak", 1, d.clip().num_frames()},
+               {"strong", o.strong_clips(), d.clip().num_frames()}} {}
+  const std::vector<ViewShape>& views() const override { return views_; }
+  std::vector<ClipPlan> Plan(int64_t n, RngStream* rng) const override {
+    const std::vector<int64_t> frames = ClipFrameIndices(
+        n, RandomClipStart(n, num_frames_, stride_, rng), num_frames_, stride_, pad_);
+    std::vector<ClipPlan> plans(1 + strong_clips_);
+    for (size_t i = 0; i < plans.size(); ++i) {
+      plans[i].view = i == 0 ? 0 : 1;
+      plans[i].slot = i == 0 ? 0 : static_cast<int>(i) - 1;
+      plans[i].frames = frames;
+      plans[i].augmentation = i == 0 ? &weak_ : &strong_;
+    }
+    return plans;
+  }
+
+ private:
+  const Augmentation weak_, strong_;
+  const int strong_clips_, num_frames_, stride_;
+  const ClipSampling::PadMode pad_;
+  const std::vector<ViewShape> views_;
+};
+
 }  // namespace
+
+Augmentation StrongReferenceAugmentation(const Augmentation& weak) {
+  // FixMatch's strong view on top of the weak crop and flip: RandAugment
+  // with 2 operations at magnitude 9 (one draw per clip), then cutout of a
+  // square of half the crop side.
+  Augmentation strong = weak;
+  strong.mutable_randaugment()->set_num_ops(2);
+  strong.mutable_randaugment()->set_magnitude(9);
+  strong.mutable_cutout()->set_probability(1.0f);
+  return strong;
+}
 
 absl::StatusOr<std::unique_ptr<SamplePlanner>> CreateSamplePlanner(
     const SamplerConfig& sampler, const DatasetConfig& dataset) {
@@ -226,6 +269,8 @@ absl::StatusOr<std::unique_ptr<SamplePlanner>> CreateSamplePlanner(
       return std::unique_ptr<SamplePlanner>(new VtdlPlanner(sampler.vtdl(), dataset));
     case SamplerConfig::kSpread:
       return std::unique_ptr<SamplePlanner>(new SpreadPlanner(sampler.spread(), dataset));
+    case SamplerConfig::kWeakStrong:
+      return std::unique_ptr<SamplePlanner>(new WeakStrongPlanner(sampler.weak_strong(), dataset));
     case SamplerConfig::kClip:
     case SamplerConfig::KIND_NOT_SET:
       RETURN_IF_ERROR(ValidateAugmentation(dataset.augmentation(), "dataset.augmentation"));
@@ -272,6 +317,18 @@ absl::Status ValidateSampler(const SamplerConfig& s, const std::string& path) {
     }
     if (!(s.spread().crop_fraction() > 0 && s.spread().crop_fraction() <= 1)) {
       return bad("spread.crop_fraction", s.spread().crop_fraction(), "must be in (0, 1]");
+    }
+  }
+  if (s.has_weak_strong()) {
+    const WeakStrongSamplerOptions& w = s.weak_strong();
+    if (w.strong_clips() < 1 || w.strong_clips() > 8) {
+      return bad("weak_strong.strong_clips", w.strong_clips(), "must be in [1, 8]");
+    }
+    if (w.has_weak()) {
+      RETURN_IF_ERROR(ValidateAugmentation(w.weak(), path + ".weak_strong.weak"));
+    }
+    if (w.has_strong()) {
+      RETURN_IF_ERROR(ValidateAugmentation(w.strong(), path + ".weak_strong.strong"));
     }
   }
   return absl::OkStatus();

@@ -57,6 +57,11 @@ class SamplePlanner {
 absl::StatusOr<std::unique_ptr<SamplePlanner>> CreateSamplePlanner(
     const SamplerConfig& sampler, const DatasetConfig& dataset);
 
+// The FixMatch family's strong augmentation: `weak` (the crop and flip)
+// plus RandAugment (2 operations, magnitude 9, one draw per clip) and
+// cutout (a grey square of half the crop side).
+Augmentation StrongReferenceAugmentation(const Augmentation& weak);
+
 // Range checks of a sampler config; errors name `path`.field.
 absl::Status ValidateSampler(const SamplerConfig& sampler, const std::string& path);
 

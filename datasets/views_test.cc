@@ -98,6 +98,39 @@ TEST(ViewsTest, SpreadClipsDoNotOverlap) {
   for (const auto& p : plans) EXPECT_EQ(p.augmentation, nullptr);
 }
 
+TEST(ViewsTest, WeakAndStrongClipsShareTheirFramesButNotTheirAugmentation) {
+  const DatasetConfig d = Dataset(4, 3);
+  const auto planner = Planner("weak_strong { strong_clips: 2 }", d);
+  ASSERT_EQ(planner->views().size(), 2u);
+  EXPECT_EQ(planner->views()[0].name, "weak");
+  EXPECT_EQ(planner->views()[0].clips, 1);
+  EXPECT_EQ(planner->views()[1].name, "strong");
+  EXPECT_EQ(planner->views()[1].clips, 2);
+  std::set<int64_t> starts;
+  for (uint64_t sample = 0; sample < 30; ++sample) {
+    RngStream rng(5, 0, sample, 0, 0);
+    const auto plans = planner->Plan(40, &rng);
+    ASSERT_EQ(plans.size(), 3u);
+    const int64_t start = plans[0].frames[0];
+    starts.insert(start);
+    EXPECT_EQ(plans[0].frames, (std::vector<int64_t>{start, start + 3, start + 6, start + 9}));
+    EXPECT_LE(start + 10, 40);
+    EXPECT_EQ(plans[0].view, 0);
+    for (int k = 0; k < 2; ++k) {
+      EXPECT_EQ(plans[1 + k].view, 1);
+      EXPECT_EQ(plans[1 + k].slot, k);
+      EXPECT_EQ(plans[1 + k].frames, plans[0].frames);
+    }
+    // Weak: the dataset's crop + flip only; strong: more on top of it.
+    EXPECT_EQ(plans[0].augmentation->DebugString(), d.augmentation().DebugString());
+    EXPECT_EQ(plans[1].augmentation->DebugString(),
+              StrongReferenceAugmentation(d.augmentation()).DebugString());
+  }
+  EXPECT_GT(starts.size(), 5u);  // the clip position is random
+  EXPECT_NE(StrongReferenceAugmentation(d.augmentation()).DebugString(),
+            d.augmentation().DebugString());
+}
+
 TEST(ViewsTest, BadOptionsNameTheField) {
   SamplerConfig s;
   s.mutable_rho()->set_rho(0);
@@ -112,6 +145,12 @@ TEST(ViewsTest, BadOptionsNameTheField) {
   EXPECT_NE(p.status().message().find("dataset.augmentation.randaugment.num_ops = 12"),
             std::string::npos)
       << p.status();
+  SamplerConfig w;
+  w.mutable_weak_strong()->set_strong_clips(0);
+  auto q = CreateSamplePlanner(w, Dataset(4, 2));
+  ASSERT_FALSE(q.ok());
+  EXPECT_NE(q.status().message().find("sampler.weak_strong.strong_clips = 0"), std::string::npos)
+      << q.status();
 }
 
 // Identity augmentation fields: full-frame crop (aspect kept), no flip, no

@@ -54,6 +54,13 @@ VideoAccuracy AccuracyFromProbabilities(const torch::Tensor& probabilities,
   return acc;
 }
 
+std::string EvaluationProtocol(const EvaluationConfig& e) {
+  const int crops = NumEvaluationCrops(e);
+  return absl::StrFormat("%d clips x %s (%.2f of the short side)", e.num_clips(),
+                         crops == 1 ? "1 centre crop" : absl::StrCat(crops, " crops"),
+                         e.crop_fraction());
+}
+
 int NumEvaluationCrops(const EvaluationConfig& evaluation) {
   return evaluation.crops() == EvaluationConfig::THREE ? 3 : 1;
 }

@@ -51,6 +51,10 @@ absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
 // Spatial crops per clip of `evaluation.crops`: 1 or 3.
 int NumEvaluationCrops(const EvaluationConfig& evaluation);
 
+// "10 clips x 1 centre crop (0.80 of the short side)" or "... x 3 crops
+// (...)": the protocol as recorded in results and tables.
+std::string EvaluationProtocol(const EvaluationConfig& evaluation);
+
 // Aggregates per-video averaged probabilities [N, C] and labels [N]
 // (exposed for tests and for evaluators that produce probabilities
 // differently).

@@ -8,6 +8,7 @@
 #include "core/status_macros.h"
 #include "core/torch_status.h"
 #include "reweighting/scorer.h"
+#include "semisup/semi_supervised.h"
 
 namespace tb {
 
@@ -116,24 +117,6 @@ absl::StatusOr<StepResult> TimeBalanceTrainer::Step(const StepBatches& batches) 
 
 namespace {
 
-absl::StatusOr<std::shared_ptr<VideoBackbone>> LoadTeacher(const BackboneConfig& config,
-                                                           const std::string& path,
-                                                           const std::string& field) {
-  if (path.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("config field trainer.timebalance.", field,
-                                                   " is required (a fine-tuned checkpoint)"));
-  }
-  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, CreateBackbone(config));
-  CheckpointContents contents;
-  contents.modules = {{"model", model.get()}};
-  absl::Status loaded = LoadCheckpoint(path, &contents);
-  if (!loaded.ok()) {
-    return absl::Status(loaded.code(), absl::StrCat("trainer.timebalance.", field, ": ",
-                                                    loaded.message()));
-  }
-  return model;
-}
-
 absl::StatusOr<std::unique_ptr<Trainer>> MakeTimeBalanceTrainer(const ExperimentConfig& config,
                                                                 const torch::Device& device) {
   const TimeBalanceOptions& o = config.trainer().timebalance();
@@ -150,10 +133,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> MakeTimeBalanceTrainer(const Experiment
     return absl::InvalidArgumentError(
         "config field trainer.timebalance.scores is required (the score stage's output)");
   }
-  ASSIGN_OR_RETURN(auto invariant,
-                   LoadTeacher(teacher_config, o.invariant_teacher(), "invariant_teacher"));
-  ASSIGN_OR_RETURN(auto distinctive,
-                   LoadTeacher(teacher_config, o.distinctive_teacher(), "distinctive_teacher"));
+  ASSIGN_OR_RETURN(auto invariant, LoadFrozenModel(teacher_config, o.invariant_teacher(),
+                                                    "trainer.timebalance.invariant_teacher"));
+  ASSIGN_OR_RETURN(auto distinctive, LoadFrozenModel(teacher_config, o.distinctive_teacher(),
+                                                      "trainer.timebalance.distinctive_teacher"));
   ASSIGN_OR_RETURN(auto score_list, ReadScores(o.scores()));
   std::map<std::string, float> scores(score_list.begin(), score_list.end());
   ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> student, CreateBackbone(config.backbone()));

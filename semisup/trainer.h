@@ -31,7 +31,11 @@ namespace tb {
 
 struct StepBatches {
   const ClipBatch* labeled = nullptr;    // always present
-  const ClipBatch* unlabeled = nullptr;  // for semi-supervised methods
+  // For semi-supervised methods: the views of UnlabeledSampler(). Its
+  // `labels` are the videos' hidden labels, for diagnostics only
+  // (pseudo-label accuracy); no method may train on them.
+  const ClipBatch* unlabeled = nullptr;
+  int64_t step = 0;  // optimizer steps completed before this one
 };
 
 struct StepResult {
@@ -65,6 +69,10 @@ class Trainer {
   // The views of a labeled-loader sample (datasets/views.h); default: one
   // clip with the dataset's augmentation.
   virtual SamplerConfig LabeledSampler() const { return SamplerConfig(); }
+
+  // The views of an unlabeled-loader sample (weak + strong, ...); default:
+  // one clip with the dataset's augmentation.
+  virtual SamplerConfig UnlabeledSampler() const { return SamplerConfig(); }
 
   // False for self-supervised methods: the loop then trains on every
   // training video (labeled and unlabeled) and labels are ignored.

@@ -116,10 +116,8 @@ absl::StatusOr<TrainingOutcome> RunTraining(const ExperimentConfig& config,
 
   const int batch_size = config.trainer().labeled_batch_size();
   int64_t step = outcome.first_step;
-  std::vector<LabeledVideo> train_videos = data.labeled;
-  if (!trainer->UsesLabels()) {
-    train_videos.insert(train_videos.end(), data.unlabeled.begin(), data.unlabeled.end());
-  }
+  std::vector<LabeledVideo> train_videos =
+      trainer->UsesLabels() ? data.labeled : data.train;
   ASSIGN_OR_RETURN(std::unique_ptr<SamplePlanner> planner,
                    CreateSamplePlanner(trainer->LabeledSampler(), config.dataset()));
   int clips_per_sample = 0;
@@ -130,17 +128,32 @@ absl::StatusOr<TrainingOutcome> RunTraining(const ExperimentConfig& config,
                                   ? config.trainer().unlabeled_batch_size()
                                   : batch_size;
   std::unique_ptr<ClipLoader> unlabeled;
+  int unlabeled_clips_per_sample = 0;
   if (trainer->NeedsUnlabeled() && !data.unlabeled.empty()) {
+    ASSIGN_OR_RETURN(std::unique_ptr<SamplePlanner> unlabeled_planner,
+                     CreateSamplePlanner(trainer->UnlabeledSampler(), config.dataset()));
+    for (const ViewShape& v : unlabeled_planner->views()) unlabeled_clips_per_sample += v.clips;
     unlabeled = std::make_unique<ClipLoader>(data.unlabeled, config.dataset(), unlabeled_batch,
-                                             config.seed() ^ kUnlabeledSeedSalt, step);
+                                             config.seed() ^ kUnlabeledSeedSalt, step,
+                                             std::move(unlabeled_planner));
   }
 
   const int64_t clips_per_step =
-      static_cast<int64_t>(batch_size) * clips_per_sample + (unlabeled ? unlabeled_batch : 0);
+      static_cast<int64_t>(batch_size) * clips_per_sample +
+      (unlabeled ? static_cast<int64_t>(unlabeled_batch) * unlabeled_clips_per_sample : 0);
   std::ofstream metrics_log(fs::path(config.run_dir()) / "metrics.jsonl", std::ios::app);
   const auto start = std::chrono::steady_clock::now();
   auto window_start = start;
   double window_wait = 0;
+  // Worker time spent decoding and augmenting (summed over workers and
+  // loaders), at the start of the log window.
+  auto decode_total = [&] {
+    return labeled.decode_seconds() + (unlabeled ? unlabeled->decode_seconds() : 0);
+  };
+  auto augment_total = [&] {
+    return labeled.augment_seconds() + (unlabeled ? unlabeled->augment_seconds() : 0);
+  };
+  double window_decode = decode_total(), window_augment = augment_total();
   int64_t window_steps = 0;
   std::map<std::string, double> window_sums;
   const double base_lr = BaseLearningRate(config.optimizer());
@@ -164,7 +177,7 @@ absl::StatusOr<TrainingOutcome> RunTraining(const ExperimentConfig& config,
     const double wait_before = labeled.wait_seconds() + (unlabeled ? unlabeled->wait_seconds() : 0);
     ASSIGN_OR_RETURN(ClipBatch lb, labeled.Next());
     ClipBatch ub;
-    StepBatches batches{&lb, nullptr};
+    StepBatches batches{&lb, nullptr, step};
     if (unlabeled) {
       ASSIGN_OR_RETURN(ub, unlabeled->Next());
       batches.unlabeled = &ub;
@@ -216,11 +229,21 @@ absl::StatusOr<TrainingOutcome> RunTraining(const ExperimentConfig& config,
         absl::StrAppendFormat(&line, " %s %.4f", name, mean);
         absl::StrAppendFormat(&json, ", \"%s\": %.6g", name, mean);
       }
-      absl::StrAppendFormat(&line, " lr %.2e clips/s %.1f data-wait %.0f%% eta %s", lr, rate,
-                            100.0 * window_wait / std::max(1e-9, window_seconds),
-                            FormatDuration(eta));
-      absl::StrAppendFormat(&json, ", \"clips_per_s\": %.3f, \"data_wait_s\": %.3f}\n", rate,
-                            window_wait);
+      // Per clip, in worker milliseconds (workers run in parallel with the
+      // trainer; only data-wait stalls it).
+      const double decode_ms = 1e3 * (decode_total() - window_decode) / std::max(1.0, clips);
+      const double augment_ms = 1e3 * (augment_total() - window_augment) / std::max(1.0, clips);
+      absl::StrAppendFormat(&line,
+                            " lr %.2e clips/s %.1f data-wait %.0f%% decode %.1f ms/clip "
+                            "augment %.1f ms/clip eta %s",
+                            lr, rate, 100.0 * window_wait / std::max(1e-9, window_seconds),
+                            decode_ms, augment_ms, FormatDuration(eta));
+      absl::StrAppendFormat(&json,
+                            ", \"clips_per_s\": %.3f, \"data_wait_s\": %.3f, "
+                            "\"decode_ms_per_clip\": %.3f, \"augment_ms_per_clip\": %.3f}\n",
+                            rate, window_wait, decode_ms, augment_ms);
+      window_decode = decode_total();
+      window_augment = augment_total();
       std::printf("%s\n", line.c_str());
       std::fflush(stdout);
       metrics_log << json << std::flush;

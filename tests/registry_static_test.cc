@@ -14,7 +14,10 @@ namespace {
 TEST(RegistryStaticLink, AllComponentsRegistered) {
   EXPECT_EQ(BackboneRegistry().Names(),
             (std::vector<std::string>{"r2plus1d", "r3d18", "slow_r50", "slowfast_r50", "tsm_r18"}));
-  EXPECT_EQ(TrainerRegistry().Names(), (std::vector<std::string>{"ssl", "supervised", "timebalance"}));
+  EXPECT_EQ(TrainerRegistry().Names(),
+            (std::vector<std::string>{"cmpl", "fixmatch", "mean_teacher", "mvpl", "pseudo_label",
+                                      "s4l", "self_distillation", "ssl", "supervised",
+                                      "tg_fixmatch", "timebalance"}));
   EXPECT_EQ(MixingRuleRegistry().Names(),
             (std::vector<std::string>{"distinctive_only", "fixed_weight", "invariant_only",
                                       "temporal_similarity"}));

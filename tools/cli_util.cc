@@ -1,5 +1,7 @@
 #include "tools/cli_util.h"
 
+#include <csignal>
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -80,5 +82,22 @@ std::string JsonString(const std::string& text) {
   }
   return out + "\"";
 }
+
+namespace {
+std::atomic<bool> g_stop{false};
+std::atomic<int> g_signal{0};
+void OnStopSignal(int sig) {
+  g_signal.store(sig);
+  g_stop.store(true);
+}
+}  // namespace
+
+const std::atomic<bool>* InstallStopSignalHandlers() {
+  std::signal(SIGINT, OnStopSignal);
+  std::signal(SIGTERM, OnStopSignal);
+  return &g_stop;
+}
+
+int InterruptSignal() { return g_signal.load(); }
 
 }  // namespace tb

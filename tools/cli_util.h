@@ -8,6 +8,7 @@
 #ifndef TIMEBALANCE_TOOLS_CLI_UTIL_H_
 #define TIMEBALANCE_TOOLS_CLI_UTIL_H_
 
+#include <atomic>
 #include <string>
 
 #include "absl/status/status.h"
@@ -30,6 +31,12 @@ bool FindUnknownFlag(int argc, char** argv, std::string* unknown);
 // Prints "<tool>: error: <message>" to stderr and returns `code`.
 int ToolError(const char* tool, int code, const std::string& message);
 int ToolError(const char* tool, int code, const absl::Status& status);
+
+// Installs SIGINT/SIGTERM handlers that set the returned flag (polled by
+// training loops, which checkpoint and stop); InterruptSignal() is the
+// signal received (0 = none), for the exit code 128 + signal.
+const std::atomic<bool>* InstallStopSignalHandlers();
+int InterruptSignal();
 
 // `text` as a JSON string literal (quoted, escaped).
 std::string JsonString(const std::string& text);

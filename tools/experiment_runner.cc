@@ -116,8 +116,7 @@ absl::StatusOr<RunResult> RunExperiment(const ExperimentConfig& config, const Ex
       config.dataset().labeled_fraction(), data.labeled_hash, t.steps_done, t.seconds,
       t.clips_per_second);
   if (!trainer->HasTrainedClassifier()) {
-    std::vector<LabeledVideo> train = data.labeled;
-    train.insert(train.end(), data.unlabeled.begin(), data.unlabeled.end());
+    const std::vector<LabeledVideo>& train = data.train;
     const RepresentationEvalConfig& r = config.representation_eval();
     ASSIGN_OR_RETURN(RepresentationReport report,
                      EvaluateRepresentation(trainer->EvaluationModel(), train, data.test,
@@ -149,9 +148,8 @@ absl::StatusOr<RunResult> RunExperiment(const ExperimentConfig& config, const Ex
     result.top5 = acc.top5;
     result.per_class_top1 = acc.per_class_top1;
     result.results_json = absl::StrFormat(
-        "{%s, \"protocol\": \"%d clips x 1 centre crop (%.2f of short side), softmax "
-        "averaged\", \"test\": %s}\n",
-        common, config.evaluation().num_clips(), config.evaluation().crop_fraction(),
+        "{%s, \"protocol\": \"%s, softmax averaged\", \"test\": %s}\n", common,
+        EvaluationProtocol(config.evaluation()),
         VideoAccuracyToJson(acc, data.class_names));
     if (!options.quiet) {
       std::printf("test: %lld videos x %d clips: top1 %.2f%% top5 %.2f%% (%.1f s)\n",

@@ -18,6 +18,7 @@
 #include "core/checkpoint.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
+#include "eval/multi_clip_evaluator.h"
 #include "eval/representation.h"
 #include "reweighting/scorer.h"
 #include "semisup/trainer.h"
@@ -37,15 +38,6 @@ constexpr char kFinetuneInvariant[] = "finetune_invariant";
 constexpr char kFinetuneDistinctive[] = "finetune_distinctive";
 constexpr char kDistill[] = "distill";
 constexpr char kSupervised[] = "supervised";
-
-std::string Fnv1a(const std::string& text) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return absl::StrFormat("%016x", h);
-}
 
 std::string StageDir(const ExperimentConfig& base, const std::string& stage) {
   return (fs::path(base.run_dir()) / "stages" / stage).string();
@@ -287,8 +279,7 @@ class Pipeline {
   absl::StatusOr<std::string> Score(const std::string& dir) {
     ASSIGN_OR_RETURN(std::unique_ptr<MixingRule> rule,
                      CreateMixingRule(base_.timebalance().score()));
-    std::vector<LabeledVideo> train = data_.labeled;
-    train.insert(train.end(), data_.unlabeled.begin(), data_.unlabeled.end());
+    const std::vector<LabeledVideo>& train = data_.train;
     TeacherFeatures features;
     if (rule->NeedsFeatures()) {
       RepresentationEvalConfig extract;
@@ -402,11 +393,11 @@ class Pipeline {
     result_.results_json = absl::StrFormat(
         "{\"pipeline\": \"timebalance\", \"experiment\": \"%s\", \"split\": \"%s\", "
         "\"labeled_videos\": %d, \"train_videos\": %d, \"labeled_fraction\": %.4f, "
-        "\"labeled_list_hash\": \"%s\", \"protocol\": \"%d clips x 1 centre crop (%.2f of short "
-        "side), softmax averaged, final checkpoint\", \"student_init\": \"%s\", "
+        "\"labeled_list_hash\": \"%s\", \"protocol\": \"%s, softmax averaged, final "
+        "checkpoint\", \"student_init\": \"%s\", "
         "\"score_rule\": \"%s\", %s, %s, %s, \"stages\": [%s]}\n",
         base_.name(), data_.split_name, data_.labeled.size(), data_.num_train,
-        base_.dataset().labeled_fraction(), data_.labeled_hash, e.num_clips(), e.crop_fraction(),
+        base_.dataset().labeled_fraction(), data_.labeled_hash, EvaluationProtocol(e),
         student_init, rule, model("student", kDistill),
         model("invariant_teacher", kFinetuneInvariant),
         model("distinctive_teacher", kFinetuneDistinctive) +
@@ -416,6 +407,10 @@ class Pipeline {
         absl::StrJoin(times, ", "));
     RETURN_IF_ERROR(WriteFileAtomically(base_.run_dir() + "/results.json", result_.results_json));
     const auto& s = state_[kDistill].record;
+    result_.student_top1 = s.top1();
+    result_.student_top5 = s.top5();
+    result_.stage_seconds = 0;
+    for (const std::string& stage : stages) result_.stage_seconds += state_[stage].record.seconds();
     Say(absl::StrFormat(
         "timebalance: student top1 %.2f%% top5 %.2f%% | invariant teacher top1 %.2f%% | "
         "distinctive teacher top1 %.2f%% | results in %s/results.json",
@@ -439,6 +434,15 @@ class Pipeline {
 };
 
 }  // namespace
+
+std::string Fnv1a(const std::string& text) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return absl::StrFormat("%016x", h);
+}
 
 std::vector<std::string> PipelineStages(const ExperimentConfig& config) {
   std::vector<std::string> stages = {kPretrainInvariant, kPretrainDistinctive};

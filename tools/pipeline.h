@@ -40,7 +40,14 @@ struct PipelineResult {
   bool interrupted = false;
   std::vector<std::string> ran, skipped;  // stage names
   std::string results_json;
+  // The student's test accuracy and the summed wall time of every stage
+  // (including stages finished by earlier invocations).
+  double student_top1 = -1, student_top5 = -1;
+  double stage_seconds = 0;
 };
+
+// FNV-1a 64 of `text` as 16 hex digits: the fingerprint of a config text.
+std::string Fnv1a(const std::string& text);
 
 // The stage names of `config` in execution order.
 std::vector<std::string> PipelineStages(const ExperimentConfig& config);

@@ -45,14 +45,6 @@ DEFINE_string(stages, "",
 
 namespace {
 
-std::atomic<bool> g_stop{false};
-int g_signal = 0;
-
-void OnSignal(int sig) {
-  g_signal = sig;
-  g_stop.store(true);
-}
-
 int Fail(const absl::Status& status) {
   const int code = status.code() == absl::StatusCode::kInvalidArgument ? tb::kExitUsageError
                                                                         : tb::kExitDataError;
@@ -62,7 +54,7 @@ int Fail(const absl::Status& status) {
 int Interrupted() {
   std::fprintf(stderr, "timebalance: interrupted; checkpoint written, rerun with --resume to "
                        "continue\n");
-  return 128 + g_signal;
+  return 128 + tb::InterruptSignal();
 }
 
 int Run() {
@@ -93,12 +85,11 @@ int Run() {
   if (!classes.ok()) return tb::ToolError("timebalance", tb::kExitUsageError, classes);
   std::printf("%d threads\n", threads);
 
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
+  const std::atomic<bool>* stop = tb::InstallStopSignalHandlers();
   if (config.has_timebalance()) {
     tb::PipelineOptions options;
     options.resume = FLAGS_resume;
-    options.stop = &g_stop;
+    options.stop = stop;
     if (!FLAGS_stages.empty()) {
       options.stages = absl::StrSplit(FLAGS_stages, ',', absl::SkipEmpty());
     }
@@ -110,7 +101,7 @@ int Run() {
   tb::RunOptions options;
   options.resume = FLAGS_resume;
   options.eval_only = FLAGS_eval_only;
-  options.stop = &g_stop;
+  options.stop = stop;
   absl::StatusOr<tb::RunResult> result = tb::RunExperiment(config, *data, *device, options);
   if (!result.ok()) return Fail(result.status());
   return result->training.interrupted ? Interrupted() : 0;

@@ -1,0 +1,81 @@
+// FixMatch for video (Sohn et al., 2020), registered as `fixmatch`
+// (FixMatchOptions). The unlabeled sampler cuts one clip position as a weak
+// view (crop + flip) and K strong views (default: + RandAugment + cutout).
+// The weak view's confident argmax is the target of every strong view:
+//   L = CE(f(x_l), y) + w(t) * PseudoLabelLoss(f(strong), argmax f(weak)).
+// With shared_bn_forward the labeled, weak and strong clips go through the
+// model in one pass (one set of BatchNorm batch statistics), as in the
+// reference implementation; otherwise one pass each. The weak predictions
+// carry no gradient. Reference: threshold 0.95, weight 1.
+#include <torch/nn/functional/loss.h>
+
+#include "core/status_macros.h"
+#include "core/torch_status.h"
+#include "semisup/semi_supervised.h"
+
+namespace tb {
+namespace {
+
+constexpr float kReferenceThreshold = 0.95f;
+constexpr double kReferenceWeight = 1.0;
+
+class FixMatchTrainer : public SemiSupervisedTrainer {
+ public:
+  FixMatchTrainer(std::shared_ptr<VideoBackbone> model, const FixMatchOptions& o,
+                  torch::Device device)
+      : SemiSupervisedTrainer(std::move(model), device), options_(o) {}
+
+  SamplerConfig UnlabeledSampler() const override {
+    SamplerConfig s;
+    *s.mutable_weak_strong() = options_.views();
+    return s;
+  }
+
+  absl::StatusOr<StepResult> Step(const StepBatches& batches) override {
+    ASSIGN_OR_RETURN(const ClipBatch* ub, Unlabeled(batches, "fixmatch"));
+    const int64_t k = options_.views().strong_clips();
+    ASSIGN_OR_RETURN(torch::Tensor xl, LabeledClips(*batches.labeled));
+    ASSIGN_OR_RETURN(torch::Tensor weak, BatchView(*ub, "weak", 1));
+    ASSIGN_OR_RETURN(torch::Tensor strong, BatchView(*ub, "strong", k));
+    return CallTorch("fixmatch step", [&] {
+      const int64_t nl = xl.size(0), nu = weak.size(0);
+      const torch::Tensor y = batches.labeled->labels.to(device_);
+      torch::Tensor logits_l, logits_w, logits_s;
+      if (options_.shared_bn_forward()) {
+        const torch::Tensor logits = model_->forward(torch::cat({xl, weak, strong}).to(device_));
+        logits_l = logits.slice(0, 0, nl);
+        logits_w = logits.slice(0, nl, nl + nu);
+        logits_s = logits.slice(0, nl + nu);
+      } else {
+        logits_l = model_->forward(xl.to(device_));
+        logits_w = model_->forward(weak.to(device_));
+        logits_s = model_->forward(strong.to(device_));
+      }
+      logits_l = logits_l.to(torch::kFloat);
+      const torch::Tensor ce = torch::nn::functional::cross_entropy(logits_l, y);
+      const PseudoLabels pl =
+          MakePseudoLabels(torch::softmax(logits_w.to(torch::kFloat), 1),
+                           ThresholdOr(options_.pseudo_label(), kReferenceThreshold));
+      const torch::Tensor loss_u = PseudoLabelLoss(logits_s, RepeatPseudoLabels(pl, k),
+                                                   options_.pseudo_label().normalization());
+      const double w = UnlabeledWeight(options_.schedule(), kReferenceWeight, batches.step);
+      return PseudoLabelStep(ce, loss_u, w, logits_l, y, pl, ub->labels);
+    });
+  }
+
+ private:
+  FixMatchOptions options_;
+};
+
+absl::StatusOr<std::unique_ptr<Trainer>> MakeFixMatchTrainer(const ExperimentConfig& config,
+                                                             const torch::Device& device) {
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, CreateBackbone(config.backbone()));
+  return std::unique_ptr<Trainer>(
+      new FixMatchTrainer(std::move(model), config.trainer().fixmatch(), device));
+}
+
+}  // namespace
+
+TB_REGISTER_COMPONENT(TrainerRegistry(), fixmatch, MakeFixMatchTrainer);
+
+}  // namespace tb

@@ -1,0 +1,98 @@
+// S4L (Zhai et al., ICCV 2019), registered as `s4l` (S4lOptions): supervised
+// cross-entropy on the labeled clips plus a self-supervised pretext loss on
+// the unlabeled batch, whose views are the pretext's own sampler:
+//   L = CE(f(x_l), y) + w(t) * L_pretext(f, unlabeled views).
+// The default pretext is rotation prediction (ssl/rotation_objective.cc:
+// all four rotations of every clip, a linear head). Any registered SSL
+// objective can be the pretext; its heads are trained jointly and
+// checkpointed as "pretext". Reference: weight 1.
+#include <torch/nn/functional/loss.h>
+
+#include "core/status_macros.h"
+#include "core/torch_status.h"
+#include "semisup/semi_supervised.h"
+#include "ssl/objective.h"
+
+namespace tb {
+namespace {
+
+constexpr double kReferenceWeight = 1.0;
+
+class S4lTrainer : public SemiSupervisedTrainer {
+ public:
+  S4lTrainer(std::shared_ptr<VideoBackbone> model, std::unique_ptr<SslObjective> pretext,
+             const S4lOptions& o, torch::Device device)
+      : SemiSupervisedTrainer(std::move(model), device), pretext_(std::move(pretext)),
+        options_(o) {
+    pretext_->to(device_);
+  }
+
+  SamplerConfig UnlabeledSampler() const override { return pretext_->Sampler(); }
+  std::vector<torch::Tensor> TrainableParameters() override {
+    std::vector<torch::Tensor> p = model_->parameters();
+    for (const torch::Tensor& t : pretext_->parameters()) {
+      if (t.requires_grad()) p.push_back(t);
+    }
+    return p;
+  }
+  std::vector<std::pair<std::string, torch::nn::Module*>> CheckpointModules() override {
+    return {{"model", model_.get()}, {"pretext", pretext_.get()}};
+  }
+  void SetTraining(bool training) override {
+    model_->train(training);
+    pretext_->train(training);
+  }
+  void AfterOptimizerStep(int64_t step) override {
+    pretext_->AfterOptimizerStep(*model_, step + 1);
+  }
+
+  absl::StatusOr<StepResult> Step(const StepBatches& batches) override {
+    ASSIGN_OR_RETURN(const ClipBatch* ub, Unlabeled(batches, "s4l"));
+    ASSIGN_OR_RETURN(torch::Tensor xl, LabeledClips(*batches.labeled));
+    ViewTensors views;
+    for (const auto& [name, view] : ub->views) views[name] = view.to(device_);
+    ASSIGN_OR_RETURN(SslLoss pretext, pretext_->Loss(*model_, views));
+    return CallTorch("s4l step", [&] {
+      const torch::Tensor y = batches.labeled->labels.to(device_);
+      const torch::Tensor logits = model_->forward(xl.to(device_)).to(torch::kFloat);
+      const torch::Tensor ce = torch::nn::functional::cross_entropy(logits, y);
+      const double w = UnlabeledWeight(options_.schedule(), kReferenceWeight, batches.step);
+      StepResult result;
+      result.loss = ce + w * pretext.loss;
+      result.metrics = pretext.metrics;
+      result.metrics["loss_ce"] = ce.item<double>();
+      result.metrics["loss_pretext"] = pretext.loss.item<double>();
+      result.metrics["weight_u"] = w;
+      result.metrics["train_top1"] = Top1(logits, y);
+      return result;
+    });
+  }
+
+ private:
+  std::unique_ptr<SslObjective> pretext_;
+  S4lOptions options_;
+};
+
+absl::StatusOr<std::unique_ptr<Trainer>> MakeS4lTrainer(const ExperimentConfig& config,
+                                                        const torch::Device& device) {
+  const S4lOptions& o = config.trainer().s4l();
+  SslObjectiveConfig pretext_config = o.pretext();
+  if (pretext_config.kind_case() == SslObjectiveConfig::KIND_NOT_SET) {
+    pretext_config.mutable_rotation();
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, CreateBackbone(config.backbone()));
+  SslContext context;
+  context.backbone = config.backbone();
+  context.feature_dim = model->feature_dim();
+  context.total_steps = std::max<int64_t>(1, config.schedule().steps());
+  context.device = device;
+  ASSIGN_OR_RETURN(std::unique_ptr<SslObjective> pretext,
+                   CreateSslObjective(pretext_config, context));
+  return std::unique_ptr<Trainer>(new S4lTrainer(std::move(model), std::move(pretext), o, device));
+}
+
+}  // namespace
+
+TB_REGISTER_COMPONENT(TrainerRegistry(), s4l, MakeS4lTrainer);
+
+}  // namespace tb

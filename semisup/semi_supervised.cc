@@ -1,0 +1,159 @@
+#include "semisup/semi_supervised.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <torch/nn/functional/loss.h>
+
+#include "absl/strings/str_cat.h"
+#include "core/checkpoint.h"
+#include "core/status_macros.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
+#include "ssl/losses.h"
+#include "ssl/objective.h"
+
+namespace tb {
+
+double UnlabeledWeight(const UnlabeledSchedule& schedule, double reference_weight, int64_t step) {
+  const double weight = schedule.has_weight() ? schedule.weight() : reference_weight;
+  if (step < schedule.warmup_steps()) return 0.0;
+  if (schedule.rampup_steps() <= 0) return weight;
+  const double t = std::min(
+      1.0, static_cast<double>(step - schedule.warmup_steps()) / schedule.rampup_steps());
+  return weight * std::exp(-5.0 * (1.0 - t) * (1.0 - t));
+}
+
+bool RampUpDone(const UnlabeledSchedule& schedule, int64_t step) {
+  return step >= schedule.warmup_steps() + schedule.rampup_steps();
+}
+
+PseudoLabels MakePseudoLabels(const torch::Tensor& probabilities, float threshold) {
+  torch::NoGradGuard no_grad;
+  auto [max_probability, labels] = probabilities.detach().to(torch::kFloat).max(1);
+  return {labels, max_probability.ge(threshold).to(torch::kFloat)};
+}
+
+PseudoLabels RepeatPseudoLabels(const PseudoLabels& labels, int64_t k) {
+  return {labels.labels.repeat({k}), labels.mask.repeat({k})};
+}
+
+torch::Tensor PseudoLabelLoss(const torch::Tensor& logits, const PseudoLabels& labels,
+                              PseudoLabelOptions::Normalization normalization) {
+  namespace F = torch::nn::functional;
+  const torch::Tensor per_sample = F::cross_entropy(
+      logits.to(torch::kFloat), labels.labels, F::CrossEntropyFuncOptions().reduction(torch::kNone));
+  const torch::Tensor selected = (per_sample * labels.mask).sum();
+  if (normalization == PseudoLabelOptions::SELECTED) {
+    return selected / labels.mask.sum().clamp_min(1.0);
+  }
+  return selected / static_cast<double>(std::max<int64_t>(1, logits.size(0)));
+}
+
+float ThresholdOr(const PseudoLabelOptions& options, float reference) {
+  return options.has_threshold() ? options.threshold() : reference;
+}
+
+void AddPseudoLabelMetrics(const PseudoLabels& labels, const torch::Tensor& hidden_labels,
+                           const std::string& prefix, std::map<std::string, double>* metrics) {
+  const torch::Tensor correct =
+      labels.labels.eq(hidden_labels.to(labels.labels.device())).to(torch::kFloat);
+  const double selected = labels.mask.sum().item<double>();
+  (*metrics)[prefix + "mask_rate"] = selected / std::max<int64_t>(1, labels.mask.size(0));
+  (*metrics)[prefix + "pl_acc_all"] = correct.mean().item<double>();
+  if (selected > 0) {
+    (*metrics)[prefix + "pl_acc_selected"] = (correct * labels.mask).sum().item<double>() / selected;
+  }
+}
+
+StepResult PseudoLabelStep(const torch::Tensor& ce, const torch::Tensor& loss_u, double weight,
+                           const torch::Tensor& labeled_logits, const torch::Tensor& labels,
+                           const PseudoLabels& pseudo_labels, const torch::Tensor& hidden_labels) {
+  StepResult result;
+  result.loss = ce + weight * loss_u;
+  result.metrics["loss_ce"] = ce.item<double>();
+  result.metrics["loss_u"] = loss_u.item<double>();
+  result.metrics["weight_u"] = weight;
+  result.metrics["train_top1"] = Top1(labeled_logits, labels);
+  AddPseudoLabelMetrics(pseudo_labels, hidden_labels, "", &result.metrics);
+  return result;
+}
+
+double Top1(const torch::Tensor& scores, const torch::Tensor& labels) {
+  return scores.argmax(1).eq(labels.to(scores.device())).to(torch::kFloat).mean().item<double>();
+}
+
+torch::Tensor TemporalGradient(const torch::Tensor& clips) {
+  const int64_t t_dim = clips.dim() - 3;
+  const int64_t t = clips.size(t_dim);
+  return clips.narrow(t_dim, 1, t - 1) - clips.narrow(t_dim, 0, t - 1);
+}
+
+absl::StatusOr<torch::Tensor> BatchView(const ClipBatch& batch, const std::string& name,
+                                        int64_t clips) {
+  ASSIGN_OR_RETURN(torch::Tensor view, GetView(batch.views, name, clips));
+  return ClipMajor(view);
+}
+
+absl::StatusOr<torch::Tensor> LabeledClips(const ClipBatch& batch) {
+  if (batch.clips.defined()) return batch.clips;
+  return BatchView(batch, "weak", 1);
+}
+
+absl::StatusOr<BackboneConfig> ScaleBackboneWidth(const BackboneConfig& config, float factor) {
+  BackboneConfig scaled = config;
+  const google::protobuf::OneofDescriptor* kind =
+      BackboneConfig::descriptor()->FindOneofByName("kind");
+  const google::protobuf::Reflection* reflection = scaled.GetReflection();
+  const google::protobuf::FieldDescriptor* set = reflection->GetOneofFieldDescriptor(scaled, kind);
+  if (set == nullptr) return absl::InvalidArgumentError("backbone: no architecture set");
+  google::protobuf::Message* options = reflection->MutableMessage(&scaled, set);
+  const google::protobuf::FieldDescriptor* width =
+      options->GetDescriptor()->FindFieldByName("width_multiplier");
+  if (width == nullptr || width->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_FLOAT) {
+    return absl::InvalidArgumentError(absl::StrCat("backbone.", set->name(),
+                                                   " has no width_multiplier to scale"));
+  }
+  const google::protobuf::Reflection* r = options->GetReflection();
+  r->SetFloat(options, width, r->GetFloat(*options, width) * factor);
+  return scaled;
+}
+
+absl::StatusOr<std::shared_ptr<VideoBackbone>> LoadFrozenModel(const BackboneConfig& config,
+                                                                const std::string& path,
+                                                                const std::string& field) {
+  if (path.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config field ", field, " is required (a checkpoint path)"));
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, CreateBackbone(config));
+  CheckpointContents contents;
+  contents.modules = {{"model", model.get()}};
+  absl::Status loaded = LoadCheckpoint(path, &contents);
+  if (!loaded.ok()) {
+    return absl::Status(loaded.code(), absl::StrCat(field, ": ", loaded.message()));
+  }
+  model->eval();
+  for (auto& p : model->parameters()) p.set_requires_grad(false);
+  return model;
+}
+
+absl::StatusOr<std::shared_ptr<VideoBackbone>> MakeEmaCopy(const BackboneConfig& config,
+                                                           VideoBackbone& online) {
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> copy, CreateBackbone(config));
+  for (auto& p : copy->parameters()) p.set_requires_grad(false);
+  ssl::EmaUpdate(*copy, online, 0.0);
+  return copy;
+}
+
+absl::StatusOr<const ClipBatch*> SemiSupervisedTrainer::Unlabeled(
+    const StepBatches& batches, const std::string& method) const {
+  if (batches.unlabeled == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        method, " needs unlabeled videos, but the labeled subset is the whole training set "
+                "(lower dataset.labeled_fraction or set dataset.unlabeled_set: ALL_TRAIN)"));
+  }
+  return batches.unlabeled;
+}
+
+}  // namespace tb

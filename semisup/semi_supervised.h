@@ -1,0 +1,136 @@
+// File: semisup/semi_supervised.h
+//
+// Pieces shared by the semi-supervised trainers (pseudo_label, mean_teacher,
+// fixmatch, tg_fixmatch, mvpl, cmpl, s4l, self_distillation, timebalance):
+// the unlabeled-loss schedule, thresholded pseudo-labels and their loss,
+// the temporal-gradient view, views of a batch, auxiliary-model widths and
+// frozen teachers loaded from checkpoints.
+#ifndef TIMEBALANCE_SEMISUP_SEMI_SUPERVISED_H_
+#define TIMEBALANCE_SEMISUP_SEMI_SUPERVISED_H_
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include <torch/types.h>
+
+#include "absl/status/statusor.h"
+#include "backbones/backbone.h"
+#include "datasets/clip_loader.h"
+#include "semisup/semisup.pb.h"
+#include "semisup/trainer.h"
+
+namespace tb {
+
+// The unlabeled-loss weight before optimizer step `step` (0-based): 0 during
+// the warm-up, then weight * exp(-5 (1 - t)^2) with t the ramp-up progress
+// in [0, 1] (1 at once when rampup_steps is 0). `reference_weight` is used
+// when schedule.weight is unset.
+double UnlabeledWeight(const UnlabeledSchedule& schedule, double reference_weight, int64_t step);
+
+// Whether the ramp-up (and warm-up) of `schedule` is over before `step`.
+bool RampUpDone(const UnlabeledSchedule& schedule, int64_t step);
+
+struct PseudoLabels {
+  torch::Tensor labels;  // [N] int64: argmax of the probabilities
+  torch::Tensor mask;    // [N] float: 1 where max probability >= threshold
+};
+
+// Hard pseudo-labels of class probabilities [N, C] (no gradient flows).
+PseudoLabels MakePseudoLabels(const torch::Tensor& probabilities, float threshold);
+
+// Repeats the pseudo-labels of N samples for k clips each, clip-major (the
+// order of ClipMajor(view)): row j * N + i is sample i.
+PseudoLabels RepeatPseudoLabels(const PseudoLabels& labels, int64_t k);
+
+// Cross-entropy of `logits` [N, C] against the pseudo-labels, masked:
+// sum_i mask_i CE_i divided by N (ALL) or by sum_i mask_i (SELECTED; 0 when
+// nothing is selected).
+torch::Tensor PseudoLabelLoss(const torch::Tensor& logits, const PseudoLabels& labels,
+                              PseudoLabelOptions::Normalization normalization);
+
+// The threshold of `options`, or `reference` when unset.
+float ThresholdOr(const PseudoLabelOptions& options, float reference);
+
+// Logs, under `prefix`: mask_rate (share of selected samples), and the
+// pseudo-labels' accuracy against the hidden labels over the selected
+// samples (pl_acc_selected, only when something is selected) and over all
+// (pl_acc_all).
+void AddPseudoLabelMetrics(const PseudoLabels& labels, const torch::Tensor& hidden_labels,
+                           const std::string& prefix, std::map<std::string, double>* metrics);
+
+// The step of a one-model pseudo-label method (pseudo_label, fixmatch):
+// loss = ce + weight * loss_u, logging each term, the weight, the labeled
+// top-1 and the pseudo-label metrics against the hidden labels.
+StepResult PseudoLabelStep(const torch::Tensor& ce, const torch::Tensor& loss_u, double weight,
+                           const torch::Tensor& labeled_logits, const torch::Tensor& labels,
+                           const PseudoLabels& pseudo_labels, const torch::Tensor& hidden_labels);
+
+// Top-1 accuracy of scores [N, C] (logits or probabilities) against labels.
+double Top1(const torch::Tensor& scores, const torch::Tensor& labels);
+
+// Temporal gradient of clips [..., T, H, W] along T: x[t + 1] - x[t], T - 1
+// frames (TG-FixMatch, MvPL). Differences of the normalised clip (the
+// normalisation is affine per channel, so this is the scaled difference of
+// raw frames).
+torch::Tensor TemporalGradient(const torch::Tensor& clips);
+
+// View `name` of a batch as [K * B, 3, T, S, S], clip-major, checked to
+// have K == clips (K = 1 gives [B, ...]). Errors name the view.
+absl::StatusOr<torch::Tensor> BatchView(const ClipBatch& batch, const std::string& name,
+                                        int64_t clips);
+
+// The labeled clip of a single-clip labeled batch (`clips`, or view
+// "weak"), [B, 3, T, S, S].
+absl::StatusOr<torch::Tensor> LabeledClips(const ClipBatch& batch);
+
+// `config` with its backbone's width_multiplier multiplied by `factor`
+// (CMPL's auxiliary model). InvalidArgument when the set backbone has no
+// width_multiplier.
+absl::StatusOr<BackboneConfig> ScaleBackboneWidth(const BackboneConfig& config, float factor);
+
+// Builds `config`'s backbone, loads module "model" of the checkpoint at
+// `path` into it, and freezes it (eval mode, no parameter requires grad).
+// `field` (e.g. "trainer.self_distillation.teacher") names the config field
+// in errors.
+absl::StatusOr<std::shared_ptr<VideoBackbone>> LoadFrozenModel(const BackboneConfig& config,
+                                                                const std::string& path,
+                                                                const std::string& field);
+
+// An untrained copy target for EMA teachers: the same architecture with the
+// online model's weights and buffers, no parameter requiring grad.
+absl::StatusOr<std::shared_ptr<VideoBackbone>> MakeEmaCopy(const BackboneConfig& config,
+                                                           VideoBackbone& online);
+
+// Base of the semi-supervised trainers with one trained model ("model" in
+// checkpoints, evaluated at the end): owns it, its device and the common
+// Trainer plumbing. Subclasses implement Step (and may add modules).
+class SemiSupervisedTrainer : public Trainer {
+ public:
+  SemiSupervisedTrainer(std::shared_ptr<VideoBackbone> model, torch::Device device)
+      : model_(std::move(model)), device_(device) {
+    model_->to(device_);
+  }
+  std::vector<torch::Tensor> TrainableParameters() override { return model_->parameters(); }
+  std::vector<std::pair<std::string, torch::nn::Module*>> CheckpointModules() override {
+    return {{"model", model_.get()}};
+  }
+  VideoBackbone& EvaluationModel() override { return *model_; }
+  bool NeedsUnlabeled() const override { return true; }
+  void SetTraining(bool training) override { model_->train(training); }
+
+  VideoBackbone& model() { return *model_; }
+
+ protected:
+  // The unlabeled batch, or FailedPrecondition naming `method` when the
+  // labeled subset is the whole training set.
+  absl::StatusOr<const ClipBatch*> Unlabeled(const StepBatches& batches,
+                                             const std::string& method) const;
+
+  std::shared_ptr<VideoBackbone> model_;
+  torch::Device device_;
+};
+
+}  // namespace tb
+
+#endif  // TIMEBALANCE_SEMISUP_SEMI_SUPERVISED_H_

@@ -1,0 +1,391 @@
+// The semi-supervised baselines on tiny CPU inputs: the shared pieces by
+// hand (ramp-up, masking at the threshold, normalisation, temporal
+// gradient, widths), each method's loss against an independent computation
+// with the model in eval mode (so BatchNorm uses running statistics and the
+// computation does not depend on how clips are batched), the EMA update
+// values, CMPL's cross assignment, S4L's rotation labels, and checkpoint
+// round trips of the extra models.
+#include "semisup/semi_supervised.h"
+
+#include <cmath>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "configs/config_loader.h"
+#include "core/checkpoint.h"
+#include "core/testing/test_util.h"
+#include "google/protobuf/text_format.h"
+#include "ssl/losses.h"
+
+namespace tb {
+namespace {
+
+namespace F = torch::nn::functional;
+
+TEST(SemiSupervised, UnlabeledWeightWarmUpAndSigmoidRampUp) {
+  UnlabeledSchedule s;
+  s.set_weight(2.0f);
+  s.set_warmup_steps(10);
+  s.set_rampup_steps(20);
+  EXPECT_EQ(UnlabeledWeight(s, 7.0, 0), 0.0);
+  EXPECT_EQ(UnlabeledWeight(s, 7.0, 9), 0.0);
+  EXPECT_NEAR(UnlabeledWeight(s, 7.0, 10), 2.0 * std::exp(-5.0), 1e-12);
+  EXPECT_NEAR(UnlabeledWeight(s, 7.0, 20), 2.0 * std::exp(-1.25), 1e-12);
+  EXPECT_NEAR(UnlabeledWeight(s, 7.0, 30), 2.0, 1e-12);
+  EXPECT_NEAR(UnlabeledWeight(s, 7.0, 1000), 2.0, 1e-12);
+  EXPECT_FALSE(RampUpDone(s, 29));
+  EXPECT_TRUE(RampUpDone(s, 30));
+  UnlabeledSchedule unset;  // the method's reference weight, at once
+  EXPECT_EQ(UnlabeledWeight(unset, 7.0, 0), 7.0);
+}
+
+TEST(SemiSupervised, PseudoLabelsAreMaskedAtTheThreshold) {
+  const torch::Tensor p = torch::tensor({{0.95f, 0.05f}, {0.3f, 0.7f}, {0.5f, 0.5f}});
+  const PseudoLabels pl = MakePseudoLabels(p, 0.7f);
+  EXPECT_TRUE(torch::equal(pl.labels, torch::tensor({0, 1, 0}, torch::kInt64)));
+  // max >= threshold selects: 0.7 is selected at 0.7, 0.5 is not.
+  EXPECT_TRUE(torch::equal(pl.mask, torch::tensor({1.0f, 1.0f, 0.0f})));
+  EXPECT_TRUE(torch::equal(MakePseudoLabels(p, 0.96f).mask, torch::tensor({0.0f, 0.0f, 0.0f})));
+  const PseudoLabels twice = RepeatPseudoLabels(pl, 2);
+  EXPECT_TRUE(torch::equal(twice.labels, torch::tensor({0, 1, 0, 0, 1, 0}, torch::kInt64)));
+
+  // Loss by hand: CE of each row against its label, masked.
+  const torch::Tensor logits = torch::tensor({{2.0f, 0.0f}, {0.0f, 1.0f}, {3.0f, -1.0f}});
+  const double ce0 = std::log(1 + std::exp(-2.0)), ce1 = std::log(1 + std::exp(-1.0));
+  EXPECT_NEAR(PseudoLabelLoss(logits, pl, PseudoLabelOptions::ALL).item<double>(),
+              (ce0 + ce1) / 3, 1e-6);
+  EXPECT_NEAR(PseudoLabelLoss(logits, pl, PseudoLabelOptions::SELECTED).item<double>(),
+              (ce0 + ce1) / 2, 1e-6);
+  const PseudoLabels none = MakePseudoLabels(p, 0.99f);
+  EXPECT_EQ(PseudoLabelLoss(logits, none, PseudoLabelOptions::SELECTED).item<double>(), 0.0);
+
+  std::map<std::string, double> m;
+  AddPseudoLabelMetrics(pl, torch::tensor({0, 0, 0}, torch::kInt64), "x_", &m);
+  EXPECT_NEAR(m.at("x_mask_rate"), 2.0 / 3, 1e-9);
+  EXPECT_NEAR(m.at("x_pl_acc_all"), 2.0 / 3, 1e-6);
+  EXPECT_NEAR(m.at("x_pl_acc_selected"), 0.5, 1e-9);
+}
+
+TEST(SemiSupervised, TemporalGradientIsTheFrameDifference) {
+  // [B=1, C=1, T=3, 1, 2]: frames (1, 2), (4, 0), (4, 7).
+  const torch::Tensor clip = torch::tensor({1.0f, 2.0f, 4.0f, 0.0f, 4.0f, 7.0f}).view({1, 1, 3, 1, 2});
+  const torch::Tensor tg = TemporalGradient(clip);
+  ASSERT_EQ(tg.sizes(), (std::vector<int64_t>{1, 1, 2, 1, 2}));
+  EXPECT_TRUE(torch::equal(tg.flatten(), torch::tensor({3.0f, -2.0f, 0.0f, 7.0f})));
+  // A static clip has a zero temporal gradient.
+  EXPECT_EQ(TemporalGradient(torch::ones({2, 3, 4, 5, 5})).abs().max().item<float>(), 0.0f);
+}
+
+TEST(SemiSupervised, BackboneWidthScales) {
+  BackboneConfig c;
+  c.mutable_r2plus1d()->set_width_multiplier(0.5f);
+  auto scaled = ScaleBackboneWidth(c, 0.25f);
+  ASSERT_TRUE(scaled.ok()) << scaled.status();
+  EXPECT_FLOAT_EQ(scaled->r2plus1d().width_multiplier(), 0.125f);
+  EXPECT_FALSE(ScaleBackboneWidth(BackboneConfig(), 0.25f).ok());
+}
+
+// --- Trainers, built by name through the registry. ---
+
+constexpr int kClasses = 4;
+
+ExperimentConfig Config(const std::string& trainer_text) {
+  ExperimentConfig e;
+  ResolveDefaults(&e);
+  e.mutable_backbone()->mutable_r3d18()->set_width_multiplier(0.0625f);
+  e.mutable_backbone()->set_num_classes(kClasses);
+  e.mutable_backbone()->set_dropout(0.0f);
+  e.mutable_dataset()->mutable_clip()->set_num_frames(4);
+  e.mutable_schedule()->set_steps(10);
+  TrainerConfig t;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(trainer_text, &t)) << trainer_text;
+  e.mutable_trainer()->MergeFrom(t);
+  return e;
+}
+
+std::unique_ptr<Trainer> Make(const ExperimentConfig& config, int seed = 0) {
+  torch::manual_seed(seed);
+  auto trainer = CreateTrainer(config, torch::kCPU);
+  EXPECT_TRUE(trainer.ok()) << trainer.status();
+  return trainer.ok() ? std::move(*trainer) : nullptr;
+}
+
+// A batch with every view the samplers here produce: "clip"/clips,
+// "weak" and "strong" (one clip each).
+ClipBatch Batch(int n, int seed) {
+  torch::manual_seed(seed);
+  ClipBatch b;
+  b.clips = torch::randn({n, 3, 4, 16, 16});
+  b.views["weak"] = b.clips.unsqueeze(1);
+  b.views["strong"] = (b.clips + 0.5 * torch::randn({n, 3, 4, 16, 16})).unsqueeze(1);
+  b.views["clip"] = b.clips.unsqueeze(1);
+  b.labels = torch::randint(0, kClasses, {n}, torch::kInt64);
+  for (int i = 0; i < n; ++i) b.paths.push_back("v" + std::to_string(i));
+  return b;
+}
+
+VideoBackbone& Module(Trainer& t, const std::string& name) {
+  for (auto& [n, m] : t.CheckpointModules()) {
+    if (n == name) return *dynamic_cast<VideoBackbone*>(m);
+  }
+  ADD_FAILURE() << "no checkpoint module " << name;
+  return t.EvaluationModel();
+}
+
+torch::Tensor Logits(VideoBackbone& m, const torch::Tensor& x) {
+  torch::NoGradGuard no_grad;
+  return m.forward(x);
+}
+
+TEST(SemiSupervisedTrainers, PseudoLabelSelectsOnlyConfidentClips) {
+  const ClipBatch lb = Batch(2, 1), ub = Batch(3, 2);
+  for (float threshold : {0.0f, 1.0f}) {
+    auto t = Make(Config("pseudo_label { pseudo_label { threshold: " +
+                         std::to_string(threshold) + " } schedule { weight: 2 } }"));
+    t->SetTraining(false);
+    auto r = t->Step({&lb, &ub, 0});
+    ASSERT_TRUE(r.ok()) << r.status();
+    const torch::Tensor lu = Logits(t->EvaluationModel(), ub.clips);
+    const torch::Tensor ll = Logits(t->EvaluationModel(), lb.clips);
+    const double ce = F::cross_entropy(ll, lb.labels).item<double>();
+    // threshold 0: every clip trains on its own argmax; 1: none is confident.
+    const double expected_u =
+        threshold == 0.0f ? F::cross_entropy(lu, lu.argmax(1)).item<double>() : 0.0;
+    EXPECT_NEAR(r->metrics.at("mask_rate"), threshold == 0.0f ? 1.0 : 0.0, 1e-9);
+    EXPECT_NEAR(r->metrics.at("loss_u"), expected_u, 1e-5);
+    EXPECT_NEAR(r->loss.item<double>(), ce + 2 * expected_u, 1e-5);
+  }
+}
+
+TEST(SemiSupervisedTrainers, FixMatchTrainsTheStrongViewOnTheWeakViewsLabels) {
+  const ClipBatch lb = Batch(2, 1), ub = Batch(3, 2);
+  for (bool shared : {true, false}) {
+    auto t = Make(Config(std::string("fixmatch { pseudo_label { threshold: 0 } "
+                                     "shared_bn_forward: ") +
+                         (shared ? "true" : "false") + " }"));
+    EXPECT_EQ(t->UnlabeledSampler().kind_case(), SamplerConfig::kWeakStrong);
+    t->SetTraining(false);
+    auto r = t->Step({&lb, &ub, 0});
+    ASSERT_TRUE(r.ok()) << r.status();
+    VideoBackbone& m = t->EvaluationModel();
+    const torch::Tensor weak = Logits(m, ub.views.at("weak").squeeze(1));
+    const torch::Tensor strong = Logits(m, ub.views.at("strong").squeeze(1));
+    const double expected = F::cross_entropy(strong, weak.argmax(1)).item<double>();
+    EXPECT_NEAR(r->metrics.at("loss_u"), expected, 1e-5);
+    const double ce = F::cross_entropy(Logits(m, lb.clips), lb.labels).item<double>();
+    EXPECT_NEAR(r->loss.item<double>(), ce + expected, 1e-5);
+  }
+}
+
+TEST(SemiSupervisedTrainers, TgFixMatchAveragesRgbAndTemporalGradientPredictions) {
+  const ClipBatch lb = Batch(2, 1), ub = Batch(3, 2);
+  auto t = Make(Config("tg_fixmatch { pseudo_label { threshold: 0 } }"));
+  t->SetTraining(false);
+  auto r = t->Step({&lb, &ub, 0});
+  ASSERT_TRUE(r.ok()) << r.status();
+  VideoBackbone& m = t->EvaluationModel();
+  const torch::Tensor weak = ub.views.at("weak").squeeze(1);
+  const torch::Tensor strong = ub.views.at("strong").squeeze(1);
+  const torch::Tensor p = (torch::softmax(Logits(m, weak), 1) +
+                           torch::softmax(Logits(m, TemporalGradient(weak)), 1)) / 2;
+  const torch::Tensor pl = p.argmax(1);
+  EXPECT_NEAR(r->metrics.at("loss_u_rgb"), F::cross_entropy(Logits(m, strong), pl).item<double>(),
+              1e-5);
+  EXPECT_NEAR(r->metrics.at("loss_u_tg"),
+              F::cross_entropy(Logits(m, TemporalGradient(strong)), pl).item<double>(), 1e-5);
+  torch::Tensor g_rgb, g_tg;
+  {
+    torch::NoGradGuard no_grad;
+    g_rgb = m.Features(weak);
+    g_tg = m.Features(TemporalGradient(weak));
+  }
+  const double align =
+      (1 - F::cosine_similarity(g_rgb, g_tg, F::CosineSimilarityFuncOptions().dim(1)))
+          .mean()
+          .item<double>();
+  EXPECT_NEAR(r->metrics.at("loss_align"), align, 1e-5);
+  // MvPL: the same views, no alignment term.
+  auto mvpl = Make(Config("mvpl { pseudo_label { threshold: 0 } }"));
+  mvpl->SetTraining(false);
+  auto r2 = mvpl->Step({&lb, &ub, 0});
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_EQ(r2->metrics.count("loss_align"), 0u);
+  EXPECT_EQ(r2->metrics.count("loss_u_tg"), 1u);
+}
+
+TEST(SemiSupervisedTrainers, CmplTrainsEachModelOnTheOthersPseudoLabels) {
+  const ClipBatch lb = Batch(2, 1), ub = Batch(6, 3);
+  auto t = Make(Config("cmpl { pseudo_label { threshold: 0 } }"));
+  t->SetTraining(false);
+  auto r = t->Step({&lb, &ub, 0});
+  ASSERT_TRUE(r.ok()) << r.status();
+  VideoBackbone& f = Module(*t, "model");
+  VideoBackbone& a = Module(*t, "auxiliary");
+  EXPECT_EQ(&f, &t->EvaluationModel());
+  // The auxiliary model is a quarter as wide.
+  EXPECT_EQ(a.feature_dim() * 4, f.feature_dim());
+  const torch::Tensor weak = ub.views.at("weak").squeeze(1);
+  const torch::Tensor strong = ub.views.at("strong").squeeze(1);
+  const torch::Tensor f_weak = Logits(f, weak), a_weak = Logits(a, weak);
+  const torch::Tensor f_strong = Logits(f, strong), a_strong = Logits(a, strong);
+  ASSERT_FALSE(torch::equal(f_weak.argmax(1), a_weak.argmax(1)))
+      << "models agree on every clip; the cross assignment would not be observable";
+  EXPECT_NEAR(r->metrics.at("loss_u"), F::cross_entropy(f_strong, a_weak.argmax(1)).item<double>(),
+              1e-5);
+  EXPECT_NEAR(r->metrics.at("loss_u_aux"),
+              F::cross_entropy(a_strong, f_weak.argmax(1)).item<double>(), 1e-5);
+  EXPECT_GT(std::abs(r->metrics.at("loss_u") -
+                     F::cross_entropy(f_strong, f_weak.argmax(1)).item<double>()),
+            1e-6);
+  // Both models are trained.
+  EXPECT_EQ(t->TrainableParameters().size(), f.parameters().size() + a.parameters().size());
+}
+
+TEST(SemiSupervisedTrainers, MeanTeacherEmaValuesAndConsistency) {
+  auto t = Make(Config("mean_teacher { ema_decay: 0.9 ema_decay_after_rampup: 0.99 "
+                       "schedule { weight: 3 rampup_steps: 4 } }"));
+  VideoBackbone& student = Module(*t, "model");
+  VideoBackbone& teacher = Module(*t, "ema_teacher");
+  EXPECT_EQ(&teacher, &t->EvaluationModel());
+  auto first = [](VideoBackbone& m) { return m.named_parameters()["stem.0.weight"]; };
+  // Starts as a copy of the student.
+  EXPECT_TRUE(torch::equal(first(student), first(teacher)));
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : student.parameters()) p.add_(1.0);
+  }
+  const torch::Tensor s = first(student).clone(), before = first(teacher).clone();
+  t->AfterOptimizerStep(2);  // a = min(1 - 1/3, 0.9) = 2/3 (ramp-up running)
+  EXPECT_TRUE(torch::allclose(first(teacher), (2.0 / 3) * before + (1.0 / 3) * s, 1e-6, 1e-6));
+  const torch::Tensor mid = first(teacher).clone();
+  t->AfterOptimizerStep(20);  // ramp-up done: a = min(1 - 1/21, 0.99) = 20/21
+  EXPECT_TRUE(
+      torch::allclose(first(teacher), (20.0 / 21) * mid + (1.0 / 21) * s, 1e-6, 1e-6));
+  t->AfterOptimizerStep(1000);  // a = 0.99
+  // Consistency term by hand: student on "weak", teacher on "strong", over
+  // labeled and unlabeled clips; weight ramped up at step 2 of 4.
+  const ClipBatch lb = Batch(2, 1), ub = Batch(3, 2);
+  t->SetTraining(false);
+  auto r = t->Step({&lb, &ub, 2});
+  ASSERT_TRUE(r.ok()) << r.status();
+  const torch::Tensor ps = torch::softmax(
+      Logits(student, torch::cat({lb.views.at("weak"), ub.views.at("weak")}).squeeze(1)), 1);
+  const torch::Tensor pt = torch::softmax(
+      Logits(teacher, torch::cat({lb.views.at("strong"), ub.views.at("strong")}).squeeze(1)), 1);
+  const double consistency = (ps - pt).pow(2).mean().item<double>();
+  EXPECT_NEAR(r->metrics.at("loss_consistency"), consistency, 1e-6);
+  EXPECT_NEAR(r->metrics.at("weight_u"), 3 * std::exp(-5 * 0.25), 1e-9);
+  for (const auto& p : teacher.parameters()) EXPECT_FALSE(p.requires_grad());
+}
+
+TEST(SemiSupervisedTrainers, S4lRotationLabelsAreTheFourRotations) {
+  const ClipBatch lb = Batch(2, 1), ub = Batch(3, 2);
+  auto t = Make(Config("s4l { schedule { weight: 0.5 } }"));
+  t->SetTraining(false);
+  auto r = t->Step({&lb, &ub, 0});
+  ASSERT_TRUE(r.ok()) << r.status();
+  torch::nn::Module* pretext = nullptr;
+  for (auto& [n, m] : t->CheckpointModules()) {
+    if (n == "pretext") pretext = m;
+  }
+  ASSERT_NE(pretext, nullptr);
+  auto head = pretext->named_children()["rotation_head"]->as<torch::nn::LinearImpl>();
+  ASSERT_NE(head, nullptr);
+  VideoBackbone& m = t->EvaluationModel();
+  // Every unlabeled clip rotated by 0, 90, 180 and 270 degrees, labels 0..3.
+  const torch::Tensor labels = torch::arange(4, torch::kInt64).repeat_interleave(3);
+  const torch::Tensor rotated = ssl::RotateClips(ub.clips.repeat({4, 1, 1, 1, 1}), labels);
+  torch::Tensor logits;
+  {
+    torch::NoGradGuard no_grad;
+    logits = head->forward(m.Features(rotated));
+  }
+  const double rotation = F::cross_entropy(logits, labels).item<double>();
+  EXPECT_NEAR(r->metrics.at("loss_pretext"), rotation, 1e-5);
+  const double ce = F::cross_entropy(Logits(m, lb.clips), lb.labels).item<double>();
+  EXPECT_NEAR(r->loss.item<double>(), ce + 0.5 * rotation, 1e-5);
+  // The rotation head is trained with the backbone.
+  EXPECT_EQ(t->TrainableParameters().size(), m.parameters().size() + 2);
+}
+
+TEST(SemiSupervisedTrainers, SelfDistillationMatchesTheFrozenTeacher) {
+  // The teacher: a supervised model's checkpoint.
+  const std::string ckpt = testing::TmpPath("sd_teacher.pt");
+  auto sup = Make(Config("supervised {}"), 7);
+  sup->SetTraining(false);
+  CheckpointContents c;
+  c.modules = sup->CheckpointModules();
+  ASSERT_TRUE(SaveCheckpoint(ckpt, c).ok());
+  auto t = Make(Config("self_distillation { teacher: '" + ckpt +
+                       "' labeled_weight: 2 unlabeled_weight: 3 }"));
+  const ClipBatch lb = Batch(2, 1), ub = Batch(3, 2);
+  t->SetTraining(false);
+  auto r = t->Step({&lb, &ub, 0});
+  ASSERT_TRUE(r.ok()) << r.status();
+  const torch::Tensor x = torch::cat({lb.clips, ub.clips});
+  const torch::Tensor pt = torch::softmax(Logits(sup->EvaluationModel(), x), 1);
+  const torch::Tensor logits = Logits(t->EvaluationModel(), x);
+  const torch::Tensor ps = torch::softmax(logits, 1);
+  const double dl = (ps.slice(0, 0, 2) - pt.slice(0, 0, 2)).pow(2).mean().item<double>();
+  const double du = (ps.slice(0, 2) - pt.slice(0, 2)).pow(2).mean().item<double>();
+  EXPECT_NEAR(r->metrics.at("loss_distill_l"), dl, 1e-6);
+  EXPECT_NEAR(r->metrics.at("loss_distill_u"), du, 1e-6);
+  const double ce = F::cross_entropy(logits.slice(0, 0, 2), lb.labels).item<double>();
+  EXPECT_NEAR(r->loss.item<double>(), ce + 2 * dl + 3 * du, 1e-5);
+  // A missing teacher is a config error naming the field.
+  auto bad = CreateTrainer(Config("self_distillation {}"), torch::kCPU);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("trainer.self_distillation.teacher"), std::string::npos)
+      << bad.status();
+}
+
+TEST(SemiSupervisedTrainers, ExtraModelsSurviveACheckpointRoundTrip) {
+  for (const std::string& text :
+       {std::string("mean_teacher {}"), std::string("cmpl {}"), std::string("s4l {}")}) {
+    SCOPED_TRACE(text);
+    auto t = Make(Config(text), 1);
+    // Move the extra state away from its initial value: a few EMA updates
+    // after perturbing the student, or random noise on every parameter.
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : t->TrainableParameters()) p.add_(torch::randn_like(p));
+    }
+    for (int64_t step = 0; step < 3; ++step) t->AfterOptimizerStep(step + 5);
+    const std::string path = testing::TmpPath("round_trip.pt");
+    CheckpointContents saved;
+    saved.modules = t->CheckpointModules();
+    ASSERT_TRUE(SaveCheckpoint(path, saved).ok());
+    auto fresh = Make(Config(text), 2);
+    CheckpointContents loaded;
+    loaded.modules = fresh->CheckpointModules();
+    ASSERT_EQ(loaded.modules.size(), saved.modules.size());
+    ASSERT_GE(loaded.modules.size(), 2u);
+    ASSERT_TRUE(LoadCheckpoint(path, &loaded).ok());
+    for (size_t i = 0; i < saved.modules.size(); ++i) {
+      auto a = saved.modules[i].second->named_parameters();
+      auto b = loaded.modules[i].second->named_parameters();
+      auto ab = saved.modules[i].second->named_buffers();
+      auto bb = loaded.modules[i].second->named_buffers();
+      ASSERT_EQ(a.size(), b.size());
+      bool all_equal = true;
+      for (const auto& item : a) all_equal &= torch::equal(item.value(), b[item.key()]);
+      for (const auto& item : ab) all_equal &= torch::equal(item.value(), bb[item.key()]);
+      EXPECT_TRUE(all_equal) << saved.modules[i].first;
+    }
+  }
+}
+
+TEST(SemiSupervisedTrainers, MethodsWithoutUnlabeledVideosSayWhy) {
+  const ClipBatch lb = Batch(2, 1);
+  for (const char* text : {"pseudo_label {}", "fixmatch {}", "cmpl {}", "tg_fixmatch {}"}) {
+    auto t = Make(Config(text));
+    auto r = t->Step({&lb, nullptr, 0});
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("needs unlabeled videos"), std::string::npos)
+        << r.status();
+  }
+}
+
+}  // namespace
+}  // namespace tb

@@ -1,0 +1,464 @@
+#include "tools/compare.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "backbones/backbone.h"
+#include "configs/config_loader.h"
+#include "core/checkpoint.h"
+#include "core/status_macros.h"
+#include "datasets/experiment_data.h"
+#include "eval/multi_clip_evaluator.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+#include "tools/experiment_runner.h"
+#include "tools/pipeline.h"
+
+namespace tb {
+namespace fs = std::filesystem;
+namespace {
+
+// "FixMatch (ours)" -> "fixmatch_ours": folder names.
+std::string Slug(const std::string& name) {
+  std::string s;
+  for (char c : name) {
+    if (std::isalnum(static_cast<unsigned char>(c))) {
+      s += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    } else if (!s.empty() && s.back() != '_') {
+      s += '_';
+    }
+  }
+  while (!s.empty() && s.back() == '_') s.pop_back();
+  return s.empty() ? "method" : s;
+}
+
+std::string Percent(float fraction) {
+  return absl::StrFormat("%g%%", std::round(fraction * 1000.0) / 10.0);
+}
+
+std::string ToText(const google::protobuf::Message& m) {
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(m, &text);
+  return text;
+}
+
+// The cell's experiment: base + the method's override, the cell's fraction
+// and seeds, defaults resolved. The run_dir is set by the caller.
+ExperimentConfig CellConfig(const CompareConfig& c, const CompareMethod& m, float fraction,
+                            uint64_t seed) {
+  ExperimentConfig e = c.base();
+  e.MergeFrom(m.override());
+  e.set_name(absl::StrCat(c.name(), "/", m.name(), "/", Percent(fraction), "/seed", seed));
+  e.mutable_dataset()->set_labeled_fraction(fraction);
+  if (c.seed_labeled_subset()) e.mutable_dataset()->set_labeled_seed(seed);
+  e.set_seed(seed);
+  ResolveDefaults(&e);
+  return e;
+}
+
+// Where a self-distillation teacher checkpoint goes in `e`'s trainer.
+absl::StatusOr<std::string*> TeacherField(ExperimentConfig* e, const std::string& method) {
+  TrainerConfig* t = e->mutable_trainer();
+  if (t->has_self_distillation()) return t->mutable_self_distillation()->mutable_teacher();
+  if (t->has_mean_teacher() && t->mean_teacher().has_self_distillation()) {
+    return t->mutable_mean_teacher()->mutable_self_distillation()->mutable_teacher();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "method \"", method, "\": teacher_from needs trainer { self_distillation {...} } or "
+      "trainer { mean_teacher { self_distillation {...} } } in its override"));
+}
+
+// "r3d18 (width 0.125)".
+std::string DescribeBackbone(const BackboneConfig& b) {
+  const google::protobuf::Reflection* r = b.GetReflection();
+  const google::protobuf::FieldDescriptor* kind =
+      r->GetOneofFieldDescriptor(b, BackboneConfig::descriptor()->FindOneofByName("kind"));
+  if (kind == nullptr) return "?";
+  const google::protobuf::Message& options = r->GetMessage(b, kind);
+  const google::protobuf::FieldDescriptor* width =
+      options.GetDescriptor()->FindFieldByName("width_multiplier");
+  if (width == nullptr) return kind->name();
+  return absl::StrFormat("%s (width %g)", kind->name(),
+                         options.GetReflection()->GetFloat(options, width));
+}
+
+int64_t BudgetSteps(const ExperimentConfig& e) {
+  if (!e.has_timebalance()) return e.schedule().steps();
+  int64_t steps = 0;
+  for (const std::string& stage : PipelineStages(e)) {
+    absl::StatusOr<ExperimentConfig> s = PipelineStageConfig(e, stage);
+    if (s.ok()) steps += s->schedule().steps();
+  }
+  return steps;
+}
+
+absl::StatusOr<CellRecord> ReadCellRecord(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  CellRecord record;
+  if (!google::protobuf::TextFormat::ParseFromString(text.str(), &record)) {
+    return absl::DataLossError("cannot parse " + path + " (delete the cell folder to rerun it)");
+  }
+  return record;
+}
+
+struct Stats {
+  double mean = 0, std = 0;
+  int n = 0;
+};
+
+Stats MeanStd(const std::vector<double>& v) {
+  Stats s;
+  s.n = static_cast<int>(v.size());
+  if (v.empty()) return s;
+  for (double x : v) s.mean += x;
+  s.mean /= v.size();
+  if (v.size() > 1) {
+    double ss = 0;
+    for (double x : v) ss += (x - s.mean) * (x - s.mean);
+    s.std = std::sqrt(ss / (v.size() - 1));
+  }
+  return s;
+}
+
+std::string Duration(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds + 0.5);
+  return s >= 60 ? absl::StrFormat("%dm%02ds", s / 60, s % 60) : absl::StrFormat("%ds", s);
+}
+
+// One table row: the method's top-1 (in %) per fraction over seeds, its
+// evaluated model's size and the mean wall time of its finished cells.
+struct RowSummary {
+  std::string backbone;
+  int frames = 0;
+  int64_t steps = 0, params = -1;
+  std::vector<Stats> top1;  // per labeled fraction, in config order
+  std::vector<double> seconds;
+};
+
+RowSummary Summarize(const CompareConfig& c, const CompareMethod& m,
+                     const std::vector<CellRecord>& cells) {
+  const ExperimentConfig e = CellConfig(c, m, c.labeled_fractions(0), c.seeds(0));
+  RowSummary row;
+  row.backbone = DescribeBackbone(e.backbone());
+  row.frames = e.dataset().clip().num_frames();
+  row.steps = BudgetSteps(e);
+  for (float f : c.labeled_fractions()) {
+    std::vector<double> top1;
+    for (const CellRecord& r : cells) {
+      if (r.method() != m.name() || std::abs(r.labeled_fraction() - f) > 1e-6) continue;
+      top1.push_back(100.0 * r.top1());
+      row.seconds.push_back(r.seconds());
+      if (r.parameters() > 0) row.params = r.parameters();
+    }
+    row.top1.push_back(MeanStd(top1));
+  }
+  return row;
+}
+
+}  // namespace
+
+absl::StatusOr<CompareConfig> LoadCompareConfig(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError("compare config not found or unreadable: " + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  CompareConfig config;
+  google::protobuf::TextFormat::Parser parser;
+  struct Collector : google::protobuf::io::ErrorCollector {
+    std::string first;
+    void AddError(int line, int column, const std::string& message) override {
+      if (first.empty()) first = absl::StrCat("line ", line + 1, ":", column + 1, ": ", message);
+    }
+  } errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(text.str(), &config)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", errors.first));
+  }
+  return config;
+}
+
+absl::Status ValidateCompareConfig(const CompareConfig& c) {
+  auto bad = [](const std::string& what) { return absl::InvalidArgumentError(what); };
+  if (c.name().empty()) return bad("compare config: field name is required");
+  if (c.methods().empty()) return bad("compare config: no methods");
+  if (c.labeled_fractions().empty()) return bad("compare config: no labeled_fractions");
+  if (c.seeds().empty()) return bad("compare config: no seeds");
+  for (float f : c.labeled_fractions()) {
+    if (!(f > 0 && f <= 1)) {
+      return bad(absl::StrCat("compare config: labeled_fractions value ", f, " is not in (0, 1]"));
+    }
+  }
+  std::set<std::string> seen, slugs;
+  std::set<std::string> pipelines;
+  for (const CompareMethod& m : c.methods()) {
+    if (m.name().empty()) return bad("compare config: a method has no name");
+    if (!seen.insert(m.name()).second || !slugs.insert(Slug(m.name())).second) {
+      return bad(absl::StrCat("compare config: method name \"", m.name(), "\" is used twice"));
+    }
+    if (m.override().has_timebalance()) pipelines.insert(m.name());
+    if (!m.teacher_from().empty()) {
+      if (!seen.count(m.teacher_from()) || m.teacher_from() == m.name()) {
+        return bad(absl::StrCat("method \"", m.name(), "\": teacher_from \"", m.teacher_from(),
+                                "\" must name a method listed before it"));
+      }
+      if (pipelines.count(m.teacher_from())) {
+        return bad(absl::StrCat("method \"", m.name(), "\": teacher_from \"", m.teacher_from(),
+                                "\" is a pipeline; name a single-experiment method"));
+      }
+    }
+    ExperimentConfig e = CellConfig(c, m, c.labeled_fractions(0), c.seeds(0));
+    e.set_run_dir("validate");
+    if (!m.teacher_from().empty()) {
+      ASSIGN_OR_RETURN(std::string* teacher, TeacherField(&e, m.name()));
+      *teacher = "teacher.pt";
+    }
+    absl::Status valid = ValidateExperimentConfig(e);
+    if (valid.ok() && e.has_timebalance()) {
+      for (const std::string& stage : PipelineStages(e)) {
+        if (stage == "score") continue;  // not a training stage
+        valid = PipelineStageConfig(e, stage).status();
+        if (!valid.ok()) break;
+      }
+    }
+    if (!valid.ok()) {
+      return bad(absl::StrCat("method \"", m.name(), "\": ", valid.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string ComparisonMarkdown(const CompareConfig& c, const std::vector<CellRecord>& cells) {
+  const ExperimentConfig& base = c.base();
+  std::string md = absl::StrCat("# ", c.name(), "\n\n");
+  const ClipSampling& clip = base.dataset().clip();
+  const EvaluationConfig& ev = base.evaluation();
+  absl::StrAppendFormat(
+      &md,
+      "Video top-1 (%%) on the test split, mean ± sample std over seeds (n = seeds finished). "
+      "Backbone %s; clips of %d frames at stride %d, %d px crops; evaluation %s, softmax "
+      "averaged, final checkpoint. Seeds: %s%s.\n\n",
+      DescribeBackbone(base.backbone()), clip.num_frames(), clip.stride(), clip.crop_size(),
+      EvaluationProtocol(ev), absl::StrJoin(c.seeds(), ", "),
+      c.seed_labeled_subset() ? " (each seed also draws its labeled subset)" : "");
+  md += "| Method | Backbone | Params (M) | #F | Steps |";
+  for (float f : c.labeled_fractions()) md += " " + Percent(f) + " |";
+  md += " Wall time / cell |\n|---|---|---|---|---|";
+  for (int i = 0; i < c.labeled_fractions_size(); ++i) md += "---|";
+  md += "---|\n";
+  for (const CompareMethod& m : c.methods()) {
+    const RowSummary row = Summarize(c, m, cells);
+    std::string cols;
+    for (const Stats& s : row.top1) {
+      cols += s.n == 0 ? " - |" : absl::StrFormat(" %.1f ± %.1f (%d) |", s.mean, s.std, s.n);
+    }
+    absl::StrAppendFormat(&md, "| %s | %s | %s | %d | %d |%s %s |\n", m.name(), row.backbone,
+                          row.params > 0 ? absl::StrFormat("%.2f", row.params / 1e6) : "-",
+                          row.frames, row.steps, cols,
+                          row.seconds.empty() ? "-" : Duration(MeanStd(row.seconds).mean));
+  }
+  // The labeled lists every number used.
+  std::map<std::pair<float, uint64_t>, std::string> hashes;
+  for (const CellRecord& r : cells) {
+    hashes[{r.labeled_fraction(), r.seed()}] = r.labeled_list_hash();
+  }
+  if (!hashes.empty()) {
+    md += "\nLabeled lists (SHA-256 of the sorted list, per fraction and seed):";
+    for (const auto& [key, hash] : hashes) {
+      absl::StrAppendFormat(&md, " %s/seed %d `%s`;", Percent(key.first), key.second,
+                            hash.substr(0, 16));
+    }
+    md.back() = '.';
+    md += "\n";
+  }
+  return md;
+}
+
+std::string ComparisonCsv(const CompareConfig& c, const std::vector<CellRecord>& cells) {
+  std::string csv = "method,backbone,params,frames,steps";
+  for (float f : c.labeled_fractions()) {
+    const std::string p = absl::StrFormat("%g", std::round(f * 1000.0) / 10.0);
+    absl::StrAppend(&csv, ",top1_", p, "_mean,top1_", p, "_std,top1_", p, "_n");
+  }
+  csv += ",mean_cell_seconds\n";
+  for (const CompareMethod& m : c.methods()) {
+    const RowSummary row = Summarize(c, m, cells);
+    std::string cols;
+    for (const Stats& s : row.top1) {
+      cols += s.n == 0 ? ",,,0" : absl::StrFormat(",%.2f,%.2f,%d", s.mean, s.std, s.n);
+    }
+    absl::StrAppendFormat(
+        &csv, "\"%s\",\"%s\",%d,%d,%d%s,%s\n", m.name(), row.backbone, row.params, row.frames,
+        row.steps, cols,
+        row.seconds.empty() ? "" : absl::StrFormat("%.1f", MeanStd(row.seconds).mean));
+  }
+  return csv;
+}
+
+absl::StatusOr<CompareResult> RunComparison(const CompareConfig& c, const CompareOptions& options) {
+  RETURN_IF_ERROR(ValidateCompareConfig(c));
+  if (options.out_dir.empty()) return absl::InvalidArgumentError("--out is required");
+  for (const std::string& name : options.methods) {
+    bool found = false;
+    for (const CompareMethod& m : c.methods()) found |= m.name() == name;
+    if (!found) return absl::InvalidArgumentError("--methods: no method named \"" + name + "\"");
+  }
+  std::error_code ec;
+  fs::create_directories(options.out_dir, ec);
+  if (ec) return absl::InternalError("cannot create " + options.out_dir + ": " + ec.message());
+  RETURN_IF_ERROR(WriteFileAtomically(options.out_dir + "/compare_config.pbtxt", ToText(c)));
+  auto say = [&](const std::string& line) {
+    if (options.quiet) return;
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+  };
+  for (float f : options.fractions) {
+    bool found = false;
+    for (float g : c.labeled_fractions()) found |= std::abs(f - g) < 1e-6;
+    if (!found) return absl::InvalidArgumentError(absl::StrCat("--fractions: ", f, " is not in the config"));
+  }
+  for (uint64_t s : options.seeds) {
+    bool found = false;
+    for (uint64_t t : c.seeds()) found |= s == t;
+    if (!found) return absl::InvalidArgumentError(absl::StrCat("--seeds: ", s, " is not in the config"));
+  }
+  auto selected = [&](const std::string& name, float fraction, uint64_t seed) {
+    bool m = options.methods.empty(), f = options.fractions.empty(), s = options.seeds.empty();
+    for (const std::string& x : options.methods) m |= x == name;
+    for (float x : options.fractions) f |= std::abs(x - fraction) < 1e-6;
+    for (uint64_t x : options.seeds) s |= x == seed;
+    return m && f && s;
+  };
+
+  CompareResult result;
+  auto write_tables = [&]() -> absl::Status {
+    result.markdown = ComparisonMarkdown(c, result.cells);
+    result.csv = ComparisonCsv(c, result.cells);
+    std::string cells_csv =
+        "method,labeled_fraction,seed,top1,top5,seconds,steps,parameters,labeled_list_hash,"
+        "fingerprint\n";
+    for (const CellRecord& r : result.cells) {
+      absl::StrAppendFormat(&cells_csv, "\"%s\",%g,%d,%.4f,%.4f,%.1f,%d,%d,%s,%s\n", r.method(),
+                            r.labeled_fraction(), r.seed(), r.top1(), r.top5(), r.seconds(),
+                            r.steps(), r.parameters(), r.labeled_list_hash(), r.fingerprint());
+    }
+    RETURN_IF_ERROR(WriteFileAtomically(options.out_dir + "/comparison.md", result.markdown));
+    RETURN_IF_ERROR(WriteFileAtomically(options.out_dir + "/comparison.csv", result.csv));
+    return WriteFileAtomically(options.out_dir + "/cells.csv", cells_csv);
+  };
+
+  const int total = c.methods_size() * c.labeled_fractions_size() * c.seeds_size();
+  int index = 0;
+  for (float fraction : c.labeled_fractions()) {
+    for (uint64_t seed : c.seeds()) {
+      // Finished cells of this (fraction, seed) by method, for teacher_from.
+      std::map<std::string, CellRecord> done_here;
+      for (const CompareMethod& m : c.methods()) {
+        ++index;
+        const std::string where =
+            absl::StrFormat("[%d/%d] %s, %s labels, seed %d", index, total, m.name(),
+                            Percent(fraction), seed);
+        if (!selected(m.name(), fraction, seed)) continue;
+        ExperimentConfig e = CellConfig(c, m, fraction, seed);
+        std::string teacher_fingerprint;
+        if (!m.teacher_from().empty()) {
+          auto it = done_here.find(m.teacher_from());
+          if (it == done_here.end()) {
+            say(absl::StrCat(where, ": skipped (teacher ", m.teacher_from(), " not finished)"));
+            continue;
+          }
+          ASSIGN_OR_RETURN(std::string* teacher, TeacherField(&e, m.name()));
+          *teacher = it->second.checkpoint();
+          teacher_fingerprint = it->second.fingerprint();
+        }
+        e.clear_run_dir();
+        const std::string fingerprint = Fnv1a(ToText(e) + teacher_fingerprint);
+        const std::string dir =
+            (fs::path(options.out_dir) / "cells" / Slug(m.name()) /
+             absl::StrFormat("f%g_s%d_%s", std::round(fraction * 1000.0) / 10.0, seed,
+                             fingerprint.substr(0, 8)))
+                .string();
+        e.set_run_dir(dir);
+        const std::string record_path = dir + "/cell_done.pbtxt";
+        absl::StatusOr<CellRecord> previous = ReadCellRecord(record_path);
+        if (previous.ok() && previous->fingerprint() == fingerprint) {
+          say(absl::StrFormat("%s: reused (top-1 %.1f%%) from %s", where, 100 * previous->top1(),
+                              dir));
+          done_here[m.name()] = *previous;
+          result.cells.push_back(*previous);
+          ++result.reused;
+          continue;
+        }
+        say(absl::StrCat(where, ": running in ", dir));
+        ASSIGN_OR_RETURN(ExperimentData data, LoadExperimentData(e.dataset()));
+        RETURN_IF_ERROR(ResolveNumClasses(&e, static_cast<int>(data.class_names.size())));
+        ASSIGN_OR_RETURN(torch::Device device, ParseDevice(e.device()));
+        CellRecord record;
+        record.set_method(m.name());
+        record.set_labeled_fraction(fraction);
+        record.set_seed(seed);
+        record.set_fingerprint(fingerprint);
+        record.set_labeled_list_hash(data.labeled_hash);
+        record.set_steps(BudgetSteps(e));
+        {
+          ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, CreateBackbone(e.backbone()));
+          record.set_parameters(CountParameters(*model));
+        }
+        const auto start = std::chrono::steady_clock::now();
+        if (e.has_timebalance()) {
+          PipelineOptions po;
+          po.resume = true;
+          po.stop = options.stop;
+          po.quiet = options.quiet;
+          ASSIGN_OR_RETURN(PipelineResult r, RunPipeline(e, data, device, po));
+          if (r.interrupted) {
+            result.interrupted = true;
+            RETURN_IF_ERROR(write_tables());
+            return result;
+          }
+          record.set_top1(r.student_top1);
+          record.set_top5(r.student_top5);
+          record.set_seconds(r.stage_seconds);
+        } else {
+          RunOptions ro;
+          ro.resume = true;
+          ro.stop = options.stop;
+          ro.quiet = options.quiet;
+          ASSIGN_OR_RETURN(RunResult r, RunExperiment(e, data, device, ro));
+          if (r.training.interrupted) {
+            result.interrupted = true;
+            RETURN_IF_ERROR(write_tables());
+            return result;
+          }
+          record.set_top1(r.top1);
+          record.set_top5(r.top5);
+          record.set_checkpoint(fs::absolute(r.final_checkpoint).string());
+          record.set_seconds(
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        }
+        RETURN_IF_ERROR(WriteFileAtomically(record_path, ToText(record)));
+        say(absl::StrFormat("%s: top-1 %.1f%% top-5 %.1f%% in %s", where, 100 * record.top1(),
+                            100 * record.top5(), Duration(record.seconds())));
+        done_here[m.name()] = record;
+        result.cells.push_back(record);
+        ++result.ran;
+        RETURN_IF_ERROR(write_tables());
+      }
+    }
+  }
+  RETURN_IF_ERROR(write_tables());
+  return result;
+}
+
+}  // namespace tb
