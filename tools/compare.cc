@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "backbones/backbone.h"
 #include "configs/config_loader.h"
 #include "core/checkpoint.h"
@@ -60,6 +61,12 @@ ExperimentConfig CellConfig(const CompareConfig& c, const CompareMethod& m, floa
   e.set_name(absl::StrCat(c.name(), "/", m.name(), "/", Percent(fraction), "/seed", seed));
   e.mutable_dataset()->set_labeled_fraction(fraction);
   if (c.seed_labeled_subset()) e.mutable_dataset()->set_labeled_seed(seed);
+  if (!c.labeled_list_pattern().empty()) {
+    e.mutable_dataset()->set_labeled_list(absl::StrReplaceAll(
+        c.labeled_list_pattern(), {{"{pct}", absl::StrFormat("%g", std::round(fraction * 1000.0) /
+                                                                       10.0)},
+                                   {"{seed}", absl::StrCat(seed)}}));
+  }
   e.set_seed(seed);
   ResolveDefaults(&e);
   return e;
