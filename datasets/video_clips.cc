@@ -11,6 +11,26 @@
 
 namespace tb {
 
+absl::StatusOr<FrameUnion> FrameUnion::Read(VideoReader& reader,
+                                            const std::vector<std::vector<int64_t>>& index_lists,
+                                            int short_side) {
+  std::vector<int64_t> all;
+  for (const auto& list : index_lists) all.insert(all.end(), list.begin(), list.end());
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  FrameUnion u;
+  ASSIGN_OR_RETURN(u.frames_, reader.ReadFrames(all, short_side));
+  for (size_t i = 0; i < all.size(); ++i) u.slot_[all[i]] = static_cast<int64_t>(i);
+  return u;
+}
+
+void FrameUnion::Gather(const std::vector<int64_t>& indices, uint8_t* out) const {
+  const size_t bytes = frame_bytes();
+  for (size_t t = 0; t < indices.size(); ++t) {
+    std::copy_n(frames_.rgb.data() + slot_.at(indices[t]) * bytes, bytes, out + t * bytes);
+  }
+}
+
 ClipGeometry ClipGeometryFromConfig(const DatasetConfig& config) {
   const ClipSampling& c = config.clip();
   ClipGeometry g;
@@ -35,29 +55,18 @@ absl::Status DecodeEvaluationClips(const std::string& path, const ClipGeometry& 
   }
   ASSIGN_OR_RETURN(std::unique_ptr<VideoReader> reader, VideoReader::Open(path));
   const int64_t n = reader->info().frame_count;
-  // Decode the union of all clips' frames once, then gather per clip.
-  std::vector<int64_t> all;
   std::vector<std::vector<int64_t>> per_clip;
   for (int64_t start : EvenlySpacedClipStarts(n, g.num_frames, g.stride, num_clips)) {
     per_clip.push_back(ClipFrameIndices(n, start, g.num_frames, g.stride, g.pad));
-    all.insert(all.end(), per_clip.back().begin(), per_clip.back().end());
   }
-  std::sort(all.begin(), all.end());
-  all.erase(std::unique(all.begin(), all.end()), all.end());
-  ASSIGN_OR_RETURN(Frames frames, reader->ReadFrames(all, g.decode_short_side));
-  std::map<int64_t, int64_t> slot;
-  for (size_t i = 0; i < all.size(); ++i) slot[all[i]] = static_cast<int64_t>(i);
-  const size_t frame_bytes = static_cast<size_t>(frames.height) * frames.width * 3;
-  std::vector<uint8_t> clip_rgb(frame_bytes * g.num_frames);
+  ASSIGN_OR_RETURN(FrameUnion frames, FrameUnion::Read(*reader, per_clip, g.decode_short_side));
+  std::vector<uint8_t> clip_rgb(frames.frame_bytes() * g.num_frames);
   const std::vector<CropBox> boxes =
-      SpatialCropBoxes(frames.height, frames.width, crop_fraction, num_crops);
+      SpatialCropBoxes(frames.height(), frames.width(), crop_fraction, num_crops);
   for (int k = 0; k < num_clips; ++k) {
-    for (int t = 0; t < g.num_frames; ++t) {
-      std::copy_n(frames.rgb.data() + slot[per_clip[k][t]] * frame_bytes, frame_bytes,
-                  clip_rgb.data() + t * frame_bytes);
-    }
+    frames.Gather(per_clip[k], clip_rgb.data());
     for (int c = 0; c < num_crops; ++c) {
-      CropResizeNormalize(clip_rgb.data(), g.num_frames, frames.height, frames.width, boxes[c],
+      CropResizeNormalize(clip_rgb.data(), g.num_frames, frames.height(), frames.width(), boxes[c],
                           g.crop_size, g.mean, g.std,
                           out + (static_cast<int64_t>(k) * num_crops + c) * g.clip_floats());
     }

@@ -10,11 +10,15 @@
 #define TIMEBALANCE_DATASETS_VIDEO_CLIPS_H_
 
 #include <array>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "core/rng.h"
 #include "datasets/datasets.pb.h"
+#include "datasets/video_reader.h"
 
 namespace tb {
 
@@ -31,6 +35,26 @@ struct ClipGeometry {
   int64_t clip_floats() const {
     return 3LL * num_frames * crop_size * crop_size;
   }
+};
+
+// The frames several clips need, decoded in one forward pass over the video
+// (the sorted union of their indices, each frame once).
+class FrameUnion {
+ public:
+  // Decodes the union of `index_lists` at `short_side` (0 = native).
+  static absl::StatusOr<FrameUnion> Read(VideoReader& reader,
+                                         const std::vector<std::vector<int64_t>>& index_lists,
+                                         int short_side);
+  int height() const { return frames_.height; }
+  int width() const { return frames_.width; }
+  size_t frame_bytes() const { return static_cast<size_t>(frames_.height) * frames_.width * 3; }
+  // Copies the frames `indices` (each part of the union) to `out`, in order,
+  // frame_bytes() each.
+  void Gather(const std::vector<int64_t>& indices, uint8_t* out) const;
+
+ private:
+  Frames frames_;
+  std::map<int64_t, int64_t> slot_;  // frame index -> position in frames_
 };
 
 // Reads the clip geometry of a resolved (defaults filled) DatasetConfig.

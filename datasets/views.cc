@@ -369,18 +369,14 @@ absl::Status DecodeSample(const std::string& path, const SamplePlanner& planner,
   ASSIGN_OR_RETURN(std::unique_ptr<VideoReader> reader, VideoReader::Open(path));
   const int64_t n = reader->info().frame_count;
   const std::vector<ClipPlan> plans = planner.Plan(n, rng);
-  std::vector<int64_t> all;
+  std::vector<std::vector<int64_t>> lists;
   for (const ClipPlan& p : plans) {
-    all.insert(all.end(), p.frames.begin(), p.frames.end());
-    if (p.mixup_frame >= 0) all.push_back(p.mixup_frame);
+    lists.push_back(p.frames);
+    if (p.mixup_frame >= 0) lists.push_back({p.mixup_frame});
   }
-  std::sort(all.begin(), all.end());
-  all.erase(std::unique(all.begin(), all.end()), all.end());
-  ASSIGN_OR_RETURN(Frames frames, reader->ReadFrames(all, g.decode_short_side));
+  ASSIGN_OR_RETURN(FrameUnion frames, FrameUnion::Read(*reader, lists, g.decode_short_side));
   timer.Next(timings != nullptr ? &timings->augment_seconds : nullptr);
-  std::map<int64_t, int64_t> slot_of;
-  for (size_t i = 0; i < all.size(); ++i) slot_of[all[i]] = static_cast<int64_t>(i);
-  const size_t frame_bytes = static_cast<size_t>(frames.height) * frames.width * 3;
+  const size_t frame_bytes = frames.frame_bytes();
   const int s = g.crop_size;
   const size_t plane = static_cast<size_t>(s) * s;
   const std::array<float, 3> zero{0.0f, 0.0f, 0.0f}, one{1.0f, 1.0f, 1.0f};
@@ -390,25 +386,19 @@ absl::Status DecodeSample(const std::string& path, const SamplePlanner& planner,
     const int t_count = static_cast<int>(p.frames.size());
     const bool mixup = p.mixup_frame >= 0;
     rgb.resize(frame_bytes * (t_count + (mixup ? 1 : 0)));
-    for (int t = 0; t < t_count; ++t) {
-      std::copy_n(frames.rgb.data() + slot_of[p.frames[t]] * frame_bytes, frame_bytes,
-                  rgb.data() + t * frame_bytes);
-    }
-    if (mixup) {
-      std::copy_n(frames.rgb.data() + slot_of[p.mixup_frame] * frame_bytes, frame_bytes,
-                  rgb.data() + t_count * frame_bytes);
-    }
+    frames.Gather(p.frames, rgb.data());
+    if (mixup) frames.Gather({p.mixup_frame}, rgb.data() + t_count * frame_bytes);
     const CropBox box = p.augmentation != nullptr
-                            ? RandomResizedCropBox(frames.height, frames.width, *p.augmentation,
+                            ? RandomResizedCropBox(frames.height(), frames.width(), *p.augmentation,
                                                    rng)
-                            : CenterCropBox(frames.height, frames.width, p.centre_fraction);
+                            : CenterCropBox(frames.height(), frames.width(), p.centre_fraction);
     float* out = outputs[p.view] + static_cast<size_t>(p.slot) * 3 * t_count * plane;
     // [0, 1] values first; photometric ops; then normalisation and erasing.
-    CropResizeNormalize(rgb.data(), t_count, frames.height, frames.width, box, s, zero, one,
+    CropResizeNormalize(rgb.data(), t_count, frames.height(), frames.width(), box, s, zero, one,
                         out);
     if (mixup) {
       mix.resize(3 * plane);
-      CropResizeNormalize(rgb.data() + t_count * frame_bytes, 1, frames.height, frames.width,
+      CropResizeNormalize(rgb.data() + t_count * frame_bytes, 1, frames.height(), frames.width(),
                           box, s, zero, one, mix.data());
       const float w = p.mixup_weight;
       for (int c = 0; c < 3; ++c) {

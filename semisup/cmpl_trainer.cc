@@ -103,8 +103,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> MakeCmplTrainer(const ExperimentConfig&
                                                          const torch::Device& device) {
   const CmplOptions& o = config.trainer().cmpl();
   if (!(o.auxiliary_width() > 0 && o.auxiliary_width() <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config field trainer.cmpl.auxiliary_width = ", o.auxiliary_width(), ": must be in (0, 1]"));
+    return absl::InvalidArgumentError(absl::StrCat("config field trainer.cmpl.auxiliary_width = ",
+                                                   o.auxiliary_width(), ": must be in (0, 1]"));
   }
   ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, CreateBackbone(config.backbone()));
   ASSIGN_OR_RETURN(BackboneConfig aux_config,

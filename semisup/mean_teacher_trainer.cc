@@ -97,8 +97,7 @@ class MeanTeacherTrainer : public SemiSupervisedTrainer {
             (on_labeled ? torch::cat({xl_teacher, xu_teacher}) : xu_teacher).to(device_);
         p_teacher = torch::softmax(ema_->forward(x_teacher).to(torch::kFloat), 1);
       }
-      const torch::Tensor ce =
-          torch::nn::functional::cross_entropy(logits.slice(0, 0, nl), y);
+      const torch::Tensor ce = torch::nn::functional::cross_entropy(logits.slice(0, 0, nl), y);
       const torch::Tensor consistency =
           (p_student.slice(0, on_labeled ? 0 : nl) - p_teacher).pow(2).mean();
       const double w = UnlabeledWeight(options_.schedule(), kReferenceWeight, batches.step);
@@ -111,8 +110,8 @@ class MeanTeacherTrainer : public SemiSupervisedTrainer {
           torch::NoGradGuard no_grad;
           p_sd = torch::softmax(sd_teacher_->forward(x).to(torch::kFloat), 1);
         }
-        const torch::Tensor d_l = DistillationDistance(p_student.slice(0, 0, nl),
-                                                       p_sd.slice(0, 0, nl), sd.distance());
+        const torch::Tensor d_l =
+            DistillationDistance(p_student.slice(0, 0, nl), p_sd.slice(0, 0, nl), sd.distance());
         const torch::Tensor d_u =
             DistillationDistance(p_student.slice(0, nl), p_sd.slice(0, nl), sd.distance());
         result.loss = result.loss + sd.labeled_weight() * d_l + sd.unlabeled_weight() * d_u;
@@ -137,9 +136,8 @@ class MeanTeacherTrainer : public SemiSupervisedTrainer {
 absl::StatusOr<std::unique_ptr<Trainer>> MakeMeanTeacherTrainer(const ExperimentConfig& config,
                                                                 const torch::Device& device) {
   const MeanTeacherOptions& o = config.trainer().mean_teacher();
-  for (const auto& [field, value] :
-       {std::pair<const char*, float>{"ema_decay", o.ema_decay()},
-        {"ema_decay_after_rampup", o.ema_decay_after_rampup()}}) {
+  for (const auto& [field, value] : {std::pair<const char*, float>{"ema_decay", o.ema_decay()},
+                                     {"ema_decay_after_rampup", o.ema_decay_after_rampup()}}) {
     if (!(value >= 0 && value < 1)) {
       return absl::InvalidArgumentError(absl::StrCat("config field trainer.mean_teacher.", field,
                                                      " = ", value, ": must be in [0, 1)"));

@@ -77,14 +77,13 @@ class MultiViewFixMatchTrainer : public SemiSupervisedTrainer {
         loss = loss + ce + w * loss_u;
         result.metrics[std::string("loss_ce_") + names[v]] = ce.item<double>();
         result.metrics[std::string("loss_u_") + names[v]] = loss_u.item<double>();
-        result.metrics[std::string("train_top1_") + names[v]] =
-            Top1(logits[v].slice(0, 0, nl), y);
+        result.metrics[std::string("train_top1_") + names[v]] = Top1(logits[v].slice(0, 0, nl), y);
       }
       if (alignment_ > 0) {
-        const torch::Tensor cosine = F::cosine_similarity(
-            features[0].slice(0, nl, nl + nu).to(torch::kFloat),
-            features[1].slice(0, nl, nl + nu).to(torch::kFloat),
-            F::CosineSimilarityFuncOptions().dim(1));
+        const torch::Tensor cosine =
+            F::cosine_similarity(features[0].slice(0, nl, nl + nu).to(torch::kFloat),
+                                 features[1].slice(0, nl, nl + nu).to(torch::kFloat),
+                                 F::CosineSimilarityFuncOptions().dim(1));
         const torch::Tensor align = (1 - cosine).mean();
         loss = loss + alignment_ * align;
         result.metrics["loss_align"] = align.item<double>();
@@ -102,12 +101,9 @@ class MultiViewFixMatchTrainer : public SemiSupervisedTrainer {
   float threshold_, alignment_;
 };
 
-absl::StatusOr<std::unique_ptr<Trainer>> MakeMultiView(const ExperimentConfig& config,
-                                                       const torch::Device& device,
-                                                       const std::string& name,
-                                                       const MultiViewFixMatchOptions& o,
-                                                       float reference_threshold,
-                                                       float reference_alignment) {
+absl::StatusOr<std::unique_ptr<Trainer>> MakeMultiView(
+    const ExperimentConfig& config, const torch::Device& device, const std::string& name,
+    const MultiViewFixMatchOptions& o, float reference_threshold, float reference_alignment) {
   if (config.dataset().clip().num_frames() < 2) {
     return absl::InvalidArgumentError(absl::StrCat(
         "trainer.", name, " needs dataset.clip.num_frames >= 2 for the temporal gradient, got ",
@@ -116,9 +112,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> MakeMultiView(const ExperimentConfig& c
   const float alignment =
       o.has_feature_alignment_weight() ? o.feature_alignment_weight() : reference_alignment;
   if (!(alignment >= 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config field trainer.", name, ".feature_alignment_weight = ", alignment,
-        ": must be >= 0"));
+    return absl::InvalidArgumentError(absl::StrCat("config field trainer.", name,
+                                                   ".feature_alignment_weight = ", alignment,
+                                                   ": must be >= 0"));
   }
   ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, CreateBackbone(config.backbone()));
   return std::unique_ptr<Trainer>(new MultiViewFixMatchTrainer(

@@ -22,8 +22,7 @@ class S4lTrainer : public SemiSupervisedTrainer {
  public:
   S4lTrainer(std::shared_ptr<VideoBackbone> model, std::unique_ptr<SslObjective> pretext,
              const S4lOptions& o, torch::Device device)
-      : SemiSupervisedTrainer(std::move(model), device), pretext_(std::move(pretext)),
-        options_(o) {
+      : SemiSupervisedTrainer(std::move(model), device), pretext_(std::move(pretext)), options_(o) {
     pretext_->to(device_);
   }
 

@@ -21,9 +21,10 @@ namespace {
 class SelfDistillationTrainer : public SemiSupervisedTrainer {
  public:
   SelfDistillationTrainer(std::shared_ptr<VideoBackbone> student,
-                          std::shared_ptr<VideoBackbone> teacher,
-                          const SelfDistillationOptions& o, torch::Device device)
-      : SemiSupervisedTrainer(std::move(student), device), teacher_(std::move(teacher)),
+                          std::shared_ptr<VideoBackbone> teacher, const SelfDistillationOptions& o,
+                          torch::Device device)
+      : SemiSupervisedTrainer(std::move(student), device),
+        teacher_(std::move(teacher)),
         options_(o) {
     teacher_->to(device_);
   }
@@ -68,20 +69,21 @@ class SelfDistillationTrainer : public SemiSupervisedTrainer {
   SelfDistillationOptions options_;
 };
 
-absl::StatusOr<std::unique_ptr<Trainer>> MakeSelfDistillationTrainer(
-    const ExperimentConfig& config, const torch::Device& device) {
+absl::StatusOr<std::unique_ptr<Trainer>> MakeSelfDistillationTrainer(const ExperimentConfig& config,
+                                                                     const torch::Device& device) {
   const SelfDistillationOptions& o = config.trainer().self_distillation();
   if (!(o.labeled_weight() >= 0 && o.unlabeled_weight() >= 0)) {
     return absl::InvalidArgumentError(
         "config fields trainer.self_distillation.labeled_weight / unlabeled_weight must be >= 0");
   }
-  BackboneConfig teacher_config = o.has_teacher_backbone() ? o.teacher_backbone()
-                                                           : config.backbone();
+  BackboneConfig teacher_config =
+      o.has_teacher_backbone() ? o.teacher_backbone() : config.backbone();
   if (teacher_config.num_classes() == 0) {
     teacher_config.set_num_classes(config.backbone().num_classes());
   }
-  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> teacher,
-                   LoadFrozenModel(teacher_config, o.teacher(), "trainer.self_distillation.teacher"));
+  ASSIGN_OR_RETURN(
+      std::shared_ptr<VideoBackbone> teacher,
+      LoadFrozenModel(teacher_config, o.teacher(), "trainer.self_distillation.teacher"));
   ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> student, CreateBackbone(config.backbone()));
   return std::unique_ptr<Trainer>(
       new SelfDistillationTrainer(std::move(student), std::move(teacher), o, device));

@@ -1,9 +1,9 @@
 #include "semisup/semi_supervised.h"
 
+#include <torch/nn/functional/loss.h>
+
 #include <algorithm>
 #include <cmath>
-
-#include <torch/nn/functional/loss.h>
 
 #include "absl/strings/str_cat.h"
 #include "core/checkpoint.h"
@@ -19,8 +19,8 @@ double UnlabeledWeight(const UnlabeledSchedule& schedule, double reference_weigh
   const double weight = schedule.has_weight() ? schedule.weight() : reference_weight;
   if (step < schedule.warmup_steps()) return 0.0;
   if (schedule.rampup_steps() <= 0) return weight;
-  const double t = std::min(
-      1.0, static_cast<double>(step - schedule.warmup_steps()) / schedule.rampup_steps());
+  const double t =
+      std::min(1.0, static_cast<double>(step - schedule.warmup_steps()) / schedule.rampup_steps());
   return weight * std::exp(-5.0 * (1.0 - t) * (1.0 - t));
 }
 
@@ -41,8 +41,9 @@ PseudoLabels RepeatPseudoLabels(const PseudoLabels& labels, int64_t k) {
 torch::Tensor PseudoLabelLoss(const torch::Tensor& logits, const PseudoLabels& labels,
                               PseudoLabelOptions::Normalization normalization) {
   namespace F = torch::nn::functional;
-  const torch::Tensor per_sample = F::cross_entropy(
-      logits.to(torch::kFloat), labels.labels, F::CrossEntropyFuncOptions().reduction(torch::kNone));
+  const torch::Tensor per_sample =
+      F::cross_entropy(logits.to(torch::kFloat), labels.labels,
+                       F::CrossEntropyFuncOptions().reduction(torch::kNone));
   const torch::Tensor selected = (per_sample * labels.mask).sum();
   if (normalization == PseudoLabelOptions::SELECTED) {
     return selected / labels.mask.sum().clamp_min(1.0);
@@ -62,7 +63,8 @@ void AddPseudoLabelMetrics(const PseudoLabels& labels, const torch::Tensor& hidd
   (*metrics)[prefix + "mask_rate"] = selected / std::max<int64_t>(1, labels.mask.size(0));
   (*metrics)[prefix + "pl_acc_all"] = correct.mean().item<double>();
   if (selected > 0) {
-    (*metrics)[prefix + "pl_acc_selected"] = (correct * labels.mask).sum().item<double>() / selected;
+    (*metrics)[prefix + "pl_acc_selected"] =
+        (correct * labels.mask).sum().item<double>() / selected;
   }
 }
 
@@ -111,8 +113,8 @@ absl::StatusOr<BackboneConfig> ScaleBackboneWidth(const BackboneConfig& config, 
   const google::protobuf::FieldDescriptor* width =
       options->GetDescriptor()->FindFieldByName("width_multiplier");
   if (width == nullptr || width->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_FLOAT) {
-    return absl::InvalidArgumentError(absl::StrCat("backbone.", set->name(),
-                                                   " has no width_multiplier to scale"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("backbone.", set->name(), " has no width_multiplier to scale"));
   }
   const google::protobuf::Reflection* r = options->GetReflection();
   r->SetFloat(options, width, r->GetFloat(*options, width) * factor);
@@ -120,8 +122,8 @@ absl::StatusOr<BackboneConfig> ScaleBackboneWidth(const BackboneConfig& config, 
 }
 
 absl::StatusOr<std::shared_ptr<VideoBackbone>> LoadFrozenModel(const BackboneConfig& config,
-                                                                const std::string& path,
-                                                                const std::string& field) {
+                                                               const std::string& path,
+                                                               const std::string& field) {
   if (path.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("config field ", field, " is required (a checkpoint path)"));
@@ -146,12 +148,13 @@ absl::StatusOr<std::shared_ptr<VideoBackbone>> MakeEmaCopy(const BackboneConfig&
   return copy;
 }
 
-absl::StatusOr<const ClipBatch*> SemiSupervisedTrainer::Unlabeled(
-    const StepBatches& batches, const std::string& method) const {
+absl::StatusOr<const ClipBatch*> SemiSupervisedTrainer::Unlabeled(const StepBatches& batches,
+                                                                  const std::string& method) const {
   if (batches.unlabeled == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        method, " needs unlabeled videos, but the labeled subset is the whole training set "
-                "(lower dataset.labeled_fraction or set dataset.unlabeled_set: ALL_TRAIN)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(method,
+                     " needs unlabeled videos, but the labeled subset is the whole training set "
+                     "(lower dataset.labeled_fraction or set dataset.unlabeled_set: ALL_TRAIN)"));
   }
   return batches.unlabeled;
 }

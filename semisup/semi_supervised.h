@@ -8,11 +8,11 @@
 #ifndef TIMEBALANCE_SEMISUP_SEMI_SUPERVISED_H_
 #define TIMEBALANCE_SEMISUP_SEMI_SUPERVISED_H_
 
+#include <torch/types.h>
+
 #include <map>
 #include <memory>
 #include <string>
-
-#include <torch/types.h>
 
 #include "absl/status/statusor.h"
 #include "backbones/backbone.h"
@@ -94,8 +94,8 @@ absl::StatusOr<BackboneConfig> ScaleBackboneWidth(const BackboneConfig& config, 
 // `field` (e.g. "trainer.self_distillation.teacher") names the config field
 // in errors.
 absl::StatusOr<std::shared_ptr<VideoBackbone>> LoadFrozenModel(const BackboneConfig& config,
-                                                                const std::string& path,
-                                                                const std::string& field);
+                                                               const std::string& path,
+                                                               const std::string& field);
 
 // An untrained copy target for EMA teachers: the same architecture with the
 // online model's weights and buffers, no parameter requiring grad.

@@ -7,10 +7,10 @@
 // round trips of the extra models.
 #include "semisup/semi_supervised.h"
 
-#include <cmath>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <cmath>
 
 #include "configs/config_loader.h"
 #include "core/checkpoint.h"
@@ -53,8 +53,8 @@ TEST(SemiSupervised, PseudoLabelsAreMaskedAtTheThreshold) {
   // Loss by hand: CE of each row against its label, masked.
   const torch::Tensor logits = torch::tensor({{2.0f, 0.0f}, {0.0f, 1.0f}, {3.0f, -1.0f}});
   const double ce0 = std::log(1 + std::exp(-2.0)), ce1 = std::log(1 + std::exp(-1.0));
-  EXPECT_NEAR(PseudoLabelLoss(logits, pl, PseudoLabelOptions::ALL).item<double>(),
-              (ce0 + ce1) / 3, 1e-6);
+  EXPECT_NEAR(PseudoLabelLoss(logits, pl, PseudoLabelOptions::ALL).item<double>(), (ce0 + ce1) / 3,
+              1e-6);
   EXPECT_NEAR(PseudoLabelLoss(logits, pl, PseudoLabelOptions::SELECTED).item<double>(),
               (ce0 + ce1) / 2, 1e-6);
   const PseudoLabels none = MakePseudoLabels(p, 0.99f);
@@ -69,7 +69,8 @@ TEST(SemiSupervised, PseudoLabelsAreMaskedAtTheThreshold) {
 
 TEST(SemiSupervised, TemporalGradientIsTheFrameDifference) {
   // [B=1, C=1, T=3, 1, 2]: frames (1, 2), (4, 0), (4, 7).
-  const torch::Tensor clip = torch::tensor({1.0f, 2.0f, 4.0f, 0.0f, 4.0f, 7.0f}).view({1, 1, 3, 1, 2});
+  const torch::Tensor clip =
+      torch::tensor({1.0f, 2.0f, 4.0f, 0.0f, 4.0f, 7.0f}).view({1, 1, 3, 1, 2});
   const torch::Tensor tg = TemporalGradient(clip);
   ASSERT_EQ(tg.sizes(), (std::vector<int64_t>{1, 1, 2, 1, 2}));
   EXPECT_TRUE(torch::equal(tg.flatten(), torch::tensor({3.0f, -2.0f, 0.0f, 7.0f})));
@@ -141,8 +142,8 @@ torch::Tensor Logits(VideoBackbone& m, const torch::Tensor& x) {
 TEST(SemiSupervisedTrainers, PseudoLabelSelectsOnlyConfidentClips) {
   const ClipBatch lb = Batch(2, 1), ub = Batch(3, 2);
   for (float threshold : {0.0f, 1.0f}) {
-    auto t = Make(Config("pseudo_label { pseudo_label { threshold: " +
-                         std::to_string(threshold) + " } schedule { weight: 2 } }"));
+    auto t = Make(Config("pseudo_label { pseudo_label { threshold: " + std::to_string(threshold) +
+                         " } schedule { weight: 2 } }"));
     t->SetTraining(false);
     auto r = t->Step({&lb, &ub, 0});
     ASSERT_TRUE(r.ok()) << r.status();
@@ -187,8 +188,9 @@ TEST(SemiSupervisedTrainers, TgFixMatchAveragesRgbAndTemporalGradientPredictions
   VideoBackbone& m = t->EvaluationModel();
   const torch::Tensor weak = ub.views.at("weak").squeeze(1);
   const torch::Tensor strong = ub.views.at("strong").squeeze(1);
-  const torch::Tensor p = (torch::softmax(Logits(m, weak), 1) +
-                           torch::softmax(Logits(m, TemporalGradient(weak)), 1)) / 2;
+  const torch::Tensor p =
+      (torch::softmax(Logits(m, weak), 1) + torch::softmax(Logits(m, TemporalGradient(weak)), 1)) /
+      2;
   const torch::Tensor pl = p.argmax(1);
   EXPECT_NEAR(r->metrics.at("loss_u_rgb"), F::cross_entropy(Logits(m, strong), pl).item<double>(),
               1e-5);
@@ -243,8 +245,9 @@ TEST(SemiSupervisedTrainers, CmplTrainsEachModelOnTheOthersPseudoLabels) {
 }
 
 TEST(SemiSupervisedTrainers, MeanTeacherEmaValuesAndConsistency) {
-  auto t = Make(Config("mean_teacher { ema_decay: 0.9 ema_decay_after_rampup: 0.99 "
-                       "schedule { weight: 3 rampup_steps: 4 } }"));
+  auto t =
+      Make(Config("mean_teacher { ema_decay: 0.9 ema_decay_after_rampup: 0.99 "
+                  "schedule { weight: 3 rampup_steps: 4 } }"));
   VideoBackbone& student = Module(*t, "model");
   VideoBackbone& teacher = Module(*t, "ema_teacher");
   EXPECT_EQ(&teacher, &t->EvaluationModel());
@@ -260,8 +263,7 @@ TEST(SemiSupervisedTrainers, MeanTeacherEmaValuesAndConsistency) {
   EXPECT_TRUE(torch::allclose(first(teacher), (2.0 / 3) * before + (1.0 / 3) * s, 1e-6, 1e-6));
   const torch::Tensor mid = first(teacher).clone();
   t->AfterOptimizerStep(20);  // ramp-up done: a = min(1 - 1/21, 0.99) = 20/21
-  EXPECT_TRUE(
-      torch::allclose(first(teacher), (20.0 / 21) * mid + (1.0 / 21) * s, 1e-6, 1e-6));
+  EXPECT_TRUE(torch::allclose(first(teacher), (20.0 / 21) * mid + (1.0 / 21) * s, 1e-6, 1e-6));
   t->AfterOptimizerStep(1000);  // a = 0.99
   // Consistency term by hand: student on "weak", teacher on "strong", over
   // labeled and unlabeled clips; weight ramped up at step 2 of 4.
@@ -382,8 +384,7 @@ TEST(SemiSupervisedTrainers, MethodsWithoutUnlabeledVideosSayWhy) {
     auto t = Make(Config(text));
     auto r = t->Step({&lb, nullptr, 0});
     ASSERT_FALSE(r.ok());
-    EXPECT_NE(r.status().message().find("needs unlabeled videos"), std::string::npos)
-        << r.status();
+    EXPECT_NE(r.status().message().find("needs unlabeled videos"), std::string::npos) << r.status();
   }
 }
 

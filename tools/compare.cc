@@ -62,10 +62,10 @@ ExperimentConfig CellConfig(const CompareConfig& c, const CompareMethod& m, floa
   e.mutable_dataset()->set_labeled_fraction(fraction);
   if (c.seed_labeled_subset()) e.mutable_dataset()->set_labeled_seed(seed);
   if (!c.labeled_list_pattern().empty()) {
-    e.mutable_dataset()->set_labeled_list(absl::StrReplaceAll(
-        c.labeled_list_pattern(), {{"{pct}", absl::StrFormat("%g", std::round(fraction * 1000.0) /
-                                                                       10.0)},
-                                   {"{seed}", absl::StrCat(seed)}}));
+    e.mutable_dataset()->set_labeled_list(
+        absl::StrReplaceAll(c.labeled_list_pattern(),
+                            {{"{pct}", absl::StrFormat("%g", std::round(fraction * 1000.0) / 10.0)},
+                             {"{seed}", absl::StrCat(seed)}}));
   }
   e.set_seed(seed);
   ResolveDefaults(&e);
@@ -79,9 +79,10 @@ absl::StatusOr<std::string*> TeacherField(ExperimentConfig* e, const std::string
   if (t->has_mean_teacher() && t->mean_teacher().has_self_distillation()) {
     return t->mutable_mean_teacher()->mutable_self_distillation()->mutable_teacher();
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "method \"", method, "\": teacher_from needs trainer { self_distillation {...} } or "
-      "trainer { mean_teacher { self_distillation {...} } } in its override"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("method \"", method,
+                   "\": teacher_from needs trainer { self_distillation {...} } or "
+                   "trainer { mean_teacher { self_distillation {...} } } in its override"));
 }
 
 // "r3d18 (width 0.125)".
@@ -228,7 +229,7 @@ absl::Status ValidateCompareConfig(const CompareConfig& c) {
     ExperimentConfig e = CellConfig(c, m, c.labeled_fractions(0), c.seeds(0));
     e.set_run_dir("validate");
     if (!m.teacher_from().empty()) {
-      ASSIGN_OR_RETURN(std::string* teacher, TeacherField(&e, m.name()));
+      ASSIGN_OR_RETURN(std::string * teacher, TeacherField(&e, m.name()));
       *teacher = "teacher.pt";
     }
     absl::Status valid = ValidateExperimentConfig(e);
@@ -333,12 +334,14 @@ absl::StatusOr<CompareResult> RunComparison(const CompareConfig& c, const Compar
   for (float f : options.fractions) {
     bool found = false;
     for (float g : c.labeled_fractions()) found |= std::abs(f - g) < 1e-6;
-    if (!found) return absl::InvalidArgumentError(absl::StrCat("--fractions: ", f, " is not in the config"));
+    if (!found)
+      return absl::InvalidArgumentError(absl::StrCat("--fractions: ", f, " is not in the config"));
   }
   for (uint64_t s : options.seeds) {
     bool found = false;
     for (uint64_t t : c.seeds()) found |= s == t;
-    if (!found) return absl::InvalidArgumentError(absl::StrCat("--seeds: ", s, " is not in the config"));
+    if (!found)
+      return absl::InvalidArgumentError(absl::StrCat("--seeds: ", s, " is not in the config"));
   }
   auto selected = [&](const std::string& name, float fraction, uint64_t seed) {
     bool m = options.methods.empty(), f = options.fractions.empty(), s = options.seeds.empty();
@@ -373,9 +376,8 @@ absl::StatusOr<CompareResult> RunComparison(const CompareConfig& c, const Compar
       std::map<std::string, CellRecord> done_here;
       for (const CompareMethod& m : c.methods()) {
         ++index;
-        const std::string where =
-            absl::StrFormat("[%d/%d] %s, %s labels, seed %d", index, total, m.name(),
-                            Percent(fraction), seed);
+        const std::string where = absl::StrFormat("[%d/%d] %s, %s labels, seed %d", index, total,
+                                                  m.name(), Percent(fraction), seed);
         if (!selected(m.name(), fraction, seed)) continue;
         ExperimentConfig e = CellConfig(c, m, fraction, seed);
         std::string teacher_fingerprint;
@@ -385,17 +387,16 @@ absl::StatusOr<CompareResult> RunComparison(const CompareConfig& c, const Compar
             say(absl::StrCat(where, ": skipped (teacher ", m.teacher_from(), " not finished)"));
             continue;
           }
-          ASSIGN_OR_RETURN(std::string* teacher, TeacherField(&e, m.name()));
+          ASSIGN_OR_RETURN(std::string * teacher, TeacherField(&e, m.name()));
           *teacher = it->second.checkpoint();
           teacher_fingerprint = it->second.fingerprint();
         }
         e.clear_run_dir();
         const std::string fingerprint = Fnv1a(ToText(e) + teacher_fingerprint);
-        const std::string dir =
-            (fs::path(options.out_dir) / "cells" / Slug(m.name()) /
-             absl::StrFormat("f%g_s%d_%s", std::round(fraction * 1000.0) / 10.0, seed,
-                             fingerprint.substr(0, 8)))
-                .string();
+        const std::string dir = (fs::path(options.out_dir) / "cells" / Slug(m.name()) /
+                                 absl::StrFormat("f%g_s%d_%s", std::round(fraction * 1000.0) / 10.0,
+                                                 seed, fingerprint.substr(0, 8)))
+                                    .string();
         e.set_run_dir(dir);
         const std::string record_path = dir + "/cell_done.pbtxt";
         absl::StatusOr<CellRecord> previous = ReadCellRecord(record_path);

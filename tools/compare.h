@@ -15,11 +15,11 @@
 #ifndef TIMEBALANCE_TOOLS_COMPARE_H_
 #define TIMEBALANCE_TOOLS_COMPARE_H_
 
+#include <torch/types.h>
+
 #include <atomic>
 #include <string>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/statusor.h"
 #include "tools/compare.pb.h"

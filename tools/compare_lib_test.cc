@@ -1,13 +1,12 @@
 // //tools:compare's library without training: every shipped comparison
 // config validates, bad configs name the culprit, and the table's numbers
 // (mean and sample std over seeds, "-" for missing cells) are right.
-#include "tools/compare.h"
+#include <gtest/gtest.h>
 
 #include <filesystem>
 
-#include <gtest/gtest.h>
-
 #include "google/protobuf/text_format.h"
+#include "tools/compare.h"
 
 namespace tb {
 namespace {
@@ -51,20 +50,29 @@ TEST(Compare, BadConfigsNameTheCulprit) {
     EXPECT_FALSE(s.ok()) << extra;
     EXPECT_NE(s.message().find(needle), std::string::npos) << s;
   };
-  expect(R"pb(methods { name: "A" } methods { name: "A" })pb", "\"A\" is used twice");
-  expect(R"pb(methods { name: "SD" override { trainer { self_distillation {} } }
-              teacher_from: "Sup" })pb",
+  expect(R"pb(methods { name: "A" }
+              methods { name: "A" })pb", "\"A\" is used twice");
+  expect(R"pb(methods {
+                name: "SD"
+                override { trainer { self_distillation {} } }
+                teacher_from: "Sup"
+              })pb",
          "teacher_from \"Sup\" must name a method listed before it");
-  expect(R"pb(methods { name: "Sup" } methods { name: "X" teacher_from: "Sup" })pb",
+  expect(R"pb(methods { name: "Sup" }
+              methods { name: "X" teacher_from: "Sup" })pb",
          "teacher_from needs trainer { self_distillation");
-  expect(R"pb(methods { name: "F" override { trainer { fixmatch { pseudo_label { threshold: 2 } } } } })pb",
+  expect(R"pb(methods {
+                name: "F"
+                override { trainer { fixmatch { pseudo_label { threshold: 2 } } } }
+              })pb",
          "trainer.fixmatch.pseudo_label.threshold = 2");
-  expect(R"pb(labeled_fractions: 1.5 methods { name: "A" })pb", "1.5 is not in (0, 1]");
+  expect(R"pb(labeled_fractions: 1.5
+              methods { name: "A" })pb", "1.5 is not in (0, 1]");
 }
 
 TEST(Compare, TableHasMeanAndSampleStdPerFraction) {
-  const CompareConfig c =
-      Parse(std::string(kBase) + R"pb(methods { name: "Sup" } methods { name: "Other" })pb");
+  const CompareConfig c = Parse(std::string(kBase) + R"pb(methods { name: "Sup" }
+                                                          methods { name: "Other" })pb");
   std::vector<CellRecord> cells;
   for (auto [seed, top1] : {std::pair<int, double>{0, 0.30}, {1, 0.40}}) {
     CellRecord r;

@@ -9,11 +9,11 @@
 // stopped. Outputs: <out>/comparison.md, comparison.csv, cells.csv.
 // Exit codes: 0 done, 1 runtime error, 2 bad flags or config, 128 + signal
 // when interrupted.
+#include <gflags/gflags.h>
+
 #include <atomic>
 #include <csignal>
 #include <cstdio>
-
-#include <gflags/gflags.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
