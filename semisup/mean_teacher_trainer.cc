@@ -9,11 +9,13 @@
 //                    + unlabeled_weight * D(p_S(x_u), p_SD(x_u))]
 // over the unlabeled clips (and the labeled ones with
 // consistency_on_labeled). After every optimizer step
-//   teacher = a * teacher + (1 - a) * student,  a = min(1 - 1 / (step + 1),
-//   decay), decay = ema_decay during warm-up and ramp-up, then
+//   teacher = a * teacher + (1 - a) * student,  a = min(1 - 1 / (n + 1),
+//   decay) after n steps (0.5 after the first, as in the reference code),
+//   decay = ema_decay during warm-up and ramp-up, then
 //   ema_decay_after_rampup; BatchNorm statistics are copied. The teacher
 // runs in eval mode without gradients; it is checkpointed as "ema_teacher"
-// and evaluated at the end when evaluate_teacher is set. Reference: weight
+// and evaluated at the end when evaluate_teacher is set. It starts as a copy
+// of the student (init_checkpoint is loaded into the student). Reference: weight
 // 100 (element-mean MSE of probabilities), decay 0.99 then 0.999.
 #include <torch/nn/functional/loss.h>
 
@@ -67,10 +69,14 @@ class MeanTeacherTrainer : public SemiSupervisedTrainer {
     if (sd_teacher_) sd_teacher_->eval();
   }
 
+  VideoBackbone& InitializationModel() override { return *model_; }
+
+  // `step` is the index of the step just taken, so step + 1 steps are done.
   void AfterOptimizerStep(int64_t step) override {
-    const double decay = RampUpDone(options_.schedule(), step) ? options_.ema_decay_after_rampup()
+    const int64_t done = step + 1;
+    const double decay = RampUpDone(options_.schedule(), done) ? options_.ema_decay_after_rampup()
                                                                : options_.ema_decay();
-    ssl::EmaUpdate(*ema_, *model_, std::min(1.0 - 1.0 / (step + 1), decay));
+    ssl::EmaUpdate(*ema_, *model_, std::min(1.0 - 1.0 / (done + 1), decay));
   }
 
   absl::StatusOr<StepResult> Step(const StepBatches& batches) override {

@@ -1,7 +1,10 @@
 // S4L (Zhai et al., ICCV 2019), registered as `s4l` (S4lOptions): supervised
 // cross-entropy on the labeled clips plus a self-supervised pretext loss on
-// the unlabeled batch, whose views are the pretext's own sampler:
-//   L = CE(f(x_l), y) + w(t) * L_pretext(f, unlabeled views).
+// all clips of the step, labeled and unlabeled:
+//   L = CE(f(x_l), y) + w(t) * L_pretext(f, labeled + unlabeled views).
+// The unlabeled loader cuts the pretext's own views; a pretext whose views
+// the labeled loader does not produce (anything but a single clip) runs on
+// the unlabeled clips only.
 // The default pretext is rotation prediction (ssl/rotation_objective.cc:
 // all four rotations of every clip, a linear head). Any registered SSL
 // objective can be the pretext; its heads are trained jointly and
@@ -48,8 +51,19 @@ class S4lTrainer : public SemiSupervisedTrainer {
   absl::StatusOr<StepResult> Step(const StepBatches& batches) override {
     ASSIGN_OR_RETURN(const ClipBatch* ub, Unlabeled(batches, "s4l"));
     ASSIGN_OR_RETURN(torch::Tensor xl, LabeledClips(*batches.labeled));
+    // The pretext runs on all clips: the labeled batch joins when it has the
+    // pretext's views (the default rotation pretext reads the single clip
+    // both loaders produce); otherwise on the unlabeled clips only.
+    const ClipBatch& lb = *batches.labeled;
+    bool labeled_too = true;
+    for (const auto& [name, view] : ub->views) {
+      auto it = lb.views.find(name);
+      labeled_too &= it != lb.views.end() && it->second.sizes().slice(1) == view.sizes().slice(1);
+    }
     ViewTensors views;
-    for (const auto& [name, view] : ub->views) views[name] = view.to(device_);
+    for (const auto& [name, view] : ub->views) {
+      views[name] = (labeled_too ? torch::cat({lb.views.at(name), view}) : view).to(device_);
+    }
     ASSIGN_OR_RETURN(SslLoss pretext, pretext_->Loss(*model_, views));
     return CallTorch("s4l step", [&] {
       const torch::Tensor y = batches.labeled->labels.to(device_);

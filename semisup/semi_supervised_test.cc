@@ -259,10 +259,10 @@ TEST(SemiSupervisedTrainers, MeanTeacherEmaValuesAndConsistency) {
     for (auto& p : student.parameters()) p.add_(1.0);
   }
   const torch::Tensor s = first(student).clone(), before = first(teacher).clone();
-  t->AfterOptimizerStep(2);  // a = min(1 - 1/3, 0.9) = 2/3 (ramp-up running)
+  t->AfterOptimizerStep(1);  // 2 steps done: a = min(1 - 1/3, 0.9) = 2/3 (ramp-up running)
   EXPECT_TRUE(torch::allclose(first(teacher), (2.0 / 3) * before + (1.0 / 3) * s, 1e-6, 1e-6));
   const torch::Tensor mid = first(teacher).clone();
-  t->AfterOptimizerStep(20);  // ramp-up done: a = min(1 - 1/21, 0.99) = 20/21
+  t->AfterOptimizerStep(19);  // 20 steps done, ramp-up over: a = min(1 - 1/21, 0.99) = 20/21
   EXPECT_TRUE(torch::allclose(first(teacher), (20.0 / 21) * mid + (1.0 / 21) * s, 1e-6, 1e-6));
   t->AfterOptimizerStep(1000);  // a = 0.99
   // Consistency term by hand: student on "weak", teacher on "strong", over
@@ -295,9 +295,11 @@ TEST(SemiSupervisedTrainers, S4lRotationLabelsAreTheFourRotations) {
   auto head = pretext->named_children()["rotation_head"]->as<torch::nn::LinearImpl>();
   ASSERT_NE(head, nullptr);
   VideoBackbone& m = t->EvaluationModel();
-  // Every unlabeled clip rotated by 0, 90, 180 and 270 degrees, labels 0..3.
-  const torch::Tensor labels = torch::arange(4, torch::kInt64).repeat_interleave(3);
-  const torch::Tensor rotated = ssl::RotateClips(ub.clips.repeat({4, 1, 1, 1, 1}), labels);
+  // Every clip of the step (2 labeled, then 3 unlabeled) rotated by 0, 90,
+  // 180 and 270 degrees, labels 0..3.
+  const torch::Tensor labels = torch::arange(4, torch::kInt64).repeat_interleave(5);
+  const torch::Tensor all = torch::cat({lb.clips, ub.clips});
+  const torch::Tensor rotated = ssl::RotateClips(all.repeat({4, 1, 1, 1, 1}), labels);
   torch::Tensor logits;
   {
     torch::NoGradGuard no_grad;

@@ -63,6 +63,10 @@ class Trainer {
   // The model that is evaluated at the end.
   virtual VideoBackbone& EvaluationModel() = 0;
 
+  // The model `init_checkpoint` is loaded into before training (the trained
+  // model; differs from EvaluationModel() for EMA-teacher methods).
+  virtual VideoBackbone& InitializationModel() { return EvaluationModel(); }
+
   // Whether the method reads unlabeled batches.
   virtual bool NeedsUnlabeled() const { return false; }
 

@@ -43,6 +43,13 @@ grep -q "threshold: 0.5" changed.pbtxt || fail "sed did not change the config"
 grep -q "1 cells run, 10 reused" run3.txt || fail "changed config: $(tail -3 run3.txt)"
 grep -q "FixMatch, 25% labels, seed 0: running" run3.txt || fail "FixMatch was not rerun"
 
+# Running one method (SD, whose teacher is the finished Supervised cell)
+# reuses it and still writes every finished row into the table.
+"$BIN" --config=changed.pbtxt --out=out --methods=SD >run4.txt 2>&1 || { tail -30 run4.txt; exit 1; }
+grep -q "0 cells run, 1 reused" run4.txt || fail "--methods=SD: $(tail -3 run4.txt)"
+rows=$(grep -cE '^\| [^|]+ \| r3d18 .* [0-9.]+ ± 0.0 \(1\) \|' out/comparison.md)
+[ "$rows" -eq 11 ] || fail "--methods=SD table has $rows result rows, want 11"
+
 "$BIN" --config="$CONFIG" --out=out --methods=NoSuchMethod >out4.txt 2>err4.txt
 rc=$?
 [ "$rc" -eq 2 ] || fail "unknown method exited $rc, want 2"

@@ -225,6 +225,16 @@ absl::Status ValidateCompareConfig(const CompareConfig& c) {
         return bad(absl::StrCat("method \"", m.name(), "\": teacher_from \"", m.teacher_from(),
                                 "\" is a pipeline; name a single-experiment method"));
       }
+      for (const CompareMethod& t : c.methods()) {
+        if (t.name() != m.teacher_from()) continue;
+        const ExperimentConfig te = CellConfig(c, t, c.labeled_fractions(0), c.seeds(0));
+        if (te.trainer().has_mean_teacher() && te.trainer().mean_teacher().evaluate_teacher()) {
+          return bad(absl::StrCat(
+              "method \"", m.name(), "\": teacher_from \"", m.teacher_from(),
+              "\" evaluates its EMA teacher, but the checkpoint's \"model\" is its student; "
+              "name another method"));
+        }
+      }
     }
     ExperimentConfig e = CellConfig(c, m, c.labeled_fractions(0), c.seeds(0));
     e.set_run_dir("validate");
@@ -259,7 +269,12 @@ std::string ComparisonMarkdown(const CompareConfig& c, const std::vector<CellRec
       "averaged, final checkpoint. Seeds: %s%s.\n\n",
       DescribeBackbone(base.backbone()), clip.num_frames(), clip.stride(), clip.crop_size(),
       EvaluationProtocol(ev), absl::StrJoin(c.seeds(), ", "),
-      c.seed_labeled_subset() ? " (each seed also draws its labeled subset)" : "");
+      !c.labeled_list_pattern().empty()
+          ? (c.labeled_list_pattern().find("{seed}") != std::string::npos
+                 ? " (published labeled lists, one per seed)"
+                 : " (published labeled lists, the same for every seed)")
+      : c.seed_labeled_subset() ? " (each seed also draws its labeled subset)"
+                                : " (one labeled subset for every seed)");
   md += "| Method | Backbone | Params (M) | #F | Steps |";
   for (float f : c.labeled_fractions()) md += " " + Percent(f) + " |";
   md += " Wall time / cell |\n|---|---|---|---|---|";
@@ -378,21 +393,27 @@ absl::StatusOr<CompareResult> RunComparison(const CompareConfig& c, const Compar
         ++index;
         const std::string where = absl::StrFormat("[%d/%d] %s, %s labels, seed %d", index, total,
                                                   m.name(), Percent(fraction), seed);
-        if (!selected(m.name(), fraction, seed)) continue;
+        const bool run = selected(m.name(), fraction, seed);
         ExperimentConfig e = CellConfig(c, m, fraction, seed);
         std::string teacher_fingerprint;
         if (!m.teacher_from().empty()) {
           auto it = done_here.find(m.teacher_from());
           if (it == done_here.end()) {
-            say(absl::StrCat(where, ": skipped (teacher ", m.teacher_from(), " not finished)"));
+            if (run) {
+              say(absl::StrCat(where, ": skipped (teacher ", m.teacher_from(), " not finished)"));
+            }
             continue;
           }
           ASSIGN_OR_RETURN(std::string * teacher, TeacherField(&e, m.name()));
           *teacher = it->second.checkpoint();
           teacher_fingerprint = it->second.fingerprint();
         }
+        // The fingerprint leaves out where the cell runs and how many threads
+        // it uses (neither changes what is computed beyond float rounding).
         e.clear_run_dir();
-        const std::string fingerprint = Fnv1a(ToText(e) + teacher_fingerprint);
+        ExperimentConfig keyed = e;
+        keyed.clear_num_threads();
+        const std::string fingerprint = Fnv1a(ToText(keyed) + teacher_fingerprint);
         const std::string dir = (fs::path(options.out_dir) / "cells" / Slug(m.name()) /
                                  absl::StrFormat("f%g_s%d_%s", std::round(fraction * 1000.0) / 10.0,
                                                  seed, fingerprint.substr(0, 8)))
@@ -400,16 +421,28 @@ absl::StatusOr<CompareResult> RunComparison(const CompareConfig& c, const Compar
         e.set_run_dir(dir);
         const std::string record_path = dir + "/cell_done.pbtxt";
         absl::StatusOr<CellRecord> previous = ReadCellRecord(record_path);
+        if (!run && !previous.ok()) continue;
+        // The labeled list's contents (not only its path) must match.
+        ASSIGN_OR_RETURN(ExperimentData data, LoadExperimentData(e.dataset()));
         if (previous.ok() && previous->fingerprint() == fingerprint) {
-          say(absl::StrFormat("%s: reused (top-1 %.1f%%) from %s", where, 100 * previous->top1(),
-                              dir));
+          if (previous->labeled_list_hash() != data.labeled_hash) {
+            return absl::FailedPreconditionError(absl::StrCat(
+                "cell ", dir, " was run with labeled list ", previous->labeled_list_hash(),
+                " but the list is now ", data.labeled_hash,
+                " (the list file or the dataset changed); delete the cell folder to rerun it"));
+          }
+          // Cells not selected in this invocation still enter the tables.
+          if (run) {
+            say(absl::StrFormat("%s: reused (top-1 %.1f%%) from %s", where,
+                                100 * previous->top1(), dir));
+            ++result.reused;
+          }
           done_here[m.name()] = *previous;
           result.cells.push_back(*previous);
-          ++result.reused;
           continue;
         }
+        if (!run) continue;
         say(absl::StrCat(where, ": running in ", dir));
-        ASSIGN_OR_RETURN(ExperimentData data, LoadExperimentData(e.dataset()));
         RETURN_IF_ERROR(ResolveNumClasses(&e, static_cast<int>(data.class_names.size())));
         ASSIGN_OR_RETURN(torch::Device device, ParseDevice(e.device()));
         CellRecord record;
@@ -423,7 +456,23 @@ absl::StatusOr<CompareResult> RunComparison(const CompareConfig& c, const Compar
           ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, CreateBackbone(e.backbone()));
           record.set_parameters(CountParameters(*model));
         }
+        // Wall time of earlier, interrupted invocations of this cell.
+        const std::string partial_path = dir + "/partial_seconds.txt";
+        double earlier_seconds = 0;
+        {
+          std::ifstream partial(partial_path);
+          if (partial) partial >> earlier_seconds;
+        }
         const auto start = std::chrono::steady_clock::now();
+        auto elapsed = [&] {
+          return earlier_seconds +
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        };
+        auto interrupted = [&]() -> absl::Status {
+          result.interrupted = true;
+          RETURN_IF_ERROR(WriteFileAtomically(partial_path, absl::StrFormat("%.3f\n", elapsed())));
+          return write_tables();
+        };
         if (e.has_timebalance()) {
           PipelineOptions po;
           po.resume = true;
@@ -431,8 +480,7 @@ absl::StatusOr<CompareResult> RunComparison(const CompareConfig& c, const Compar
           po.quiet = options.quiet;
           ASSIGN_OR_RETURN(PipelineResult r, RunPipeline(e, data, device, po));
           if (r.interrupted) {
-            result.interrupted = true;
-            RETURN_IF_ERROR(write_tables());
+            RETURN_IF_ERROR(interrupted());
             return result;
           }
           record.set_top1(r.student_top1);
@@ -445,15 +493,13 @@ absl::StatusOr<CompareResult> RunComparison(const CompareConfig& c, const Compar
           ro.quiet = options.quiet;
           ASSIGN_OR_RETURN(RunResult r, RunExperiment(e, data, device, ro));
           if (r.training.interrupted) {
-            result.interrupted = true;
-            RETURN_IF_ERROR(write_tables());
+            RETURN_IF_ERROR(interrupted());
             return result;
           }
           record.set_top1(r.top1);
           record.set_top5(r.top5);
           record.set_checkpoint(fs::absolute(r.final_checkpoint).string());
-          record.set_seconds(
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+          record.set_seconds(elapsed());
         }
         RETURN_IF_ERROR(WriteFileAtomically(record_path, ToText(record)));
         say(absl::StrFormat("%s: top-1 %.1f%% top-5 %.1f%% in %s", where, 100 * record.top1(),

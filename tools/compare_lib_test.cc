@@ -68,6 +68,10 @@ TEST(Compare, BadConfigsNameTheCulprit) {
          "trainer.fixmatch.pseudo_label.threshold = 2");
   expect(R"pb(labeled_fractions: 1.5
               methods { name: "A" })pb", "1.5 is not in (0, 1]");
+  expect(R"pb(methods { name: "MT" override { trainer { mean_teacher {} } } }
+              methods { name: "SD" override { trainer { self_distillation {} } }
+                        teacher_from: "MT" })pb",
+         "evaluates its EMA teacher");
 }
 
 TEST(Compare, TableHasMeanAndSampleStdPerFraction) {

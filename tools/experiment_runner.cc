@@ -91,7 +91,7 @@ absl::StatusOr<RunResult> RunExperiment(const ExperimentConfig& config, const Ex
     result.final_checkpoint = latest;
   } else {
     if (!config.init_checkpoint().empty() && !(options.resume && has_checkpoint)) {
-      RETURN_IF_ERROR(LoadInitCheckpoint(config.init_checkpoint(), trainer->EvaluationModel()));
+      RETURN_IF_ERROR(LoadInitCheckpoint(config.init_checkpoint(), trainer->InitializationModel()));
     }
     ASSIGN_OR_RETURN(result.training,
                      RunTraining(config, data, trainer.get(), device, options.resume,
