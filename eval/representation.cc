@@ -176,6 +176,48 @@ torch::Tensor VideoTemporalSimilarity(const torch::Tensor& clip_features) {
   return (sim.sum({1, 2}) - trace) / static_cast<double>(n * (n - 1));
 }
 
+torch::Tensor OrderedVideoFeatures(const torch::Tensor& clip_features) {
+  torch::NoGradGuard no_grad;
+  return L2Normalize(clip_features).flatten(1);
+}
+
+double CrossVideoSimilarity(const torch::Tensor& clip_features) {
+  torch::NoGradGuard no_grad;
+  const int64_t v = clip_features.size(0), n = clip_features.size(1);
+  CHECK_GE(v, 2) << "cross-video similarity needs at least 2 videos";
+  const torch::Tensor z = L2Normalize(clip_features.to(torch::kDouble));
+  // Sum over all clip pairs = |sum of z|^2; minus the within-video pairs.
+  const double all = z.sum(std::vector<int64_t>{0, 1}).pow(2).sum().item<double>();
+  const double within = z.sum(1).pow(2).sum().item<double>();
+  return (all - within) / static_cast<double>(v * n * (v - 1) * n);
+}
+
+torch::Tensor CenterFeatures(const torch::Tensor& clip_features) {
+  torch::NoGradGuard no_grad;
+  return clip_features - clip_features.mean(std::vector<int64_t>{0, 1}, /*keepdim=*/true);
+}
+
+namespace {
+
+// Mean of `values` [V] per label; classes without videos get 0.
+std::vector<double> MeanPerClass(const torch::Tensor& values, const std::vector<int>& labels,
+                                 int num_classes) {
+  std::vector<double> sums(num_classes, 0.0);
+  std::vector<int64_t> counts(num_classes, 0);
+  const torch::Tensor cpu = values.to(torch::kDouble).contiguous();
+  const double* data = cpu.data_ptr<double>();
+  for (size_t i = 0; i < labels.size(); ++i) {
+    sums[labels[i]] += data[i];
+    ++counts[labels[i]];
+  }
+  for (int c = 0; c < num_classes; ++c) {
+    if (counts[c] > 0) sums[c] /= counts[c];
+  }
+  return sums;
+}
+
+}  // namespace
+
 absl::StatusOr<RepresentationReport> EvaluateRepresentation(
     VideoBackbone& model, const std::vector<LabeledVideo>& train,
     const std::vector<LabeledVideo>& test, int num_classes, const DatasetConfig& dataset,
@@ -199,6 +241,9 @@ absl::StatusOr<RepresentationReport> EvaluateRepresentation(
   RepresentationReport report;
   report.knn = KnnClassify(train_f.mean(1), train_labels, test_f.mean(1), test_labels,
                            num_classes, config.knn_k(), config.knn_temperature());
+  report.knn_ordered =
+      KnnClassify(OrderedVideoFeatures(train_f), train_labels, OrderedVideoFeatures(test_f),
+                  test_labels, num_classes, config.knn_k(), config.knn_temperature());
   std::vector<int> ks(config.retrieval_k().begin(), config.retrieval_k().end());
   if (ks.empty()) ks = {1, 5, 10, 20};
   report.retrieval = ClipRetrievalRecall(train_f, train_labels, test_f, test_labels, ks);
@@ -209,15 +254,12 @@ absl::StatusOr<RepresentationReport> EvaluateRepresentation(
   }
   const torch::Tensor similarity = VideoTemporalSimilarity(train_f);
   report.temporal_similarity = similarity.mean().item<double>();
-  report.temporal_similarity_per_class.assign(num_classes, 0.0);
-  std::vector<int64_t> counts(num_classes, 0);
-  for (size_t i = 0; i < train_labels.size(); ++i) {
-    report.temporal_similarity_per_class[train_labels[i]] += similarity[i].item<double>();
-    ++counts[train_labels[i]];
-  }
-  for (int c = 0; c < num_classes; ++c) {
-    if (counts[c] > 0) report.temporal_similarity_per_class[c] /= counts[c];
-  }
+  report.temporal_similarity_per_class = MeanPerClass(similarity, train_labels, num_classes);
+  const torch::Tensor centered = VideoTemporalSimilarity(CenterFeatures(train_f));
+  report.centered_temporal_similarity = centered.mean().item<double>();
+  report.centered_temporal_similarity_per_class =
+      MeanPerClass(centered, train_labels, num_classes);
+  if (train_f.size(0) >= 2) report.cross_video_similarity = CrossVideoSimilarity(train_f);
   report.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
@@ -229,17 +271,25 @@ std::string RepresentationReportToJson(const RepresentationReport& r,
   for (const auto& [k, v] : r.retrieval) retrieval.push_back(absl::StrFormat("\"%d\": %.4f", k, v));
   for (size_t c = 0; c < class_names.size(); ++c) {
     classes.push_back(absl::StrFormat(
-        "{\"class\": \"%s\", \"knn_top1\": %.4f, \"probe_top1\": %.4f, "
-        "\"temporal_similarity\": %.4f}",
+        "{\"class\": \"%s\", \"knn_top1\": %.4f, \"knn_ordered_top1\": %.4f, "
+        "\"probe_top1\": %.4f, \"temporal_similarity\": %.4f, "
+        "\"centered_temporal_similarity\": %.4f}",
         class_names[c], c < r.knn.per_class.size() ? r.knn.per_class[c] : 0.0,
+        c < r.knn_ordered.per_class.size() ? r.knn_ordered.per_class[c] : 0.0,
         c < r.probe.per_class.size() ? r.probe.per_class[c] : -1.0,
-        c < r.temporal_similarity_per_class.size() ? r.temporal_similarity_per_class[c] : 0.0));
+        c < r.temporal_similarity_per_class.size() ? r.temporal_similarity_per_class[c] : 0.0,
+        c < r.centered_temporal_similarity_per_class.size()
+            ? r.centered_temporal_similarity_per_class[c]
+            : 0.0));
   }
   return absl::StrFormat(
-      "{\"knn_top1\": %.4f, \"probe_top1\": %.4f, \"retrieval_recall\": {%s}, "
-      "\"temporal_similarity\": %.4f, \"seconds\": %.2f, \"per_class\": [%s]}",
-      r.knn.top1, r.probe.top1, absl::StrJoin(retrieval, ", "), r.temporal_similarity,
-      r.seconds, absl::StrJoin(classes, ", "));
+      "{\"knn_top1\": %.4f, \"knn_ordered_top1\": %.4f, \"probe_top1\": %.4f, "
+      "\"retrieval_recall\": {%s}, "
+      "\"temporal_similarity\": %.4f, \"centered_temporal_similarity\": %.4f, "
+      "\"cross_video_similarity\": %.4f, \"seconds\": %.2f, \"per_class\": [%s]}",
+      r.knn.top1, r.knn_ordered.top1, r.probe.top1, absl::StrJoin(retrieval, ", "),
+      r.temporal_similarity, r.centered_temporal_similarity, r.cross_video_similarity, r.seconds,
+      absl::StrJoin(classes, ", "));
 }
 
 }  // namespace tb

@@ -60,13 +60,37 @@ ClassAccuracy LinearProbe(const torch::Tensor& train, const std::vector<int>& tr
 // ([V, n, D] -> [V]).
 torch::Tensor VideoTemporalSimilarity(const torch::Tensor& clip_features);
 
+// Order-aware video features: each clip's feature L2-normalised, then the
+// clips concatenated in time order ([V, n, D] -> [V, n * D]). The cosine of
+// two such vectors is the mean cosine of their clips at the same positions,
+// so two videos made of the same clips in a different order are apart; the
+// mean over clips (the standard kNN input) cannot tell them apart.
+torch::Tensor OrderedVideoFeatures(const torch::Tensor& clip_features);
+
+// Mean cosine similarity between clips of different videos ([V, n, D] ->
+// scalar): the baseline against which a video's temporal similarity is read.
+// Pooled post-ReLU features all lie in the positive orthant, so raw cosines
+// are high (~0.9+) between any two clips, of one video or not.
+double CrossVideoSimilarity(const torch::Tensor& clip_features);
+
+// `clip_features` minus their mean over all videos and clips: cosines of the
+// centred features measure how alike two clips are relative to the average
+// clip, which removes the shared positive component.
+torch::Tensor CenterFeatures(const torch::Tensor& clip_features);
+
 struct RepresentationReport {
-  ClassAccuracy knn;
+  ClassAccuracy knn;          // on the mean of a video's clip features
+  ClassAccuracy knn_ordered;  // on OrderedVideoFeatures (same k, temperature)
   ClassAccuracy probe;  // top1 < 0 when skipped
   std::map<int, double> retrieval;
-  // Temporal similarity over the training videos: overall mean, per class.
+  // Temporal similarity over the training videos: overall mean, per class;
+  // of the raw features, and of the features centred over the training set.
   double temporal_similarity = 0;
   std::vector<double> temporal_similarity_per_class;
+  double centered_temporal_similarity = 0;
+  std::vector<double> centered_temporal_similarity_per_class;
+  // Mean cosine between clips of different training videos (raw features).
+  double cross_video_similarity = 0;
   double seconds = 0;
 };
 
@@ -76,8 +100,11 @@ absl::StatusOr<RepresentationReport> EvaluateRepresentation(
     const std::vector<LabeledVideo>& test, int num_classes, const DatasetConfig& dataset,
     const RepresentationEvalConfig& config, const torch::Device& device, Precision precision);
 
-// {"knn_top1": .., "probe_top1": .., "retrieval": {"1": ..}, "temporal_similarity": ..,
-//  "per_class": [{"class": name, "knn_top1": .., "probe_top1": .., "temporal_similarity": ..}]}
+// {"knn_top1": .., "knn_ordered_top1": .., "probe_top1": .., "retrieval": {"1": ..}, "temporal_similarity": ..,
+//  "centered_temporal_similarity": .., "cross_video_similarity": ..,
+//  "per_class": [{"class": name, "knn_top1": .., "knn_ordered_top1": .., "probe_top1": ..,
+//                 "temporal_similarity": ..,
+//                 "centered_temporal_similarity": ..}]}
 std::string RepresentationReportToJson(const RepresentationReport& report,
                                        const std::vector<std::string>& class_names);
 

@@ -28,6 +28,27 @@ TEST(Representation, KnnByHand) {
   EXPECT_DOUBLE_EQ(acc.per_class[1], 1.0);
 }
 
+// Sequential "classes" made of the same two clips in opposite orders: the
+// clip mean is identical for both, the ordered features separate them.
+TEST(Representation, OrderedKnnSeparatesOrderMeanKnnCannot) {
+  const torch::Tensor a = torch::tensor({1.0f, 0.0f}), b = torch::tensor({0.0f, 2.0f});
+  const torch::Tensor train = torch::stack({torch::stack({a, b}), torch::stack({b, a})});
+  const torch::Tensor test =
+      torch::stack({torch::stack({a * 3, b + 0.1}), torch::stack({b, a + 0.1})});
+  const torch::Tensor ordered = OrderedVideoFeatures(train);
+  ASSERT_EQ(ordered.sizes(), (std::vector<int64_t>{2, 4}));
+  // Each clip normalised, concatenated in order: (1, 0, 0, 1) and (0, 1, 1, 0).
+  EXPECT_TRUE(torch::allclose(ordered, torch::tensor({{1.0f, 0.0f, 0.0f, 1.0f},
+                                                      {0.0f, 1.0f, 1.0f, 0.0f}})));
+  EXPECT_DOUBLE_EQ(
+      KnnClassify(OrderedVideoFeatures(train), {0, 1}, OrderedVideoFeatures(test), {0, 1}, 2, 1,
+                  0.07)
+          .top1,
+      1.0);
+  // The means of the two training videos coincide: no order information.
+  EXPECT_TRUE(torch::allclose(train[0].mean(0), train[1].mean(0)));
+}
+
 TEST(Representation, RetrievalRecallByHand) {
   // 2 train videos x 1 clip; 2 test videos x 2 clips.
   const torch::Tensor train = torch::tensor({{{1.0f, 0.0f}}, {{0.0f, 1.0f}}});
@@ -48,6 +69,41 @@ TEST(Representation, TemporalSimilarityByHand) {
   const torch::Tensor s = VideoTemporalSimilarity(f);
   EXPECT_NEAR(s[0].item<float>(), 1.0f, 1e-6);
   EXPECT_NEAR(s[1].item<float>(), -1.0f / 3, 1e-6);
+}
+
+// Two videos of two clips each around a large shared offset c = (10, 10):
+// raw cosines are all ~0.995, centring reveals the structure.
+TEST(Representation, CenteredAndCrossVideoSimilarityByHand) {
+  const torch::Tensor c = torch::tensor({10.0f, 10.0f});
+  // Video 0's clips differ along x, video 1's along y: each video's two clips
+  // point in opposite directions once the mean (= c) is removed.
+  const torch::Tensor f = torch::stack({torch::stack({c + torch::tensor({1.0f, 0.0f}),
+                                                      c + torch::tensor({-1.0f, 0.0f})}),
+                                        torch::stack({c + torch::tensor({0.0f, 1.0f}),
+                                                      c + torch::tensor({0.0f, -1.0f})})});
+  const double cos_11_10_9_10 = 199.0 / std::sqrt(221.0 * 181.0);
+  const torch::Tensor raw = VideoTemporalSimilarity(f);
+  EXPECT_NEAR(raw[0].item<float>(), cos_11_10_9_10, 1e-6);
+  EXPECT_NEAR(raw[1].item<float>(), cos_11_10_9_10, 1e-6);
+  const torch::Tensor centered = VideoTemporalSimilarity(CenterFeatures(f));
+  EXPECT_NEAR(centered[0].item<float>(), -1.0f, 1e-6);
+  EXPECT_NEAR(centered[1].item<float>(), -1.0f, 1e-6);
+  // Cross-video pairs: (11,10)-(10,11), (11,10)-(10,9), (9,10)-(10,11),
+  // (9,10)-(10,9); cos = 220/221, 200/sqrt(221*181), 200/sqrt(181*221),
+  // 180/181.
+  const double expected =
+      (220.0 / 221 + 2 * 200.0 / std::sqrt(221.0 * 181.0) + 180.0 / 181) / 4;
+  EXPECT_NEAR(CrossVideoSimilarity(f), expected, 1e-6);
+  // Centred: orthogonal directions between the videos -> 0.
+  EXPECT_NEAR(CrossVideoSimilarity(CenterFeatures(f)), 0.0, 1e-6);
+  // Two videos whose clips agree: centred similarity 1, centred cross -1.
+  const torch::Tensor g =
+      torch::stack({torch::stack({c + torch::tensor({1.0f, 0.0f}), c + torch::tensor({1.0f, 0.0f})}),
+                    torch::stack({c - torch::tensor({1.0f, 0.0f}), c - torch::tensor({1.0f, 0.0f})})});
+  const torch::Tensor g_centered = VideoTemporalSimilarity(CenterFeatures(g));
+  EXPECT_NEAR(g_centered[0].item<float>(), 1.0f, 1e-6);
+  EXPECT_NEAR(g_centered[1].item<float>(), 1.0f, 1e-6);
+  EXPECT_NEAR(CrossVideoSimilarity(CenterFeatures(g)), -1.0, 1e-6);
 }
 
 TEST(Representation, LinearProbeSeparatesSeparableFeatures) {
@@ -109,10 +165,19 @@ TEST(Representation, EndToEndOnTinySynthActions) {
                                        Precision::kFp32);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_GE(report->knn.top1, 0.0);
+  EXPECT_GE(report->knn_ordered.top1, 0.0);
+  EXPECT_EQ(report->knn_ordered.per_class.size(), 2u);
   EXPECT_LE(report->temporal_similarity, 1.0 + 1e-6);
+  EXPECT_LE(report->centered_temporal_similarity, 1.0 + 1e-6);
+  EXPECT_GE(report->centered_temporal_similarity, -1.0 - 1e-6);
+  EXPECT_EQ(report->centered_temporal_similarity_per_class.size(), 2u);
+  EXPECT_LE(report->cross_video_similarity, 1.0 + 1e-6);
   const std::string json = RepresentationReportToJson(*report, split->class_names);
   EXPECT_NE(json.find("\"knn_top1\""), std::string::npos);
   EXPECT_NE(json.find("\"retrieval_recall\": {\"1\""), std::string::npos);
+  EXPECT_NE(json.find("\"centered_temporal_similarity\""), std::string::npos);
+  EXPECT_NE(json.find("\"knn_ordered_top1\""), std::string::npos);
+  EXPECT_NE(json.find("\"cross_video_similarity\""), std::string::npos);
 }
 
 }  // namespace

@@ -264,7 +264,7 @@ std::string ComparisonMarkdown(const CompareConfig& c, const std::vector<CellRec
   const EvaluationConfig& ev = base.evaluation();
   absl::StrAppendFormat(
       &md,
-      "Video top-1 (%%) on the test split, mean ± sample std over seeds (n = seeds finished). "
+      "Video top-1 (%%) on the test split, mean ± sample std over seeds (n = seeds finished; no std for one seed). "
       "Backbone %s; clips of %d frames at stride %d, %d px crops; evaluation %s, softmax "
       "averaged, final checkpoint. Seeds: %s%s.\n\n",
       DescribeBackbone(base.backbone()), clip.num_frames(), clip.stride(), clip.crop_size(),
@@ -284,7 +284,10 @@ std::string ComparisonMarkdown(const CompareConfig& c, const std::vector<CellRec
     const RowSummary row = Summarize(c, m, cells);
     std::string cols;
     for (const Stats& s : row.top1) {
-      cols += s.n == 0 ? " - |" : absl::StrFormat(" %.1f ± %.1f (%d) |", s.mean, s.std, s.n);
+      // One seed has no spread: print its value alone rather than "± 0.0".
+      cols += s.n == 0   ? " - |"
+              : s.n == 1 ? absl::StrFormat(" %.1f (1) |", s.mean)
+                         : absl::StrFormat(" %.1f ± %.1f (%d) |", s.mean, s.std, s.n);
     }
     absl::StrAppendFormat(&md, "| %s | %s | %s | %d | %d |%s %s |\n", m.name(), row.backbone,
                           row.params > 0 ? absl::StrFormat("%.2f", row.params / 1e6) : "-",
@@ -319,7 +322,9 @@ std::string ComparisonCsv(const CompareConfig& c, const std::vector<CellRecord>&
     const RowSummary row = Summarize(c, m, cells);
     std::string cols;
     for (const Stats& s : row.top1) {
-      cols += s.n == 0 ? ",,,0" : absl::StrFormat(",%.2f,%.2f,%d", s.mean, s.std, s.n);
+      cols += s.n == 0   ? ",,,0"
+              : s.n == 1 ? absl::StrFormat(",%.2f,,1", s.mean)
+                         : absl::StrFormat(",%.2f,%.2f,%d", s.mean, s.std, s.n);
     }
     absl::StrAppendFormat(
         &csv, "\"%s\",\"%s\",%d,%d,%d%s,%s\n", m.name(), row.backbone, row.params, row.frames,

@@ -101,6 +101,18 @@ TEST(Compare, TableHasMeanAndSampleStdPerFraction) {
   EXPECT_NE(csv.find("\"Sup\",\"r3d18 (width 0.5)\",2500000,8,7,35.00,7.07,2,,,0,90.0"),
             std::string::npos)
       << csv;
+  // A single seed has no sample std: the value alone, the CSV std empty.
+  CellRecord one = cells[0];
+  one.set_method("Other");
+  one.set_labeled_fraction(0.2f);
+  cells.push_back(one);
+  const std::string md1 = ComparisonMarkdown(c, cells);
+  EXPECT_NE(md1.find("| Other | r3d18 (width 0.5) | 2.50 | 8 | 7 | - | 30.0 (1) | 1m00s |"),
+            std::string::npos)
+      << md1;
+  EXPECT_NE(ComparisonCsv(c, cells).find("\"Other\",\"r3d18 (width 0.5)\",2500000,8,7,,,0,30.00,,1"),
+            std::string::npos)
+      << ComparisonCsv(c, cells);
 }
 
 }  // namespace

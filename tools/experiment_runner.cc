@@ -134,10 +134,11 @@ absl::StatusOr<RunResult> RunExperiment(const ExperimentConfig& config, const Ex
     if (!options.quiet) {
       std::string recall;
       for (const auto& [k, v] : report.retrieval) recall += absl::StrFormat(" R@%d %.1f%%", k, 100 * v);
-      std::printf("representation: kNN top1 %.2f%%, linear probe top1 %.2f%%, retrieval%s, "
-                  "temporal similarity %.3f (%.1f s)\n",
-                  100 * report.knn.top1, 100 * report.probe.top1, recall.c_str(),
-                  report.temporal_similarity, report.seconds);
+      std::printf("representation: kNN top1 %.2f%% (clips in order %.2f%%), linear probe top1 %.2f%%, retrieval%s, "
+                  "temporal similarity %.3f (centred %.3f; between videos %.3f) (%.1f s)\n",
+                  100 * report.knn.top1, 100 * report.knn_ordered.top1, 100 * report.probe.top1,
+                  recall.c_str(), report.temporal_similarity, report.centered_temporal_similarity,
+                  report.cross_video_similarity, report.seconds);
     }
   } else {
     ASSIGN_OR_RETURN(VideoAccuracy acc,

@@ -1,0 +1,76 @@
+"""Compares self-supervised pretraining runs of two (or more) objectives on
+SynthActions, per class family: kNN top-1 on the clip mean and on the clips
+in time order, and the temporal-similarity diagnostic (raw and centred).
+
+Usage:
+  ssl_report.py SYNTH_DIR --run NAME=RUN_DIR [--run NAME=RUN_DIR ...]
+Each RUN_DIR holds the results.json of a standalone SSL run
+(`//tools:timebalance --config=configs/ssl_*.pbtxt`). Runs with the same NAME
+are seeds of one objective; means ± sample std are over them. Prints Markdown.
+"""
+import json
+import os
+import sys
+
+from results_report import by_family, families, fmt, mean_std
+
+
+def fmt3(xs):
+    m, s = mean_std(xs)
+    return "%.3f" % m if len(xs) == 1 else "%.3f ± %.3f" % (m, s)
+
+
+def main():
+    args = sys.argv[1:]
+    if len(args) < 3 or args[1] != "--run":
+        sys.exit(__doc__)
+    fam = families(args[0])
+    runs = {}
+    order = []
+    i = 1
+    while i < len(args):
+        if args[i] != "--run" or i + 1 >= len(args) or "=" not in args[i + 1]:
+            sys.exit("expected --run NAME=RUN_DIR, got %r" % args[i])
+        name, run = args[i + 1].split("=", 1)
+        path = os.path.join(run, "results.json")
+        if not os.path.exists(path):
+            sys.exit("%s: no results.json (is the run finished?)" % run)
+        rep = json.load(open(path))["representation"]
+        for key in ("knn_ordered_top1", "centered_temporal_similarity"):
+            if key not in rep:
+                sys.exit("%s: results.json lacks %s (written by an older binary; rerun with "
+                         "--resume to re-evaluate)" % (path, key))
+        if name not in runs:
+            order.append(name)
+        runs.setdefault(name, []).append(rep)
+    print("| objective | seeds | kNN top-1 % (clip mean) | cyclic | sequential "
+          "| kNN top-1 % (clips in order) | cyclic | sequential |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in order:
+        reps = runs[name]
+        mean_f = [by_family(r["per_class"], fam, "knn_top1") for r in reps]
+        ord_f = [by_family(r["per_class"], fam, "knn_ordered_top1") for r in reps]
+        print("| %s | %d | %s | %s | %s | %s | %s | %s |" % (
+            name, len(reps), fmt([r["knn_top1"] for r in reps]),
+            fmt([f.get("cyclic", 0) for f in mean_f]),
+            fmt([f.get("sequential", 0) for f in mean_f]),
+            fmt([r["knn_ordered_top1"] for r in reps]),
+            fmt([f.get("cyclic", 0) for f in ord_f]),
+            fmt([f.get("sequential", 0) for f in ord_f])))
+    print()
+    print("| objective | temporal similarity (raw) | between videos (raw) "
+          "| temporal similarity (centred) | cyclic (centred) | sequential (centred) |")
+    print("|---|---|---|---|---|---|")
+    for name in order:
+        reps = runs[name]
+        cen_f = [by_family(r["per_class"], fam, "centered_temporal_similarity") for r in reps]
+        print("| %s | %s | %s | %s | %s | %s |" % (
+            name, fmt3([r["temporal_similarity"] for r in reps]),
+            fmt3([r["cross_video_similarity"] for r in reps]),
+            fmt3([r["centered_temporal_similarity"] for r in reps]),
+            fmt3([f.get("cyclic", 0) for f in cen_f]),
+            fmt3([f.get("sequential", 0) for f in cen_f])))
+
+
+if __name__ == "__main__":
+    main()
