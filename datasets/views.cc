@@ -50,6 +50,7 @@ class TclrPlanner : public SamplePlanner {
       : augmentation_(AugmentationOf(o)),
         num_dense_(o.num_dense()),
         augmentations_(o.augmentations()),
+        dense_stride_(o.dense_stride()),
         num_frames_(d.clip().num_frames()),
         pad_(d.clip().pad()),
         views_{{"sparse", o.augmentations(), d.clip().num_frames()},
@@ -57,11 +58,11 @@ class TclrPlanner : public SamplePlanner {
   }
   const std::vector<ViewShape>& views() const override { return views_; }
   std::vector<ClipPlan> Plan(int64_t n, RngStream* rng) const override {
-    const int window = num_dense_ * num_frames_;
+    const int window = num_dense_ * num_frames_ * dense_stride_;
     const int64_t start = RandomClipStart(n, window, 1, rng);
     std::vector<ClipPlan> plans;
     const std::vector<int64_t> sparse =
-        ClipFrameIndices(n, start, num_frames_, num_dense_, pad_);
+        ClipFrameIndices(n, start, num_frames_, num_dense_ * dense_stride_, pad_);
     for (int a = 0; a < augmentations_; ++a) {
       ClipPlan p;
       p.view = 0;
@@ -75,8 +76,9 @@ class TclrPlanner : public SamplePlanner {
         ClipPlan p;
         p.view = 1;
         p.slot = a * num_dense_ + t;
-        p.frames = ClipFrameIndices(n, start + static_cast<int64_t>(t) * num_frames_,
-                                    num_frames_, 1, pad_);
+        p.frames = ClipFrameIndices(
+            n, start + static_cast<int64_t>(t) * num_frames_ * dense_stride_, num_frames_,
+            dense_stride_, pad_);
         p.augmentation = &augmentation_;
         plans.push_back(std::move(p));
       }
@@ -86,7 +88,7 @@ class TclrPlanner : public SamplePlanner {
 
  private:
   const Augmentation augmentation_;
-  const int num_dense_, augmentations_, num_frames_;
+  const int num_dense_, augmentations_, dense_stride_, num_frames_;
   const ClipSampling::PadMode pad_;
   const std::vector<ViewShape> views_;
 };
@@ -290,6 +292,9 @@ absl::Status ValidateSampler(const SamplerConfig& s, const std::string& path) {
     }
     if (s.tclr().augmentations() < 1 || s.tclr().augmentations() > 8) {
       return bad("tclr.augmentations", s.tclr().augmentations(), "must be in [1, 8]");
+    }
+    if (s.tclr().dense_stride() < 1 || s.tclr().dense_stride() > 16) {
+      return bad("tclr.dense_stride", s.tclr().dense_stride(), "must be in [1, 16]");
     }
     if (s.tclr().has_augmentation()) {
       RETURN_IF_ERROR(ValidateAugmentation(s.tclr().augmentation(), path + ".tclr.augmentation"));

@@ -72,6 +72,30 @@ TEST(ViewsTest, TclrSparseAndDenseTileTheWindow) {
   }
 }
 
+// dense_stride 3: window 2 x 4 x 3 = 24 frames, sparse stride 6, dense
+// clips at stride 3 each covering the span of one sparse slice.
+TEST(ViewsTest, TclrDenseStrideWidensTheWindow) {
+  const auto planner =
+      Planner("tclr { num_dense: 2 augmentations: 2 dense_stride: 3 }", Dataset(4, 2));
+  for (uint64_t sample = 0; sample < 20; ++sample) {
+    RngStream rng(5, 0, sample, 0, 0);
+    const auto plans = planner->Plan(100, &rng);
+    ASSERT_EQ(plans.size(), 6u);
+    const int64_t s = plans[0].frames[0];
+    EXPECT_LE(s + 24, 100);
+    EXPECT_EQ(plans[0].frames, (std::vector<int64_t>{s, s + 6, s + 12, s + 18}));
+    for (int a = 0; a < 2; ++a) {
+      EXPECT_EQ(plans[2 + a * 2].frames, (std::vector<int64_t>{s, s + 3, s + 6, s + 9}));
+      EXPECT_EQ(plans[3 + a * 2].frames, (std::vector<int64_t>{s + 12, s + 15, s + 18, s + 21}));
+    }
+  }
+  SamplerConfig bad;
+  bad.mutable_tclr()->set_dense_stride(0);
+  const absl::Status status = ValidateSampler(bad, "trainer.ssl.objective.tclr.sampler");
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("tclr.dense_stride = 0"), std::string::npos) << status;
+}
+
 TEST(ViewsTest, VtdlNegativeIsAnotherSegmentAndOnlyTheAnchorIsMixed) {
   const auto planner = Planner("vtdl { max_mixup: 0.1 }", Dataset(4, 2));  // span 7
   for (uint64_t sample = 0; sample < 30; ++sample) {

@@ -43,6 +43,7 @@ def main():
         if name not in runs:
             order.append(name)
         runs.setdefault(name, []).append(rep)
+        i += 2
     print("| objective | seeds | kNN top-1 % (clip mean) | cyclic | sequential "
           "| kNN top-1 % (clips in order) | cyclic | sequential |")
     print("|---|---|---|---|---|---|---|---|")
