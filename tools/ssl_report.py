@@ -44,34 +44,31 @@ def main():
             order.append(name)
         runs.setdefault(name, []).append(rep)
         i += 2
+    def overall_and_families(reps, key, formatter):
+        """The metric over all classes, then its cyclic and sequential means."""
+        fams = [by_family(r["per_class"], fam, key) for r in reps]
+        return [formatter([r[key] for r in reps]),
+                formatter([f.get("cyclic", 0) for f in fams]),
+                formatter([f.get("sequential", 0) for f in fams])]
+
     print("| objective | seeds | kNN top-1 % (clip mean) | cyclic | sequential "
           "| kNN top-1 % (clips in order) | cyclic | sequential |")
     print("|---|---|---|---|---|---|---|---|")
     for name in order:
         reps = runs[name]
-        mean_f = [by_family(r["per_class"], fam, "knn_top1") for r in reps]
-        ord_f = [by_family(r["per_class"], fam, "knn_ordered_top1") for r in reps]
-        print("| %s | %d | %s | %s | %s | %s | %s | %s |" % (
-            name, len(reps), fmt([r["knn_top1"] for r in reps]),
-            fmt([f.get("cyclic", 0) for f in mean_f]),
-            fmt([f.get("sequential", 0) for f in mean_f]),
-            fmt([r["knn_ordered_top1"] for r in reps]),
-            fmt([f.get("cyclic", 0) for f in ord_f]),
-            fmt([f.get("sequential", 0) for f in ord_f])))
+        cols = [name, str(len(reps))] + overall_and_families(reps, "knn_top1", fmt) + \
+            overall_and_families(reps, "knn_ordered_top1", fmt)
+        print("| " + " | ".join(cols) + " |")
     print()
     print("| objective | temporal similarity (raw) | between videos (raw) "
           "| temporal similarity (centred) | cyclic (centred) | sequential (centred) |")
     print("|---|---|---|---|---|---|")
     for name in order:
         reps = runs[name]
-        cen_f = [by_family(r["per_class"], fam, "centered_temporal_similarity") for r in reps]
-        print("| %s | %s | %s | %s | %s | %s |" % (
-            name, fmt3([r["temporal_similarity"] for r in reps]),
-            fmt3([r["cross_video_similarity"] for r in reps]),
-            fmt3([r["centered_temporal_similarity"] for r in reps]),
-            fmt3([f.get("cyclic", 0) for f in cen_f]),
-            fmt3([f.get("sequential", 0) for f in cen_f])))
-
+        cols = [name, fmt3([r["temporal_similarity"] for r in reps]),
+                fmt3([r["cross_video_similarity"] for r in reps])] + \
+            overall_and_families(reps, "centered_temporal_similarity", fmt3)
+        print("| " + " | ".join(cols) + " |")
 
 if __name__ == "__main__":
     main()
