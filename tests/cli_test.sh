@@ -28,6 +28,23 @@ expect_error() {
 "$GEN" --out=data --classes=4 --train_per_class=3 --test_per_class=1 --seed=1 \
   --min_frames=24 --max_frames=32 --min_short_side=64 --max_short_side=72 >gen.txt 2>&1 \
   || { cat gen.txt; exit 1; }
+# The same options again: nothing is rewritten.
+stamp=$(stat -c %Y.%s data/trainlist01.txt)
+"$GEN" --out=data --classes=4 --train_per_class=3 --test_per_class=1 --seed=1 \
+  --min_frames=24 --max_frames=32 --min_short_side=64 --max_short_side=72 >gen2.txt 2>&1 \
+  || fail "regenerating with the same options failed: $(cat gen2.txt)"
+grep -q "up to date" gen2.txt || fail "same options not reported up to date: $(cat gen2.txt)"
+[ "$(stat -c %Y.%s data/trainlist01.txt)" = "$stamp" ] || fail "an up-to-date dataset was rewritten"
+# Other options into the same folder: refused, naming the option; --overwrite replaces.
+cp -r data data_other
+expect_error 2 "background_pool: the folder has 8, these options give 3" -- "$GEN" \
+  --out=data_other --classes=4 --train_per_class=3 --test_per_class=1 --seed=1 \
+  --min_frames=24 --max_frames=32 --min_short_side=64 --max_short_side=72 --background_pool=3
+"$GEN" --out=data_other --classes=2 --train_per_class=1 --test_per_class=1 --seed=1 \
+  --min_frames=24 --max_frames=32 --min_short_side=64 --max_short_side=72 --overwrite \
+  >gen3.txt 2>&1 || fail "--overwrite failed: $(cat gen3.txt)"
+[ "$(ls data_other | wc -l)" -eq 6 ] || fail "--overwrite left old files: $(ls data_other)"
+grep -q "^background_pool=8$" data/synth_actions.txt || fail "synth_actions.txt lacks the pool size"
 
 cat > exp.pbtxt <<'PB'
 name: "cli"

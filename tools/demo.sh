@@ -20,9 +20,9 @@ BIN=bazel-bin/tools/timebalance
 GEN=bazel-bin/datasets/synthetic/make_synthetic
 t_build=$(( $(date +%s) - t0 ))
 
-if [ ! -f "$DATA/testlist01.txt" ]; then
-  "$GEN" --out="$DATA" --classes=10 --train_per_class=30 --test_per_class=10 --seed=0
-fi
+# Skipped when $DATA already holds this dataset; a SynthActions folder written
+# with other options or by an older generator is replaced.
+"$GEN" --out="$DATA" --classes=10 --train_per_class=30 --test_per_class=10 --seed=0 --overwrite
 t_data=$(( $(date +%s) - t0 - t_build ))
 
 if [ "${DEMO_KEEP:-0}" != 1 ]; then rm -rf "$RUN"; fi

@@ -4,10 +4,17 @@
 //   make_synthetic --out=/data/synth --classes=10 --train_per_class=30
 //       --test_per_class=10 --seed=0 [--threads=2] [--noise=6 --jitter=1 ...]
 //
-// Exit codes: 0 success, 2 bad flag, 1 I/O or encoding failure. Errors are
-// one line naming the flag or the path.
+// If --out already holds a SynthActions dataset written with the same options
+// by this generator version, nothing is written ("up to date"). If it holds
+// one written with other options or by an older generator, the tool refuses
+// (exit 2, naming the first difference) unless --overwrite is given, which
+// removes that dataset first.
+//
+// Exit codes: 0 success, 2 bad flag or stale dataset, 1 I/O or encoding
+// failure. Errors are one line naming the flag or the path.
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <utility>
 
@@ -26,6 +33,9 @@ DEFINE_int32(classes, kDefaults.num_classes, "Number of classes (even: half cycl
 DEFINE_int32(train_per_class, kDefaults.train_per_class, "Training videos per class.");
 DEFINE_int32(test_per_class, kDefaults.test_per_class, "Test videos per class.");
 DEFINE_uint64(seed, kDefaults.seed, "Dataset seed.");
+DEFINE_bool(overwrite, false,
+            "Replace a SynthActions dataset in --out written with other options or by an "
+            "older generator (otherwise an error).");
 DEFINE_int32(threads, 0, "Worker threads (0: one per core).");
 DEFINE_int32(min_frames, kDefaults.min_frames, "Shortest video, frames.");
 DEFINE_int32(max_frames, kDefaults.max_frames, "Longest video, frames.");
@@ -43,6 +53,8 @@ DEFINE_double(lookalike_distractors, kDefaults.lookalike_distractors,
               "Probability that a distractor looks like a cyclic class object.");
 DEFINE_double(object_size, kDefaults.object_size, "Main object radius / short side.");
 DEFINE_double(background_clutter, kDefaults.background_clutter, "Contrast of background clutter, 0..1.");
+DEFINE_int32(background_pool, kDefaults.background_pool,
+             "Backgrounds shared by the whole dataset; 0: one background per video.");
 DEFINE_int32(qscale, kDefaults.qscale, "MPEG-4 quantiser, 1 (best) .. 31.");
 DEFINE_int32(gop_size, kDefaults.gop_size, "Key frame interval.");
 
@@ -136,6 +148,7 @@ int main(int argc, char** argv) {
   options.lookalike_distractors = static_cast<float>(FLAGS_lookalike_distractors);
   options.object_size = static_cast<float>(FLAGS_object_size);
   options.background_clutter = static_cast<float>(FLAGS_background_clutter);
+  options.background_pool = FLAGS_background_pool;
   options.qscale = FLAGS_qscale;
   options.gop_size = FLAGS_gop_size;
 
@@ -150,6 +163,37 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  std::string difference;
+  const absl::StatusOr<tb::SynthDirState> state =
+      tb::CheckSynthActionsDir(FLAGS_out, options, &difference);
+  if (!state.ok()) {
+    std::fprintf(stderr, "make_synthetic: %s\n", std::string(state.status().message()).c_str());
+    return 1;
+  }
+  if (*state == tb::SynthDirState::kUpToDate) {
+    std::printf("make_synthetic: %s is up to date (same options, generator version %d)\n",
+                FLAGS_out.c_str(), tb::kSynthGeneratorVersion);
+    return 0;
+  }
+  if (*state == tb::SynthDirState::kStale) {
+    if (!FLAGS_overwrite) {
+      std::fprintf(stderr,
+                   "make_synthetic: %s/synth_actions.txt: the folder holds a different "
+                   "SynthActions dataset (%s); remove it or pass --overwrite\n",
+                   FLAGS_out.c_str(), difference.c_str());
+      return 2;
+    }
+    // Only a folder that synth_actions.txt marks as a SynthActions dataset
+    // is ever removed.
+    std::error_code ec;
+    std::filesystem::remove_all(FLAGS_out, ec);
+    if (ec) {
+      std::fprintf(stderr, "make_synthetic: %s: cannot remove the old dataset: %s\n",
+                   FLAGS_out.c_str(), ec.message().c_str());
+      return 1;
+    }
+    std::printf("make_synthetic: replacing %s (%s)\n", FLAGS_out.c_str(), difference.c_str());
+  }
   LOG(INFO) << "Writing " << options.num_classes * (options.train_per_class + options.test_per_class)
             << " videos to " << FLAGS_out;
   const auto start = std::chrono::steady_clock::now();

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -15,6 +16,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "core/rng.h"
 #include "core/status_macros.h"
 #include "datasets/synthetic/video_writer.h"
@@ -32,7 +35,11 @@ enum StreamPurpose : uint32_t {
   kDistractorStream = 1,
   kJitterStream = 2,
   kNoiseStream = 3,
+  kBackgroundChoiceStream = 4,  // which pool background a video takes
 };
+// Pool background b is rendered from RngStream(seed, 1, b, 0, 0): epoch 1 is
+// never used by a video's streams (epoch 0), so pool and videos cannot collide.
+constexpr uint64_t kBackgroundPoolEpoch = 1;
 
 enum class Shape { kCircle, kSquare, kTriangle, kRing, kCross, kDiamond };
 constexpr int kNumShapes = 6;
@@ -523,6 +530,7 @@ absl::Status WriteTextFile(const std::string& path, const std::string& text) {
 
 std::string DescribeOptions(const SynthOptions& o) {
   std::string s;
+  absl::StrAppend(&s, "generator_version=", kSynthGeneratorVersion, "\n");
   absl::StrAppend(&s, "num_classes=", o.num_classes, "\n");
   absl::StrAppend(&s, "train_per_class=", o.train_per_class, "\n");
   absl::StrAppend(&s, "test_per_class=", o.test_per_class, "\n");
@@ -541,9 +549,35 @@ std::string DescribeOptions(const SynthOptions& o) {
   absl::StrAppend(&s, "lookalike_distractors=", o.lookalike_distractors, "\n");
   absl::StrAppend(&s, "object_size=", o.object_size, "\n");
   absl::StrAppend(&s, "background_clutter=", o.background_clutter, "\n");
+  absl::StrAppend(&s, "background_pool=", o.background_pool, "\n");
   absl::StrAppend(&s, "qscale=", o.qscale, "\n");
   absl::StrAppend(&s, "gop_size=", o.gop_size, "\n");
   return s;
+}
+
+// The text of synth_actions.txt: generator version, options, class list.
+std::string DatasetInfo(const SynthOptions& options, const std::vector<SynthClass>& classes) {
+  std::string info =
+      "# SynthActions: synthetic action dataset (//datasets/synthetic:make_synthetic).\n"
+      "# Options:\n";
+  absl::StrAppend(&info, DescribeOptions(options), "# label name family description\n");
+  for (size_t c = 0; c < classes.size(); ++c) {
+    absl::StrAppend(&info, c + 1, " ", classes[c].name, " ", SynthFamilyName(classes[c].family),
+                    " ", classes[c].description, "\n");
+  }
+  return info;
+}
+
+// "key=value" lines of synth_actions.txt, in order (comments and the class
+// list, which follows from the options, are left out).
+std::vector<std::pair<std::string, std::string>> OptionLines(const std::string& text) {
+  std::vector<std::pair<std::string, std::string>> lines;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    const size_t eq = line.find('=');
+    if (line.empty() || line[0] == '#' || eq == absl::string_view::npos) continue;
+    lines.emplace_back(std::string(line.substr(0, eq)), std::string(line.substr(eq + 1)));
+  }
+  return lines;
 }
 
 struct WrittenVideo {
@@ -621,6 +655,10 @@ absl::Status ValidateSynthOptions(const SynthOptions& o) {
   }
   if (!(o.background_clutter >= 0 && o.background_clutter <= 1)) {
     return bad("background_clutter: must be in [0, 1]");
+  }
+  if (o.background_pool < 0 || o.background_pool > 1000000) {
+    return bad(absl::StrCat("background_pool: must be in [0, 1000000] (0: one background per "
+                            "video), got ", o.background_pool));
   }
   if (o.qscale < 1 || o.qscale > 31) return bad("qscale: must be in [1, 31]");
   if (o.gop_size < 1) return bad("gop_size: must be >= 1");
@@ -706,8 +744,18 @@ absl::StatusOr<SynthVideo> RenderVideo(int class_id, int video_index,
 
   const int margin = static_cast<int>(std::ceil(3 * options.jitter)) + 1;
   const int bg_width = width + 2 * margin, bg_height = height + 2 * margin;
-  const std::vector<uint8_t> background =
+  // The video's own background is always rendered, so that the layout stream
+  // makes the same draws whatever background_pool is.
+  std::vector<uint8_t> background =
       RenderBackground(bg_width, bg_height, s, options.background_clutter, layout);
+  if (options.background_pool > 0) {
+    RngStream choice(options.seed, 0, sample, 0, kBackgroundChoiceStream);
+    const uint64_t index = choice.UniformInt(options.background_pool);
+    // The same draws at another frame size give the same scene rescaled:
+    // positions and sizes are drawn relative to the frame.
+    RngStream pool(options.seed, kBackgroundPoolEpoch, index, 0, 0);
+    background = RenderBackground(bg_width, bg_height, s, options.background_clutter, pool);
+  }
 
   RngStream distractor_rng(options.seed, 0, sample, 0, kDistractorStream);
   std::vector<Distractor> distractors =
@@ -770,6 +818,43 @@ SynthOptions SmokeTestOptions(int num_classes, int train_per_class, int test_per
   return o;
 }
 
+absl::StatusOr<SynthDirState> CheckSynthActionsDir(const std::string& out_dir,
+                                                   const SynthOptions& options,
+                                                   std::string* difference) {
+  ASSIGN_OR_RETURN(const std::vector<SynthClass> classes, SynthClasses(options));
+  const std::string info_path = absl::StrCat(out_dir, "/synth_actions.txt");
+  std::error_code ec;
+  if (!std::filesystem::exists(info_path, ec)) return SynthDirState::kMissing;
+  std::ifstream in(info_path, std::ios::binary);
+  if (!in) return absl::PermissionDeniedError(absl::StrCat(info_path, ": cannot open"));
+  const std::string found((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string expected = DatasetInfo(options, classes);
+  if (found == expected) {
+    for (const char* list : {"classInd.txt", "trainlist01.txt", "testlist01.txt"}) {
+      if (!std::filesystem::exists(absl::StrCat(out_dir, "/", list), ec)) {
+        if (difference != nullptr) *difference = absl::StrCat(list, " is missing");
+        return SynthDirState::kStale;
+      }
+    }
+    return SynthDirState::kUpToDate;
+  }
+  if (difference != nullptr) {
+    const auto have = OptionLines(found), want = OptionLines(expected);
+    *difference = "the class list differs";
+    for (const auto& [key, value] : want) {
+      const auto it = std::find_if(have.begin(), have.end(),
+                                   [&key = key](const auto& kv) { return kv.first == key; });
+      const std::string old_value = it == have.end() ? "(absent)" : it->second;
+      if (old_value != value) {
+        *difference = absl::StrCat(key, ": the folder has ", old_value, ", these options give ",
+                                   value);
+        break;
+      }
+    }
+  }
+  return SynthDirState::kStale;
+}
+
 absl::Status WriteSynthActions(const std::string& out_dir, const SynthOptions& options,
                                int num_threads, SynthWriteStats* stats) {
   ASSIGN_OR_RETURN(const std::vector<SynthClass> classes, SynthClasses(options));
@@ -817,15 +902,10 @@ absl::Status WriteSynthActions(const std::string& out_dir, const SynthOptions& o
   RETURN_IF_ERROR(first_error);
 
   std::string class_ind, train_list, test_list;
-  std::string info =
-      "# SynthActions: synthetic action dataset (//datasets/synthetic:make_synthetic).\n"
-      "# Options:\n";
-  absl::StrAppend(&info, DescribeOptions(options), "# label name family description\n");
+  const std::string info = DatasetInfo(options, classes);
   for (int c = 0; c < options.num_classes; ++c) {
     const SynthClass& cls = classes[c];
     absl::StrAppend(&class_ind, c + 1, " ", cls.name, "\n");
-    absl::StrAppend(&info, c + 1, " ", cls.name, " ", SynthFamilyName(cls.family), " ",
-                    cls.description, "\n");
     for (int k = 0; k < per_class; ++k) {
       const std::string rel = VideoRelativePath(cls.name, k);
       if (k < options.train_per_class) {

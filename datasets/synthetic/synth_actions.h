@@ -15,8 +15,9 @@
 //    only in the ORDER of the same sub-actions, so clips from different times
 //    of one video differ and only their order identifies the class.
 //
-// Every video also gets nuisances: a random background (gradient + static
-// clutter), speed (+-speed_variation), start phase, position, distractor
+// Every video also gets nuisances: a background (gradient + static clutter)
+// drawn from a pool shared by the whole dataset (or its own, with
+// background_pool = 0), speed (+-speed_variation), start phase, position, distractor
 // objects, camera jitter and pixel noise. The difficulty knobs below are meant
 // to be calibrated; each nuisance draws from its own RngStream purpose, so
 // changing one knob leaves the rest of a video unchanged.
@@ -78,6 +79,13 @@ struct SynthOptions {
   float object_size = 0.14f;
   // Contrast (0..1) of the static background clutter blobs.
   float background_clutter = 0.5f;
+  // 0: every video gets its own background. N > 0: each video takes one of N
+  // backgrounds shared by the whole dataset (drawn uniformly, independently
+  // of the class), so a background identifies neither a class nor a video.
+  // With a background per video, an instance-discrimination objective that
+  // treats clips of one video as positives (L_IC) can match videos by their
+  // background alone and learn nothing about the action (docs/results.md).
+  int background_pool = 8;
 
   // --- Encoding. ---
   int qscale = 4;  // MPEG-4 fixed quantiser, 1 (best) .. 31
@@ -128,6 +136,21 @@ absl::StatusOr<SynthVideo> RenderVideo(int class_id, int video_index,
 // second to write. Difficulty knobs keep their defaults.
 SynthOptions SmokeTestOptions(int num_classes, int train_per_class, int test_per_class,
                               uint64_t seed);
+
+// Bumped whenever the same options render different videos, so that a
+// dataset written by an older generator is recognised as stale. Version 2:
+// background_pool (backgrounds shared by the dataset).
+inline constexpr int kSynthGeneratorVersion = 2;
+
+// What out_dir holds compared with what WriteSynthActions(out_dir, options)
+// would write: kMissing (no synth_actions.txt), kUpToDate (same generator
+// version and options, and the split lists are there), or kStale with
+// `difference` naming the first option or version that differs, e.g.
+// "background_pool: the folder has (absent), these options give 8".
+enum class SynthDirState { kMissing, kUpToDate, kStale };
+absl::StatusOr<SynthDirState> CheckSynthActionsDir(const std::string& out_dir,
+                                                   const SynthOptions& options,
+                                                   std::string* difference);
 
 // Renders and encodes the whole dataset into out_dir (created if missing)
 // with num_threads workers (<= 0: one per core). The split lists are written

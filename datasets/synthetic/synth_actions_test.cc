@@ -13,6 +13,8 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
+
 #include "core/testing/test_util.h"
 
 namespace tb {
@@ -303,6 +305,106 @@ TEST(SynthActions, NoiseKnobChangesOnlyTheNoise) {
     // E|X| of the triangular noise is sigma * sqrt(6) / 3 (less where clipped).
     EXPECT_NEAR(sum / a->rgb.size(), 6 * 0.8165, 0.5) << "class " << c;
   }
+}
+
+// Share of pixels of frame 0 that are byte-identical in two videos.
+double SharedPixels(const SynthVideo& a, const SynthVideo& b) {
+  EXPECT_TRUE(a.width == b.width && a.height == b.height);
+  const size_t pixels = static_cast<size_t>(a.width) * a.height;
+  size_t same = 0;
+  for (size_t i = 0; i < pixels; ++i) {
+    same += std::equal(a.rgb.begin() + 3 * i, a.rgb.begin() + 3 * i + 3, b.rgb.begin() + 3 * i);
+  }
+  return static_cast<double>(same) / pixels;
+}
+
+TEST(SynthActions, BackgroundPoolSharesBackgroundsAcrossClassesAndVideos) {
+  // No noise, shake or distractors: what is not the main object is background.
+  SynthOptions own = SmallOptions();
+  own.noise = 0;
+  own.jitter = 0;
+  own.max_distractors = 0;
+  own.min_short_side = own.max_short_side = 64;
+  own.background_pool = 0;
+  SynthOptions pooled = own;
+  pooled.background_pool = 1;
+
+  auto own_a = RenderVideo(0, 0, own), own_b = RenderVideo(1, 1, own);
+  auto pool_a = RenderVideo(0, 0, pooled), pool_b = RenderVideo(1, 1, pooled);
+  ASSERT_TRUE(own_a.ok() && own_b.ok() && pool_a.ok() && pool_b.ok());
+  // With one pooled background, two videos of different classes differ only
+  // where their objects are (each covers well under a quarter of the frame).
+  EXPECT_GT(SharedPixels(*pool_a, *pool_b), 0.75);
+  // With their own backgrounds they share almost nothing.
+  EXPECT_LT(SharedPixels(*own_a, *own_b), 0.1);
+
+  // The pool changes the background only: the object is drawn in the same
+  // place, so where the pooled and own renderings of one video differ is
+  // background, and where they agree includes the object.
+  EXPECT_LT(SharedPixels(*own_a, *pool_a), 0.25);
+
+  // Larger pools: every video takes one of N backgrounds; with 2 of them, of
+  // 4 classes x 3 videos some pair of different classes shares one.
+  SynthOptions two = own;
+  two.background_pool = 2;
+  std::vector<SynthVideo> videos;
+  for (int c = 0; c < two.num_classes; ++c) {
+    for (int k = 0; k < 3; ++k) {
+      auto v = RenderVideo(c, k, two);
+      ASSERT_TRUE(v.ok());
+      videos.push_back(*std::move(v));
+    }
+  }
+  int sharing_pairs = 0;
+  for (size_t i = 0; i < videos.size(); ++i) {
+    for (size_t j = i + 1; j < videos.size(); ++j) {
+      sharing_pairs += SharedPixels(videos[i], videos[j]) > 0.75;
+    }
+  }
+  // 12 videos over 2 backgrounds: at least 2 * C(6, 2) = 30 of the 66 pairs
+  // share a background, and not all do unless the choice is degenerate.
+  EXPECT_GE(sharing_pairs, 30);
+  EXPECT_LT(sharing_pairs, 66);
+
+  SynthOptions bad = own;
+  bad.background_pool = -1;
+  EXPECT_EQ(ValidateSynthOptions(bad).message().rfind("background_pool:", 0), 0u);
+}
+
+TEST(SynthActions, CheckSynthActionsDirTellsMissingUpToDateAndStale) {
+  SynthOptions options = SmallOptions();
+  options.num_classes = 2;
+  options.train_per_class = 1;
+  options.test_per_class = 1;
+  const std::string dir = TmpDir("check_dir");
+  std::string difference;
+  auto state = CheckSynthActionsDir(dir, options, &difference);
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(*state, SynthDirState::kMissing);
+
+  ASSERT_TRUE(WriteSynthActions(dir, options, 1).ok());
+  state = CheckSynthActionsDir(dir, options, &difference);
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(*state, SynthDirState::kUpToDate);
+
+  SynthOptions other = options;
+  other.background_pool = 3;
+  state = CheckSynthActionsDir(dir, other, &difference);
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(*state, SynthDirState::kStale);
+  EXPECT_EQ(difference, "background_pool: the folder has 8, these options give 3");
+
+  // A dataset written before the generator version existed.
+  std::string text = ReadAll(dir + "/synth_actions.txt");
+  const std::string version_line = absl::StrCat("generator_version=", kSynthGeneratorVersion, "\n");
+  ASSERT_NE(text.find(version_line), std::string::npos);
+  text.erase(text.find(version_line), version_line.size());
+  std::ofstream(dir + "/synth_actions.txt", std::ios::trunc) << text;
+  state = CheckSynthActionsDir(dir, options, &difference);
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(*state, SynthDirState::kStale);
+  EXPECT_EQ(difference, absl::StrCat("generator_version: the folder has (absent), these options give ",
+                                     kSynthGeneratorVersion));
 }
 
 TEST(SynthActions, EncodedVideoMatchesTheRenderedFrames) {
