@@ -1,7 +1,9 @@
-// Checks every registered backbone through the common interface: output
-// shapes at two input sizes, stage feature maps, bf16 autocast forward close
-// to fp32, channels-last equal to contiguous. Widths are tiny so the whole
-// zoo runs in a few seconds.
+// Checks every registered backbone through the common interface, each in
+// the small configurations its registration lists as examples (so a new
+// backbone is covered without editing this file): output shapes at two input
+// sizes, stage feature maps, bf16 autocast forward close to fp32,
+// channels-last equal to contiguous; and that every kind of the
+// BackboneConfig oneof has a registered component with an example.
 #include <string>
 #include <vector>
 
@@ -10,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "backbones/backbone.h"
 #include "core/autocast.h"
+#include "google/protobuf/descriptor.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 
@@ -18,20 +21,30 @@ namespace {
 
 struct Case {
   std::string text;  // BackboneConfig text proto
-  int frames_a, size_a, frames_b, size_b;
+  int frames_a = 16, size_a = 32, frames_b = 8, size_b = 48;
 };
 
 std::vector<Case> Cases() {
-  return {
-      {"r3d18 { width_multiplier: 0.125 }", 8, 32, 16, 48},
-      {"r3d18 { width_multiplier: 0.125 depth: 34 }", 8, 32, 4, 40},
-      {"r3d18 { width_multiplier: 0.125 tclr_temporal_layer4: true }", 16, 32, 8, 48},
-      {"r2plus1d { width_multiplier: 0.125 }", 8, 32, 16, 48},
-      {"r2plus1d { width_multiplier: 0.125 depth: 34 }", 8, 32, 4, 40},
-      {"slow_r50 { width_multiplier: 0.125 }", 8, 32, 4, 64},
-      {"tsm_r18 { width_multiplier: 0.125 }", 8, 32, 4, 64},
-      {"slowfast_r50 { width_multiplier: 0.25 }", 16, 32, 8, 64},
-  };
+  std::vector<Case> cases;
+  for (const std::string& name : BackboneRegistry().Names()) {
+    for (const std::string& example : BackboneRegistry().Examples(name)) {
+      Case c;
+      c.text = absl::StrCat(name, " { ", example, " }");
+      cases.push_back(c);
+    }
+  }
+  return cases;
+}
+
+TEST(AllBackbones, EveryKindIsRegisteredWithAnExample) {
+  const auto* kind = BackboneConfig::descriptor()->FindOneofByName("kind");
+  ASSERT_NE(kind, nullptr);
+  for (int i = 0; i < kind->field_count(); ++i) {
+    const std::string name = kind->field(i)->name();
+    EXPECT_TRUE(BackboneRegistry().Contains(name)) << name;
+    EXPECT_FALSE(BackboneRegistry().Examples(name).empty()) << name;
+  }
+  EXPECT_EQ(BackboneRegistry().Names().size(), static_cast<size_t>(kind->field_count()));
 }
 
 std::shared_ptr<VideoBackbone> Build(const Case& c, int num_classes, bool channels_last) {

@@ -1,5 +1,7 @@
 #include "backbones/backbone.h"
 
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include <torch/nn/functional/pooling.h>
@@ -21,20 +23,55 @@ torch::Tensor VideoBackbone::Features(const torch::Tensor& clip) {
 }
 
 BackboneRegistryType& BackboneRegistry() {
-  static auto* registry = new BackboneRegistryType("backbone");
+  static auto* registry = new BackboneRegistryType("backbone", "kind");
   return *registry;
 }
 
+void CheckWidthMultiplier(float width_multiplier, FieldChecker* checker) {
+  constexpr float kMaxWidthMultiplier = 8.0f;
+  // The negated comparison also rejects NaN.
+  checker->Require(width_multiplier > 0.0f && width_multiplier <= kMaxWidthMultiplier,
+                   "width_multiplier", width_multiplier,
+                   absl::StrCat("must be in (0, ", kMaxWidthMultiplier, "]"));
+}
+
+int64_t ScaledWidth(int64_t base, double width_multiplier) {
+  return std::max<int64_t>(1, std::llround(base * width_multiplier));
+}
+
+absl::Status ValidateBackbone(const BackboneConfig& config, const std::string& path) {
+  FieldChecker c(path);
+  c.Require(config.num_classes() >= 0, "num_classes", config.num_classes(),
+            "must be >= 0 (0 = from the dataset)");
+  c.Require(config.dropout() >= 0.0f && config.dropout() < 1.0f, "dropout", config.dropout(),
+            "must be in [0, 1)");
+  if (!c.ok()) return c.status();
+  return BackboneRegistry().Validate(config, {path});
+}
+
 absl::StatusOr<std::shared_ptr<VideoBackbone>> CreateBackbone(const BackboneConfig& config) {
-  ASSIGN_OR_RETURN(std::string kind, SetOneofField(config, "kind", "backbone"));
+  RETURN_IF_ERROR(ValidateBackbone(config, "backbone"));
   if (config.num_classes() <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("backbone.num_classes must be > 0, got ", config.num_classes()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config field backbone.num_classes = ", config.num_classes(),
+        ": must be > 0 when the backbone is built (0 is resolved from the dataset first)"));
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<VideoBackbone> model,
-                   BackboneRegistry().Create(kind, config));
+  ASSIGN_OR_RETURN(std::unique_ptr<VideoBackbone> model, BackboneRegistry().Create(config, config));
   if (config.channels_last()) ToChannelsLast(*model);
   return std::shared_ptr<VideoBackbone>(std::move(model));
+}
+
+BasicBlockImpl::BasicBlockImpl(torch::nn::Sequential conv1_in, torch::nn::Sequential conv2_in,
+                               torch::nn::Sequential downsample_in) {
+  conv1 = register_module("conv1", conv1_in);
+  conv2 = register_module("conv2", conv2_in);
+  if (downsample_in) downsample = register_module("downsample", downsample_in);
+}
+
+torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
+  torch::Tensor out = conv2->forward(conv1->forward(x));
+  out += downsample ? downsample->forward(x) : x;
+  return torch::relu_(out);
 }
 
 torch::Tensor RunStages(torch::Tensor x, std::array<torch::nn::Sequential, 4>& stages,

@@ -24,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "backbones/backbones.pb.h"
+#include "core/config_check.h"
 #include "core/registry.h"
 
 namespace tb {
@@ -102,13 +103,47 @@ class ResNetBackbone : public VideoBackbone {
   torch::nn::Linear fc_{nullptr};
 };
 
-using BackboneRegistryType = Registry<VideoBackbone, const BackboneConfig&>;
+// torchvision's BasicBlock around given convolutions: conv1 (conv, BN,
+// ReLU), conv2 (conv, BN) and an optional downsample shortcut (1x1x1 conv,
+// BN); out = relu(conv2(conv1(x)) + shortcut(x)). The three are Sequentials
+// because torchvision's are: child indices are part of the parameter names
+// ("conv1.0.weight", "conv1.1.running_mean"). R3D and R(2+1)D differ only in
+// the convolutions they pass.
+struct BasicBlockImpl : torch::nn::Module {
+  // `downsample` may be null (identity shortcut).
+  BasicBlockImpl(torch::nn::Sequential conv1, torch::nn::Sequential conv2,
+                 torch::nn::Sequential downsample);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  torch::nn::Sequential conv1{nullptr};
+  torch::nn::Sequential conv2{nullptr};
+  torch::nn::Sequential downsample{nullptr};
+};
+TORCH_MODULE(BasicBlock);
+
+// Backbones are validated on their own options (scope path "backbone" or
+// e.g. "trainer.timebalance.teacher_backbone") and created from them with
+// the whole BackboneConfig as context (num_classes, dropout).
+using BackboneRegistryType = ComponentRegistry<VideoBackbone, ConfigScope, BackboneConfig>;
 BackboneRegistryType& BackboneRegistry();
 
-// Builds the backbone whose options field is set in `config`. Errors name
-// the field (InvalidArgument) or list the registered backbones (NotFound).
-// `config.num_classes()` must be > 0 here (resolved from the dataset).
+// Checks `config` where it sits at `path`: the fields every backbone shares
+// (num_classes >= 0, 0 meaning "from the dataset"; dropout in [0, 1)) and the
+// selected backbone's own options.
+absl::Status ValidateBackbone(const BackboneConfig& config, const std::string& path);
+
+// Builds the backbone whose options field is set in `config` after
+// ValidateBackbone(config, "backbone"); `config.num_classes()` must be > 0
+// here (resolved from the dataset). Errors name the field (InvalidArgument)
+// or list the registered backbones (NotFound).
 absl::StatusOr<std::shared_ptr<VideoBackbone>> CreateBackbone(const BackboneConfig& config);
+
+// The check every width_multiplier field gets: in (0, 8].
+void CheckWidthMultiplier(float width_multiplier, FieldChecker* checker);
+
+// The channel count of a stage of `base` channels at `width_multiplier`
+// (rounded to nearest, at least 1).
+int64_t ScaledWidth(int64_t base, double width_multiplier);
 
 int64_t CountParameters(const torch::nn::Module& module);
 

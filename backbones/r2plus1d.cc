@@ -20,8 +20,6 @@
 namespace tb {
 namespace {
 
-constexpr float kMaxWidthMultiplier = 8.0f;
-
 using Triple = torch::ExpandingArray<3>;
 
 torch::nn::Conv3d Conv(int64_t in, int64_t out, Triple kernel, Triple stride, Triple padding) {
@@ -53,34 +51,19 @@ struct Conv2Plus1dImpl : torch::nn::SequentialImpl {
 TORCH_MODULE(Conv2Plus1d);
 
 // torchvision's BasicBlock with Conv2Plus1D. Both Conv2Plus1D use the
-// midplanes of (in, out), as in torchvision. conv1/conv2/downsample are
-// Sequentials because torchvision's are: child indices are part of the names
-// ("conv1.0.3.weight", "conv1.1.running_mean").
-struct BasicBlock2Plus1dImpl : torch::nn::Module {
-  BasicBlock2Plus1dImpl(int64_t in, int64_t out, int64_t stride) {
-    const int64_t mid = R2plus1dMidplanes(in, out);
-    conv1 = register_module(
-        "conv1", torch::nn::Sequential(Conv2Plus1d(in, out, mid, stride), Bn(out), Relu()));
-    conv2 = register_module("conv2", torch::nn::Sequential(Conv2Plus1d(out, out, mid, 1), Bn(out)));
-    if (stride != 1 || in != out) {
-      downsample = register_module(
-          "downsample",
-          torch::nn::Sequential(Conv(in, out, {1, 1, 1}, {stride, stride, stride}, {0, 0, 0}),
-                                Bn(out)));
-    }
-  }
-
-  torch::Tensor forward(const torch::Tensor& x) {
-    torch::Tensor out = conv2->forward(conv1->forward(x));
-    out += downsample ? downsample->forward(x) : x;
-    return torch::relu_(out);
-  }
-
-  torch::nn::Sequential conv1{nullptr};
-  torch::nn::Sequential conv2{nullptr};
+// midplanes of (in, out), as in torchvision; built in torchvision's order
+// (conv1, conv2, downsample).
+BasicBlock BasicBlock2Plus1d(int64_t in, int64_t out, int64_t stride) {
+  const int64_t mid = R2plus1dMidplanes(in, out);
+  torch::nn::Sequential conv1(Conv2Plus1d(in, out, mid, stride), Bn(out), Relu());
+  torch::nn::Sequential conv2(Conv2Plus1d(out, out, mid, 1), Bn(out));
   torch::nn::Sequential downsample{nullptr};
-};
-TORCH_MODULE(BasicBlock2Plus1d);
+  if (stride != 1 || in != out) {
+    downsample = torch::nn::Sequential(
+        Conv(in, out, {1, 1, 1}, {stride, stride, stride}, {0, 0, 0}), Bn(out));
+  }
+  return BasicBlock(conv1, conv2, downsample);
+}
 
 class R2plus1d : public ResNetBackbone {
  public:
@@ -110,17 +93,13 @@ class R2plus1d : public ResNetBackbone {
   }
 };
 
-int64_t Scaled(int64_t base, float width_multiplier) {
-  return std::max<int64_t>(1, std::llround(base * static_cast<double>(width_multiplier)));
-}
-
 }  // namespace
 
 R2plus1dWidths R2plus1dChannelWidths(float width_multiplier) {
   R2plus1dWidths widths;
-  widths.stem_mid = Scaled(45, width_multiplier);
+  widths.stem_mid = ScaledWidth(45, width_multiplier);
   const int64_t base[4] = {64, 128, 256, 512};
-  for (int s = 0; s < 4; ++s) widths.stages[s] = Scaled(base[s], width_multiplier);
+  for (int s = 0; s < 4; ++s) widths.stages[s] = ScaledWidth(base[s], width_multiplier);
   return widths;
 }
 
@@ -133,35 +112,26 @@ std::array<int, 4> R2plus1dBlocksPerStage(int depth) {
   return {2, 2, 2, 2};
 }
 
-absl::StatusOr<std::unique_ptr<VideoBackbone>> MakeR2plus1d(const BackboneConfig& config) {
-  const R2plus1dOptions& options = config.r2plus1d();
+absl::Status ValidateR2plus1d(const R2plus1dOptions& options, const ConfigScope& scope) {
+  FieldChecker c(scope.path);
+  c.Require(options.depth() == 18 || options.depth() == 34, "depth", options.depth(),
+            "must be 18 or 34");
+  CheckWidthMultiplier(options.width_multiplier(), &c);
+  return c.status();
+}
+
+absl::StatusOr<std::unique_ptr<VideoBackbone>> CreateR2plus1d(const R2plus1dOptions& options,
+                                                              const BackboneConfig& config) {
   const int depth = options.depth();
-  if (depth != 18 && depth != 34) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("backbone.r2plus1d.depth must be 18 or 34, got ", depth));
-  }
-  const float w = options.width_multiplier();
-  // The negated comparison also rejects NaN.
-  if (!(w > 0.0f && w <= kMaxWidthMultiplier)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "backbone.r2plus1d.width_multiplier must be in (0, ", kMaxWidthMultiplier, "], got ", w));
-  }
-  if (!(config.dropout() >= 0.0f && config.dropout() < 1.0f)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("backbone.dropout must be in [0, 1), got ", config.dropout()));
-  }
-  if (config.num_classes() <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("backbone.num_classes must be > 0, got ", config.num_classes()));
-  }
   return CallTorch(absl::StrCat("building backbone r2plus1d (depth ", depth, ")"),
                    [&]() -> std::unique_ptr<VideoBackbone> {
-                     return std::make_unique<R2plus1d>(R2plus1dChannelWidths(w),
-                                                       R2plus1dBlocksPerStage(depth),
-                                                       config.num_classes(), config.dropout());
+                     return std::make_unique<R2plus1d>(
+                         R2plus1dChannelWidths(options.width_multiplier()),
+                         R2plus1dBlocksPerStage(depth), config.num_classes(), config.dropout());
                    });
 }
 
-TB_REGISTER_COMPONENT(BackboneRegistry(), r2plus1d, MakeR2plus1d);
+TB_REGISTER_COMPONENT(BackboneRegistry(), r2plus1d, ValidateR2plus1d, CreateR2plus1d,
+                      "width_multiplier: 0.125", "width_multiplier: 0.125 depth: 34");
 
 }  // namespace tb

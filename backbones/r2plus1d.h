@@ -8,8 +8,10 @@
 // equal torchvision's (stem.3.weight, layer1.0.conv1.0.1.running_var,
 // layer2.0.downsample.0.weight, fc.bias, ...) so a converted torchvision
 // state dict loads with LoadStateDict. The modules live in r2plus1d.cc; build
-// one through CreateBackbone (or MakeR2plus1d) and use it as a
-// tb::VideoBackbone.
+// one through CreateBackbone and use it as a tb::VideoBackbone.
+//
+// Example config:
+//   backbone { r2plus1d { depth: 34 } }
 #ifndef TIMEBALANCE_BACKBONES_R2PLUS1D_H_
 #define TIMEBALANCE_BACKBONES_R2PLUS1D_H_
 
@@ -41,11 +43,6 @@ int64_t R2plus1dMidplanes(int64_t in, int64_t out);
 // Blocks per stage: {2, 2, 2, 2} for depth 18, {3, 4, 6, 3} for depth 34.
 // Only meaningful for a supported depth (18 or 34).
 std::array<int, 4> R2plus1dBlocksPerStage(int depth);
-
-// Builds R(2+1)D from `config.r2plus1d()`. InvalidArgument for a depth other
-// than 18 or 34, a width multiplier outside (0, 8], a dropout outside [0, 1)
-// or num_classes <= 0; the message names the config field.
-absl::StatusOr<std::unique_ptr<VideoBackbone>> MakeR2plus1d(const BackboneConfig& config);
 
 }  // namespace tb
 

@@ -14,39 +14,23 @@
 #include "backbones/backbone.h"
 #include "backbones/r2plus1d.h"
 #include "backbones/state_dict_io.h"
+#include "core/testing/python_reference.h"
+#include "core/testing/test_util.h"
 #include "gtest/gtest.h"
 
 namespace tb {
 namespace {
 
-constexpr char kPython[] = "/usr/bin/python3";
-
-std::string Env(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? std::string(v) : fallback;
-}
-
 class R2plus1dParityTest : public ::testing::Test {
  protected:
   // Runs the exporter once for the whole suite (it writes both depths).
   static void SetUpTestSuite() {
-    const std::string check = absl::StrCat(kPython, " -c 'import torch, torchvision'");
-    if (std::system(check.c_str()) != 0) {
-      setup_error_ = new std::string(absl::StrCat(
-          kPython, " cannot import torch and torchvision; install python3-torchvision ",
-          "(Debian) to run this parity test"));
-      return;
-    }
-    const std::string script =
-        absl::StrCat(Env("TEST_SRCDIR", "."), "/", Env("TEST_WORKSPACE", "timebalance"),
-                     "/backbones/testdata/export_r2plus1d.py");
-    const std::string export_cmd = absl::StrCat(kPython, " ", script, " ", OutDir());
-    if (std::system(export_cmd.c_str()) != 0) {
-      setup_error_ = new std::string(absl::StrCat("failed: ", export_cmd));
-    }
+    const auto exported = testing::RunPythonReference("backbones/testdata/export_r2plus1d.py",
+                                                      {OutDir()}, {"torch", "torchvision"});
+    if (!exported.ok()) setup_error_ = new std::string(exported.status().ToString());
   }
 
-  static std::string OutDir() { return Env("TEST_TMPDIR", "/tmp"); }
+  static std::string OutDir() { return testing::TmpPath(""); }
 
   // Loads torchvision's depth-`depth` weights strictly, runs the saved input
   // and compares features and logits within `logit_tolerance`.

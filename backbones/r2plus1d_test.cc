@@ -189,7 +189,7 @@ TEST(R2plus1dTest, BackwardReachesEveryParameter) {
 
 TEST(R2plus1dTest, RegistryCreatesR2plus1d) {
   EXPECT_TRUE(BackboneRegistry().Contains("r2plus1d"));
-  auto model = BackboneRegistry().Create("r2plus1d", R2plus1dConfig(34, 0.125f, 3));
+  auto model = CreateBackbone(R2plus1dConfig(34, 0.125f, 3));
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_EQ((*model)->num_classes(), 3);
   // The options field name picks the factory through CreateBackbone too.
@@ -225,10 +225,10 @@ TEST(R2plus1dTest, BadWidthNamesTheField) {
 }
 
 TEST(R2plus1dTest, BadDropoutAndClassesNameTheField) {
-  auto model = MakeR2plus1d(R2plus1dConfig(18, 0.125f, 3, 1.0f));
+  auto model = CreateBackbone(R2plus1dConfig(18, 0.125f, 3, 1.0f));
   ASSERT_FALSE(model.ok());
   EXPECT_THAT(model.status().message(), HasSubstr("backbone.dropout"));
-  model = MakeR2plus1d(R2plus1dConfig(18, 0.125f, 0));
+  model = CreateBackbone(R2plus1dConfig(18, 0.125f, 0));
   ASSERT_FALSE(model.ok());
   EXPECT_THAT(model.status().message(), HasSubstr("backbone.num_classes"));
 }

@@ -20,8 +20,6 @@
 namespace tb {
 namespace {
 
-constexpr float kMaxWidthMultiplier = 8.0f;
-
 using Triple = torch::ExpandingArray<3>;
 
 // A bias-free 3D convolution with a cubic kernel; the temporal dilation is
@@ -42,35 +40,21 @@ torch::nn::BatchNorm3d Bn(int64_t channels) {
   return torch::nn::BatchNorm3d(torch::nn::BatchNorm3dOptions(channels).eps(1e-5).momentum(0.1));
 }
 
-// torchvision's BasicBlock with Conv3DSimple. conv1/conv2/downsample are
-// Sequentials only because torchvision's are: their child indices are part of
-// the parameter names ("conv1.0.weight", "conv1.1.running_mean").
-// `conv1_temporal_dilation` > 1 is TCLR's layer4[0].conv1 (dilation (2, 1, 1),
-// padding (2, 1, 1)); it adds no parameters.
-struct BasicBlock3dImpl : torch::nn::Module {
-  BasicBlock3dImpl(int64_t in, int64_t out, Triple stride, int64_t conv1_temporal_dilation = 1) {
-    conv1 = register_module(
-        "conv1", torch::nn::Sequential(Conv(in, out, 3, stride, conv1_temporal_dilation), Bn(out),
-                                       torch::nn::ReLU(torch::nn::ReLUOptions(true))));
-    conv2 = register_module("conv2", torch::nn::Sequential(Conv(out, out, 3, 1), Bn(out)));
-    const bool strided = (*stride)[0] != 1 || (*stride)[1] != 1 || (*stride)[2] != 1;
-    if (strided || in != out) {
-      downsample =
-          register_module("downsample", torch::nn::Sequential(Conv(in, out, 1, stride), Bn(out)));
-    }
-  }
-
-  torch::Tensor forward(const torch::Tensor& x) {
-    torch::Tensor out = conv2->forward(conv1->forward(x));
-    out += downsample ? downsample->forward(x) : x;
-    return torch::relu_(out);
-  }
-
-  torch::nn::Sequential conv1{nullptr};
-  torch::nn::Sequential conv2{nullptr};
+// torchvision's BasicBlock with Conv3DSimple. `conv1_temporal_dilation` > 1
+// is TCLR's layer4[0].conv1 (dilation (2, 1, 1), padding (2, 1, 1)); it adds
+// no parameters. The convolutions are built in torchvision's order (conv1,
+// conv2, downsample), which is also the order their default initialisation
+// draws random numbers in.
+BasicBlock BasicBlock3d(int64_t in, int64_t out, Triple stride,
+                        int64_t conv1_temporal_dilation = 1) {
+  torch::nn::Sequential conv1(Conv(in, out, 3, stride, conv1_temporal_dilation), Bn(out),
+                              torch::nn::ReLU(torch::nn::ReLUOptions(true)));
+  torch::nn::Sequential conv2(Conv(out, out, 3, 1), Bn(out));
   torch::nn::Sequential downsample{nullptr};
-};
-TORCH_MODULE(BasicBlock3d);
+  const bool strided = (*stride)[0] != 1 || (*stride)[1] != 1 || (*stride)[2] != 1;
+  if (strided || in != out) downsample = torch::nn::Sequential(Conv(in, out, 1, stride), Bn(out));
+  return BasicBlock(conv1, conv2, downsample);
+}
 
 // torchvision's VideoResNet with BasicBlock and Conv3DSimple: r3d_18 at
 // blocks {2, 2, 2, 2}, the 34-layer variant at {3, 4, 6, 3}.
@@ -115,48 +99,36 @@ class R3d : public ResNetBackbone {
 std::array<int64_t, 4> R3dStageWidths(float width_multiplier) {
   std::array<int64_t, 4> widths{};
   const int64_t base[4] = {64, 128, 256, 512};
-  for (int s = 0; s < 4; ++s) {
-    widths[s] = std::max<int64_t>(1, std::llround(base[s] * static_cast<double>(width_multiplier)));
-  }
+  for (int s = 0; s < 4; ++s) widths[s] = ScaledWidth(base[s], width_multiplier);
   return widths;
 }
 
-absl::StatusOr<std::array<int, 4>> R3dBlocksPerStage(int depth) {
-  switch (depth) {
-    case 18:
-      return std::array<int, 4>{2, 2, 2, 2};
-    case 34:
-      return std::array<int, 4>{3, 4, 6, 3};
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("backbone.r3d18.depth must be 18 or 34, got ", depth));
-  }
+std::array<int, 4> R3dBlocksPerStage(int depth) {
+  if (depth == 34) return {3, 4, 6, 3};
+  return {2, 2, 2, 2};
 }
 
-absl::StatusOr<std::unique_ptr<VideoBackbone>> MakeR3d18(const BackboneConfig& config) {
-  const R3dOptions& options = config.r3d18();
-  const float w = options.width_multiplier();
-  // The negated comparison also rejects NaN.
-  if (!(w > 0.0f && w <= kMaxWidthMultiplier)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "backbone.r3d18.width_multiplier must be in (0, ", kMaxWidthMultiplier, "], got ", w));
-  }
-  if (!(config.dropout() >= 0.0f && config.dropout() < 1.0f)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("backbone.dropout must be in [0, 1), got ", config.dropout()));
-  }
-  if (config.num_classes() <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("backbone.num_classes must be > 0, got ", config.num_classes()));
-  }
-  const absl::StatusOr<std::array<int, 4>> blocks = R3dBlocksPerStage(options.depth());
-  if (!blocks.ok()) return blocks.status();
-  return CallTorch("building backbone r3d18", [&]() -> std::unique_ptr<VideoBackbone> {
-    return std::make_unique<R3d>(R3dStageWidths(w), *blocks, options.tclr_temporal_layer4(),
-                                 config.num_classes(), config.dropout());
-  });
+absl::Status ValidateR3d(const R3dOptions& options, const ConfigScope& scope) {
+  FieldChecker c(scope.path);
+  CheckWidthMultiplier(options.width_multiplier(), &c);
+  c.Require(options.depth() == 18 || options.depth() == 34, "depth", options.depth(),
+            "must be 18 (R3D-18) or 34 (R3D-34)");
+  return c.status();
 }
 
-TB_REGISTER_COMPONENT(BackboneRegistry(), r3d18, MakeR3d18);
+absl::StatusOr<std::unique_ptr<VideoBackbone>> CreateR3d(const R3dOptions& options,
+                                                         const BackboneConfig& config) {
+  return CallTorch(absl::StrCat("building backbone r3d18 (depth ", options.depth(), ")"),
+                   [&]() -> std::unique_ptr<VideoBackbone> {
+                     return std::make_unique<R3d>(
+                         R3dStageWidths(options.width_multiplier()),
+                         R3dBlocksPerStage(options.depth()), options.tclr_temporal_layer4(),
+                         config.num_classes(), config.dropout());
+                   });
+}
+
+TB_REGISTER_COMPONENT(BackboneRegistry(), r3d18, ValidateR3d, CreateR3d,
+                      "width_multiplier: 0.125", "width_multiplier: 0.125 depth: 34",
+                      "width_multiplier: 0.125 tclr_temporal_layer4: true");
 
 }  // namespace tb

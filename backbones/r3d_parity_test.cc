@@ -11,30 +11,18 @@
 #include "backbones/backbone.h"
 #include "backbones/r3d.h"
 #include "backbones/state_dict_io.h"
+#include "core/testing/python_reference.h"
+#include "core/testing/test_util.h"
 #include "gtest/gtest.h"
 
 namespace tb {
 namespace {
 
-constexpr char kPython[] = "/usr/bin/python3";
-
-std::string Env(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? std::string(v) : fallback;
-}
-
 TEST(R3dParityTest, MatchesTorchvisionR3d18) {
-  const std::string check = absl::StrCat(kPython, " -c 'import torch, torchvision'");
-  ASSERT_EQ(std::system(check.c_str()), 0)
-      << kPython << " cannot import torch and torchvision; install python3-torchvision "
-      << "(Debian) to run this parity test";
-
-  const std::string script =
-      absl::StrCat(Env("TEST_SRCDIR", "."), "/", Env("TEST_WORKSPACE", "timebalance"),
-                   "/backbones/testdata/export_torchvision.py");
-  const std::string out_dir = Env("TEST_TMPDIR", "/tmp");
-  const std::string export_cmd = absl::StrCat(kPython, " ", script, " ", out_dir);
-  ASSERT_EQ(std::system(export_cmd.c_str()), 0) << "failed: " << export_cmd;
+  const std::string out_dir = testing::TmpPath("");
+  const auto exported = testing::RunPythonReference("backbones/testdata/export_torchvision.py",
+                                                    {out_dir}, {"torch", "torchvision"});
+  ASSERT_TRUE(exported.ok()) << exported.status();
 
   auto weights = ReadPyTorchStateDict(out_dir + "/r3d18_weights.pt");
   ASSERT_TRUE(weights.ok()) << weights.status();

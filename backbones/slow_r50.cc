@@ -60,33 +60,25 @@ class SlowR50 : public ResNetBackbone {
 std::array<int64_t, 4> SlowR50InnerWidths(float width_multiplier) {
   std::array<int64_t, 4> widths{};
   const int64_t base[4] = {64, 128, 256, 512};
-  for (int s = 0; s < 4; ++s) {
-    widths[s] = std::max<int64_t>(1, std::llround(base[s] * static_cast<double>(width_multiplier)));
-  }
+  for (int s = 0; s < 4; ++s) widths[s] = ScaledWidth(base[s], width_multiplier);
   return widths;
 }
 
-absl::StatusOr<std::unique_ptr<VideoBackbone>> MakeSlowR50(const BackboneConfig& config) {
-  const float w = config.slow_r50().width_multiplier();
-  // The negated comparison also rejects NaN.
-  if (!(w > 0.0f && w <= kMaxWidthMultiplier)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "backbone.slow_r50.width_multiplier must be in (0, ", kMaxWidthMultiplier, "], got ", w));
-  }
-  if (!(config.dropout() >= 0.0f && config.dropout() < 1.0f)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("backbone.dropout must be in [0, 1), got ", config.dropout()));
-  }
-  if (config.num_classes() <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("backbone.num_classes must be > 0, got ", config.num_classes()));
-  }
+absl::Status ValidateSlowR50(const SlowR50Options& options, const ConfigScope& scope) {
+  FieldChecker c(scope.path);
+  CheckWidthMultiplier(options.width_multiplier(), &c);
+  return c.status();
+}
+
+absl::StatusOr<std::unique_ptr<VideoBackbone>> CreateSlowR50(const SlowR50Options& options,
+                                                             const BackboneConfig& config) {
   return CallTorch("building backbone slow_r50", [&]() -> std::unique_ptr<VideoBackbone> {
-    return std::make_unique<SlowR50>(SlowR50InnerWidths(w), config.num_classes(),
-                                     config.dropout());
+    return std::make_unique<SlowR50>(SlowR50InnerWidths(options.width_multiplier()),
+                                     config.num_classes(), config.dropout());
   });
 }
 
-TB_REGISTER_COMPONENT(BackboneRegistry(), slow_r50, MakeSlowR50);
+TB_REGISTER_COMPONENT(BackboneRegistry(), slow_r50, ValidateSlowR50, CreateSlowR50,
+                      "width_multiplier: 0.125");
 
 }  // namespace tb

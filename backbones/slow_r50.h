@@ -13,7 +13,7 @@
 // fc. (pytorchvideo's names differ: blocks.0.conv / blocks.1.res_blocks.0.
 // branch2.conv_a / blocks.5.proj; a converter has to map them.) At width 1
 // with 400 classes it has 32,454,096 parameters, exactly pytorchvideo's
-// slow_r50. Build it through CreateBackbone (or MakeSlowR50).
+// slow_r50. Build it through CreateBackbone.
 #ifndef TIMEBALANCE_BACKBONES_SLOW_R50_H_
 #define TIMEBALANCE_BACKBONES_SLOW_R50_H_
 
@@ -32,10 +32,6 @@ namespace tb {
 // stem has the first; stage s outputs 4x its inner width.
 std::array<int64_t, 4> SlowR50InnerWidths(float width_multiplier);
 
-// Builds SlowOnly-R50 from `config.slow_r50()`. InvalidArgument (naming the
-// field) for a width multiplier outside (0, 8], a dropout outside [0, 1) or
-// num_classes <= 0.
-absl::StatusOr<std::unique_ptr<VideoBackbone>> MakeSlowR50(const BackboneConfig& config);
 
 }  // namespace tb
 

@@ -162,7 +162,7 @@ TEST(SlowR50Test, BackwardReachesEveryParameter) {
 
 TEST(SlowR50Test, Registered) {
   EXPECT_TRUE(BackboneRegistry().Contains("slow_r50"));
-  auto model = BackboneRegistry().Create("slow_r50", SlowConfig(0.125f, 3));
+  auto model = CreateBackbone(SlowConfig(0.125f, 3));
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_EQ((*model)->num_classes(), 3);
   EXPECT_EQ((*model)->feature_dim(), 256);
@@ -175,10 +175,10 @@ TEST(SlowR50Test, BadOptionsNameTheField) {
     EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(model.status().message(), HasSubstr("backbone.slow_r50.width_multiplier"));
   }
-  auto model = MakeSlowR50(SlowConfig(0.25f, 3, 1.0f));
+  auto model = CreateBackbone(SlowConfig(0.25f, 3, 1.0f));
   ASSERT_FALSE(model.ok());
   EXPECT_THAT(model.status().message(), HasSubstr("backbone.dropout"));
-  model = MakeSlowR50(SlowConfig(0.25f, 0));
+  model = CreateBackbone(SlowConfig(0.25f, 0));
   ASSERT_FALSE(model.ok());
   EXPECT_THAT(model.status().message(), HasSubstr("backbone.num_classes"));
 }

@@ -21,7 +21,6 @@
 namespace tb {
 namespace {
 
-constexpr float kMaxWidthMultiplier = 8.0f;
 constexpr int kMaxAlpha = 64;
 constexpr int kMaxBetaInv = 64;
 constexpr int kMaxFusionRatio = 16;
@@ -154,15 +153,6 @@ class SlowFastR50 : public VideoBackbone {
   torch::nn::Linear fc_{nullptr};
 };
 
-absl::Status CheckIntRange(const char* field, int value, int lo, int hi) {
-  if (value < lo || value > hi) {
-    return absl::InvalidArgumentError(absl::StrCat("backbone.slowfast_r50.", field,
-                                                   " must be in [", lo, ", ", hi, "], got ",
-                                                   value));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 SlowFastWidths SlowFastR50Widths(const SlowFastOptions& options) {
@@ -171,7 +161,7 @@ SlowFastWidths SlowFastR50Widths(const SlowFastOptions& options) {
   const int64_t beta_inv = std::max(1, options.beta_inv());
   const int64_t base[4] = {64, 128, 256, 512};
   for (int s = 0; s < 4; ++s) {
-    w.slow_inner[s] = std::max<int64_t>(1, std::llround(base[s] * m));
+    w.slow_inner[s] = ScaledWidth(base[s], m);
     w.fast_inner[s] = std::max<int64_t>(1, w.slow_inner[s] / beta_inv);
   }
   w.slow_stem = w.slow_inner[0];
@@ -180,42 +170,30 @@ SlowFastWidths SlowFastR50Widths(const SlowFastOptions& options) {
   return w;
 }
 
-absl::StatusOr<std::unique_ptr<VideoBackbone>> MakeSlowFastR50(const BackboneConfig& config) {
-  const SlowFastOptions& options = config.slowfast_r50();
-  const float w = options.width_multiplier();
-  // The negated comparison also rejects NaN.
-  if (!(w > 0.0f && w <= kMaxWidthMultiplier)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "backbone.slowfast_r50.width_multiplier must be in (0, ", kMaxWidthMultiplier, "], got ",
-        w));
-  }
-  for (absl::Status status :
-       {CheckIntRange("alpha", options.alpha(), 1, kMaxAlpha),
-        CheckIntRange("beta_inv", options.beta_inv(), 1, kMaxBetaInv),
-        CheckIntRange("fusion_conv_channel_ratio", options.fusion_conv_channel_ratio(), 1,
-                      kMaxFusionRatio),
-        CheckIntRange("fusion_kernel", options.fusion_kernel(), 1, kMaxFusionKernel)}) {
-    if (!status.ok()) return status;
-  }
-  if (options.fusion_kernel() % 2 == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "backbone.slowfast_r50.fusion_kernel must be odd (so the lateral convolution maps T "
-        "frames to T / alpha), got ",
-        options.fusion_kernel()));
-  }
-  if (!(config.dropout() >= 0.0f && config.dropout() < 1.0f)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("backbone.dropout must be in [0, 1), got ", config.dropout()));
-  }
-  if (config.num_classes() <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("backbone.num_classes must be > 0, got ", config.num_classes()));
-  }
+absl::Status ValidateSlowFastR50(const SlowFastOptions& options, const ConfigScope& scope) {
+  FieldChecker c(scope.path);
+  CheckWidthMultiplier(options.width_multiplier(), &c);
+  auto in_range = [&c](const char* field, int value, int lo, int hi) {
+    c.Require(value >= lo && value <= hi, field, value,
+              absl::StrCat("must be in [", lo, ", ", hi, "]"));
+  };
+  in_range("alpha", options.alpha(), 1, kMaxAlpha);
+  in_range("beta_inv", options.beta_inv(), 1, kMaxBetaInv);
+  in_range("fusion_conv_channel_ratio", options.fusion_conv_channel_ratio(), 1, kMaxFusionRatio);
+  in_range("fusion_kernel", options.fusion_kernel(), 1, kMaxFusionKernel);
+  c.Require(options.fusion_kernel() % 2 == 1, "fusion_kernel", options.fusion_kernel(),
+            "must be odd (so the lateral convolution maps T frames to T / alpha)");
+  return c.status();
+}
+
+absl::StatusOr<std::unique_ptr<VideoBackbone>> CreateSlowFastR50(const SlowFastOptions& options,
+                                                                 const BackboneConfig& config) {
   return CallTorch("building backbone slowfast_r50", [&]() -> std::unique_ptr<VideoBackbone> {
     return std::make_unique<SlowFastR50>(options, config.num_classes(), config.dropout());
   });
 }
 
-TB_REGISTER_COMPONENT(BackboneRegistry(), slowfast_r50, MakeSlowFastR50);
+TB_REGISTER_COMPONENT(BackboneRegistry(), slowfast_r50, ValidateSlowFastR50, CreateSlowFastR50,
+                      "width_multiplier: 0.25");
 
 }  // namespace tb

@@ -74,12 +74,6 @@ struct SlowFastWidths {
 // The channel plan of `options` (no validation; call on validated options).
 SlowFastWidths SlowFastR50Widths(const SlowFastOptions& options);
 
-// Builds SlowFast-R50 from `config.slowfast_r50()`. InvalidArgument naming
-// the field for: width_multiplier outside (0, 8]; alpha outside [1, 64];
-// beta_inv outside [1, 64]; fusion_conv_channel_ratio outside [1, 16];
-// fusion_kernel not odd or outside [1, 15] (an even kernel would not map T
-// frames to T / alpha); dropout outside [0, 1); num_classes <= 0.
-absl::StatusOr<std::unique_ptr<VideoBackbone>> MakeSlowFastR50(const BackboneConfig& config);
 
 }  // namespace tb
 

@@ -218,7 +218,7 @@ TEST(SlowFastTest, BackwardReachesBothPathways) {
 
 TEST(SlowFastTest, Registered) {
   EXPECT_TRUE(BackboneRegistry().Contains("slowfast_r50"));
-  auto model = BackboneRegistry().Create("slowfast_r50", SlowFastConfig(0.125f, 3));
+  auto model = CreateBackbone(SlowFastConfig(0.125f, 3));
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_EQ((*model)->num_classes(), 3);
   EXPECT_EQ((*model)->feature_dim(), 256 + 32);
@@ -245,16 +245,16 @@ TEST(SlowFastTest, BadOptionsNameTheField) {
                         Case{"fusion_kernel", &SlowFastOptions::set_fusion_kernel, 6}}) {
     BackboneConfig config = SlowFastConfig(0.125f, 3);
     (config.mutable_slowfast_r50()->*c.set)(c.value);
-    auto model = MakeSlowFastR50(config);
+    auto model = CreateBackbone(config);
     ASSERT_FALSE(model.ok()) << c.field << " = " << c.value;
     EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(model.status().message(),
                 HasSubstr(std::string("backbone.slowfast_r50.") + c.field));
   }
-  auto model = MakeSlowFastR50(SlowFastConfig(0.25f, 3, 1.0f));
+  auto model = CreateBackbone(SlowFastConfig(0.25f, 3, 1.0f));
   ASSERT_FALSE(model.ok());
   EXPECT_THAT(model.status().message(), HasSubstr("backbone.dropout"));
-  model = MakeSlowFastR50(SlowFastConfig(0.25f, 0));
+  model = CreateBackbone(SlowFastConfig(0.25f, 0));
   ASSERT_FALSE(model.ok());
   EXPECT_THAT(model.status().message(), HasSubstr("backbone.num_classes"));
 }

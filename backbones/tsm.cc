@@ -21,8 +21,6 @@
 namespace tb {
 namespace {
 
-constexpr float kMaxWidthMultiplier = 8.0f;
-
 // A bias-free 2D convolution with a square kernel and "same" padding.
 torch::nn::Conv2d Conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {
   return torch::nn::Conv2d(
@@ -175,38 +173,26 @@ torch::Tensor TemporalShift(const torch::Tensor& x, int64_t num_frames, int64_t 
 std::array<int64_t, 4> TsmStageWidths(float width_multiplier) {
   std::array<int64_t, 4> widths{};
   const int64_t base[4] = {64, 128, 256, 512};
-  for (int s = 0; s < 4; ++s) {
-    widths[s] = std::max<int64_t>(1, std::llround(base[s] * static_cast<double>(width_multiplier)));
-  }
+  for (int s = 0; s < 4; ++s) widths[s] = ScaledWidth(base[s], width_multiplier);
   return widths;
 }
 
-absl::StatusOr<std::unique_ptr<VideoBackbone>> MakeTsmR18(const BackboneConfig& config) {
-  const TsmOptions& options = config.tsm_r18();
-  const float w = options.width_multiplier();
-  // The negated comparison also rejects NaN.
-  if (!(w > 0.0f && w <= kMaxWidthMultiplier)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "backbone.tsm_r18.width_multiplier must be in (0, ", kMaxWidthMultiplier, "], got ", w));
-  }
-  if (options.shift_div() < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("backbone.tsm_r18.shift_div must be >= 2, got ", options.shift_div()));
-  }
-  if (!(config.dropout() >= 0.0f && config.dropout() < 1.0f)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("backbone.dropout must be in [0, 1), got ", config.dropout()));
-  }
-  if (config.num_classes() <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("backbone.num_classes must be > 0, got ", config.num_classes()));
-  }
+absl::Status ValidateTsmR18(const TsmOptions& options, const ConfigScope& scope) {
+  FieldChecker c(scope.path);
+  CheckWidthMultiplier(options.width_multiplier(), &c);
+  c.Require(options.shift_div() >= 2, "shift_div", options.shift_div(), "must be >= 2");
+  return c.status();
+}
+
+absl::StatusOr<std::unique_ptr<VideoBackbone>> CreateTsmR18(const TsmOptions& options,
+                                                            const BackboneConfig& config) {
   return CallTorch("building backbone tsm_r18", [&]() -> std::unique_ptr<VideoBackbone> {
-    return std::make_unique<TsmR18>(TsmStageWidths(w), options.shift_div(), config.num_classes(),
-                                    config.dropout());
+    return std::make_unique<TsmR18>(TsmStageWidths(options.width_multiplier()),
+                                    options.shift_div(), config.num_classes(), config.dropout());
   });
 }
 
-TB_REGISTER_COMPONENT(BackboneRegistry(), tsm_r18, MakeTsmR18);
+TB_REGISTER_COMPONENT(BackboneRegistry(), tsm_r18, ValidateTsmR18, CreateTsmR18,
+                      "width_multiplier: 0.125");
 
 }  // namespace tb

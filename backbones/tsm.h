@@ -44,11 +44,6 @@ torch::Tensor TemporalShift(const torch::Tensor& x, int64_t num_frames, int64_t 
 // round(256w), round(512w), each at least 1. The stem uses the first.
 std::array<int64_t, 4> TsmStageWidths(float width_multiplier);
 
-// Builds TSM-ResNet18 from `config.tsm_r18()`. InvalidArgument naming the
-// field for a width multiplier outside (0, 8], a shift_div < 2, a dropout
-// outside [0, 1) or num_classes <= 0.
-absl::StatusOr<std::unique_ptr<VideoBackbone>> MakeTsmR18(const BackboneConfig& config);
-
 }  // namespace tb
 
 #endif  // TIMEBALANCE_BACKBONES_TSM_H_

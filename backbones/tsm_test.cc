@@ -12,6 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "backbones/backbone.h"
 #include "backbones/state_dict_io.h"
+#include "core/testing/python_reference.h"
+#include "core/testing/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -20,8 +22,6 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-constexpr char kPython[] = "/usr/bin/python3";
 
 BackboneConfig TsmConfig(float width, int num_classes, float dropout = 0.0f) {
   BackboneConfig config;
@@ -35,11 +35,6 @@ std::shared_ptr<VideoBackbone> Build(const BackboneConfig& config) {
   auto model = CreateBackbone(config);
   EXPECT_TRUE(model.ok()) << model.status();
   return model.ok() ? *model : nullptr;
-}
-
-std::string Env(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? std::string(v) : fallback;
 }
 
 TEST(TemporalShiftTest, HandBuiltTensor) {
@@ -238,7 +233,7 @@ TEST(TsmTest, BackwardReachesEveryParameter) {
 
 TEST(TsmTest, RegistryCreatesTsmR18) {
   EXPECT_TRUE(BackboneRegistry().Contains("tsm_r18"));
-  auto model = BackboneRegistry().Create("tsm_r18", TsmConfig(0.125f, 3));
+  auto model = CreateBackbone(TsmConfig(0.125f, 3));
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_EQ((*model)->num_classes(), 3);
   // Defaults: width 1, shift_div 8.
@@ -264,10 +259,10 @@ TEST(TsmTest, BadOptionsNameTheField) {
     EXPECT_THAT(model.status().message(), HasSubstr("backbone.tsm_r18.shift_div"));
     EXPECT_THAT(model.status().message(), HasSubstr(absl::StrCat(div)));
   }
-  auto model = MakeTsmR18(TsmConfig(0.125f, 3, 1.0f));
+  auto model = CreateBackbone(TsmConfig(0.125f, 3, 1.0f));
   ASSERT_FALSE(model.ok());
   EXPECT_THAT(model.status().message(), HasSubstr("backbone.dropout"));
-  model = MakeTsmR18(TsmConfig(0.125f, 0));
+  model = CreateBackbone(TsmConfig(0.125f, 0));
   ASSERT_FALSE(model.ok());
   EXPECT_THAT(model.status().message(), HasSubstr("backbone.num_classes"));
 }
@@ -277,23 +272,12 @@ TEST(TsmTest, BadOptionsNameTheField) {
 class TsmParityTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const std::string check = absl::StrCat(kPython, " -c 'import torch, torchvision'");
-    if (std::system(check.c_str()) != 0) {
-      setup_error_ = new std::string(absl::StrCat(
-          kPython, " cannot import torch and torchvision; install python3-torchvision ",
-          "(Debian) to run this parity test"));
-      return;
-    }
-    const std::string script =
-        absl::StrCat(Env("TEST_SRCDIR", "."), "/", Env("TEST_WORKSPACE", "timebalance"),
-                     "/backbones/testdata/export_tsm.py");
-    const std::string export_cmd = absl::StrCat(kPython, " ", script, " ", OutDir());
-    if (std::system(export_cmd.c_str()) != 0) {
-      setup_error_ = new std::string(absl::StrCat("failed: ", export_cmd));
-    }
+    const auto exported = tb::testing::RunPythonReference(
+        "backbones/testdata/export_tsm.py", {OutDir()}, {"torch", "torchvision"});
+    if (!exported.ok()) setup_error_ = new std::string(exported.status().ToString());
   }
 
-  static std::string OutDir() { return Env("TEST_TMPDIR", "/tmp"); }
+  static std::string OutDir() { return tb::testing::TmpPath(""); }
 
   // Our model with torchvision's weights loaded strictly, in eval mode.
   static std::shared_ptr<VideoBackbone> Load(int shift_div) {

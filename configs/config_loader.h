@@ -2,9 +2,19 @@
 //
 // Loads an experiment: parses a text-proto ExperimentConfig, merges
 // command-line override fragments into it, fills derived defaults and
-// validates every value before any compute starts. Errors are
-// InvalidArgument (NotFound for a missing file) with a one-line message that
-// names the file and line, or the field path and the offending value.
+// validates every value before any compute starts: the experiment's own
+// fields, and every component it names (backbone, trainer, SSL objective,
+// teacher backbones, samplers, score rule) through the components'
+// registered Validate functions; for a TimeBalance pipeline config, every
+// stage (configs/pipeline_config.h). Errors are InvalidArgument (NotFound for
+// a missing file) with a one-line message that names the file and line, or
+// the field's full path and the offending value, e.g.
+//   config field timebalance.pretrain_distinctive.trainer.ssl.objective.tclr.
+//   temperature = -1: must be > 0
+//
+// The binary must link the components it runs (//backbones:all,
+// //ssl:all_objectives, //semisup:all_trainers); an unlinked one is a
+// NotFound error listing what is registered.
 //
 //   ASSIGN_OR_RETURN(ExperimentConfig config,
 //                    LoadExperimentConfig("configs/x.pbtxt",
@@ -28,7 +38,8 @@ absl::StatusOr<ExperimentConfig> ParseExperimentText(const std::string& text,
 
 // Reads `path`, merges each override fragment in order (proto MergeFrom
 // semantics: scalars replace, messages merge, repeated fields append), then
-// resolves defaults and validates.
+// resolves defaults and validates the experiment and, for a pipeline config,
+// every stage.
 absl::StatusOr<ExperimentConfig> LoadExperimentConfig(
     const std::string& path, const std::vector<std::string>& overrides);
 
@@ -36,8 +47,11 @@ absl::StatusOr<ExperimentConfig> LoadExperimentConfig(
 // resolved config written to the run directory says everything.
 void ResolveDefaults(ExperimentConfig* config);
 
-// Checks required fields and ranges; the message names the field path.
-absl::Status ValidateExperimentConfig(const ExperimentConfig& config);
+// Checks required fields, ranges and every component of one experiment
+// (not its pipeline stages); `path` prefixes every field path in messages
+// ("" for a top-level experiment, "timebalance.distill" for a stage).
+absl::Status ValidateExperimentConfig(const ExperimentConfig& config,
+                                      const std::string& path = "");
 
 // The autocast precision the config asks for.
 Precision ExperimentPrecision(const ExperimentConfig& config);

@@ -1,5 +1,5 @@
 #include "configs/config_loader.h"
-#include "tools/pipeline.h"
+#include "configs/pipeline_config.h"
 
 #include <cstdlib>
 #include <filesystem>
@@ -87,7 +87,9 @@ TEST(ConfigLoader, MissingRequiredValuesNameTheField) {
   ExpectError(no_root, {}, "dataset.ucf101.root");
   std::string no_backbone = kValid;
   no_backbone.replace(no_backbone.find("r3d18 { width_multiplier: 0.125 }"), 33, "");
-  ExpectError(no_backbone, {}, "backbone: no kind set; set one of: r3d18, slow_r50, r2plus1d, tsm_r18, slowfast_r50");
+  ExpectError(no_backbone, {},
+              "config field backbone: no kind set; set one of: r3d18, slow_r50, r2plus1d, "
+              "tsm_r18, slowfast_r50");
   std::string no_run_dir = kValid;
   no_run_dir.replace(no_run_dir.find("run_dir: \"/tmp/run\""), 19, "");
   ExpectError(no_run_dir, {}, "run_dir");

@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/file_util.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
 
@@ -24,54 +25,12 @@ namespace tb {
 namespace fs = std::filesystem;
 namespace {
 
-absl::Status ErrnoError(const std::string& what, const std::string& path) {
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
-}
-
-absl::Status FsyncPath(const std::string& path, bool directory) {
-  const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0) return ErrnoError("cannot open", path);
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return ErrnoError("cannot fsync", path);
-  return absl::OkStatus();
-}
-
-std::string TempName(const std::string& path) {
-  return absl::StrCat(path, ".tmp.", ::getpid());
-}
-
-absl::Status RenameDurably(const std::string& tmp, const std::string& path) {
-  RETURN_IF_ERROR(FsyncPath(tmp, /*directory=*/false));
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const absl::Status s = ErrnoError("cannot rename " + tmp + " to", path);
-    std::remove(tmp.c_str());
-    return s;
-  }
-  fs::path dir = fs::path(path).parent_path();
-  return FsyncPath(dir.empty() ? "." : dir.string(), /*directory=*/true);
-}
-
 torch::Tensor ScalarI64(int64_t v) { return torch::tensor({v}, torch::kInt64); }
 
 }  // namespace
 
-absl::Status WriteFileAtomically(const std::string& path, const std::string& data) {
-  const std::string tmp = TempName(path);
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) return ErrnoError("cannot create", tmp);
-  const size_t n = std::fwrite(data.data(), 1, data.size(), f);
-  const bool ok = n == data.size() && std::fflush(f) == 0;
-  std::fclose(f);
-  if (!ok) {
-    std::remove(tmp.c_str());
-    return ErrnoError("cannot write", tmp);
-  }
-  return RenameDurably(tmp, path);
-}
-
 absl::Status SaveCheckpoint(const std::string& path, const CheckpointContents& contents) {
-  const std::string tmp = TempName(path);
+  const std::string tmp = TempFileName(path);
   absl::Status s = CallTorch("saving checkpoint " + path, [&] {
     torch::serialize::OutputArchive archive;
     for (const auto& [name, module] : contents.modules) {
@@ -95,7 +54,7 @@ absl::Status SaveCheckpoint(const std::string& path, const CheckpointContents& c
     std::remove(tmp.c_str());
     return s;
   }
-  return RenameDurably(tmp, path);
+  return CommitTempFile(tmp, path);
 }
 
 namespace {

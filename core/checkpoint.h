@@ -64,9 +64,6 @@ absl::StatusOr<std::string> LatestCheckpoint(const std::string& dir);
 // Deletes all but the newest `keep` checkpoints in `dir`.
 absl::Status PruneCheckpoints(const std::string& dir, int keep);
 
-// Writes `data` to `path` atomically (temp file, fsync, rename).
-absl::Status WriteFileAtomically(const std::string& path, const std::string& data);
-
 }  // namespace tb
 
 #endif  // TIMEBALANCE_CORE_CHECKPOINT_H_

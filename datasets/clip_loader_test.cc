@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "configs/config_loader.h"
+#include "datasets/clip_ops.h"
 #include "core/testing/test_util.h"
 #include "datasets/synthetic/synth_actions.h"
 #include "datasets/ucf101.h"
@@ -25,9 +25,7 @@ class ClipLoaderTest : public ::testing::Test {
     auto split = ReadUcf101Split(testing::TmpPath("synth"), "", 1, true);
     ASSERT_TRUE(split.ok()) << split.status();
     for (const auto& v : split->train) videos_.push_back({v.path, v.label});
-    ExperimentConfig e;
-    ResolveDefaults(&e);
-    config_ = e.dataset();
+    ResolveDatasetDefaults(&config_);
     config_.mutable_clip()->set_num_frames(4);
     config_.mutable_clip()->set_decode_short_side(40);
     config_.mutable_clip()->set_crop_size(24);

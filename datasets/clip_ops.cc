@@ -514,4 +514,16 @@ absl::Status ValidateAugmentation(const Augmentation& a, const std::string& path
   return absl::OkStatus();
 }
 
+void ResolveDatasetDefaults(DatasetConfig* config) {
+  ClipSampling* clip = config->mutable_clip();
+  if (clip->mean_size() == 0) {
+    for (float m : {0.43216f, 0.394666f, 0.37645f}) clip->add_mean(m);
+  }
+  if (clip->std_size() == 0) {
+    for (float s : {0.22803f, 0.22145f, 0.216989f}) clip->add_std(s);
+  }
+  config->mutable_augmentation();
+  config->mutable_loader();
+}
+
 }  // namespace tb

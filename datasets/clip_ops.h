@@ -113,6 +113,11 @@ Augmentation SslReferenceAugmentation();
 // Checks ranges; errors name `path`.field and the value.
 absl::Status ValidateAugmentation(const Augmentation& a, const std::string& path);
 
+// Fills the values of `config` derived from others: the normalisation mean
+// and std (Kinetics-400's, as the reference R3D-18 uses) when unset, and
+// every sub-message, so a written config lists all defaults.
+void ResolveDatasetDefaults(DatasetConfig* config);
+
 }  // namespace tb
 
 #endif  // TIMEBALANCE_DATASETS_CLIP_OPS_H_

@@ -12,6 +12,7 @@
 #include "absl/strings/strip.h"
 #include "absl/strings/ascii.h"
 #include "core/rng.h"
+#include "core/sha256.h"
 
 namespace tb {
 namespace {
@@ -103,19 +104,17 @@ absl::StatusOr<std::vector<int64_t>> ReadLabeledList(
   return subset;
 }
 
-std::string LabeledSubsetHash(const std::vector<std::string>& relative_paths,
-                              const std::vector<int64_t>& subset) {
+std::string LabeledSubsetSha256(const std::vector<std::string>& relative_paths,
+                                const std::vector<int64_t>& subset) {
   std::vector<std::string> names;
   for (int64_t i : subset) names.push_back(relative_paths[i]);
   std::sort(names.begin(), names.end());
-  uint64_t h = 1469598103934665603ull;
+  Sha256 sha;
   for (const auto& name : names) {
-    for (unsigned char ch : name + "\n") {
-      h ^= ch;
-      h *= 1099511628211ull;
-    }
+    sha.Update(name.data(), name.size());
+    sha.Update("\n", 1);
   }
-  return absl::StrFormat("%016x", h);
+  return sha.HexDigest();
 }
 
 }  // namespace tb

@@ -36,10 +36,12 @@ absl::StatusOr<std::vector<std::vector<int64_t>>> GroupByClass(const std::vector
 absl::StatusOr<std::vector<int64_t>> ReadLabeledList(
     const std::string& list_path, const std::vector<std::string>& relative_paths);
 
-// 64-bit FNV-1a hash of the sorted relative paths of a subset, printed in
-// results so that runs can be matched to the exact labeled list.
-std::string LabeledSubsetHash(const std::vector<std::string>& relative_paths,
-                              const std::vector<int64_t>& subset);
+// SHA-256 (lower-case hex) of the sorted relative paths of a subset, each
+// followed by "\n": `sort list.txt | sha256sum` of a labeled list with one
+// path per line gives the same digest. Recorded in results so that runs can
+// be matched to the exact labeled list.
+std::string LabeledSubsetSha256(const std::vector<std::string>& relative_paths,
+                                const std::vector<int64_t>& subset);
 
 }  // namespace tb
 

@@ -47,8 +47,11 @@ TEST(LabeledSubset, ListFileAndHash) {
   auto subset = ReadLabeledList(path, paths);
   ASSERT_TRUE(subset.ok()) << subset.status();
   EXPECT_EQ(*subset, (std::vector<int64_t>{0, 3}));
-  EXPECT_EQ(LabeledSubsetHash(paths, {0, 3}), LabeledSubsetHash(paths, {3, 0}));
-  EXPECT_NE(LabeledSubsetHash(paths, {0, 3}), LabeledSubsetHash(paths, {0, 2}));
+  EXPECT_EQ(LabeledSubsetSha256(paths, {0, 3}), LabeledSubsetSha256(paths, {3, 0}));
+  EXPECT_NE(LabeledSubsetSha256(paths, {0, 3}), LabeledSubsetSha256(paths, {0, 2}));
+  // printf 'A/a1.avi\nB/b2.avi\n' | sha256sum
+  EXPECT_EQ(LabeledSubsetSha256(paths, {3, 0}),
+            "806e48145302cffb73c9f9ca83c9cb0b4b72cbff7ab03655f9bf8362fb2edbee");
   std::ofstream(path) << "A/a1.avi\nC/c9.avi\n";
   auto bad = ReadLabeledList(path, paths);
   ASSERT_FALSE(bad.ok());

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <map>
 
+#include <google/protobuf/descriptor.h>
+
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "datasets/augment.h"
@@ -281,62 +283,66 @@ absl::StatusOr<std::unique_ptr<SamplePlanner>> CreateSamplePlanner(
   return absl::InternalError("unhandled sampler kind");
 }
 
-absl::Status ValidateSampler(const SamplerConfig& s, const std::string& path) {
+absl::Status ValidateSamplerOptions(const SamplerConfig& s, const std::string& options_path) {
+  const std::string& p = options_path;
   auto bad = [&](const std::string& field, double value, const std::string& rule) {
     return absl::InvalidArgumentError(
-        absl::StrCat("config field ", path, ".", field, " = ", value, ": ", rule));
+        absl::StrCat("config field ", p, ".", field, " = ", value, ": ", rule));
   };
   if (s.has_tclr()) {
     if (s.tclr().num_dense() < 1 || s.tclr().num_dense() > 16) {
-      return bad("tclr.num_dense", s.tclr().num_dense(), "must be in [1, 16]");
+      return bad("num_dense", s.tclr().num_dense(), "must be in [1, 16]");
     }
     if (s.tclr().augmentations() < 1 || s.tclr().augmentations() > 8) {
-      return bad("tclr.augmentations", s.tclr().augmentations(), "must be in [1, 8]");
+      return bad("augmentations", s.tclr().augmentations(), "must be in [1, 8]");
     }
     if (s.tclr().dense_stride() < 1 || s.tclr().dense_stride() > 16) {
-      return bad("tclr.dense_stride", s.tclr().dense_stride(), "must be in [1, 16]");
+      return bad("dense_stride", s.tclr().dense_stride(), "must be in [1, 16]");
     }
     if (s.tclr().has_augmentation()) {
-      RETURN_IF_ERROR(ValidateAugmentation(s.tclr().augmentation(), path + ".tclr.augmentation"));
+      RETURN_IF_ERROR(ValidateAugmentation(s.tclr().augmentation(), p + ".augmentation"));
     }
   }
   if (s.has_rho()) {
     if (s.rho().rho() < 1 || s.rho().rho() > 16) {
-      return bad("rho.rho", s.rho().rho(), "must be in [1, 16]");
+      return bad("rho", s.rho().rho(), "must be in [1, 16]");
     }
     if (s.rho().has_augmentation()) {
-      RETURN_IF_ERROR(ValidateAugmentation(s.rho().augmentation(), path + ".rho.augmentation"));
+      RETURN_IF_ERROR(ValidateAugmentation(s.rho().augmentation(), p + ".augmentation"));
     }
   }
   if (s.has_vtdl()) {
     if (!(s.vtdl().max_mixup() >= 0 && s.vtdl().max_mixup() <= 1)) {
-      return bad("vtdl.max_mixup", s.vtdl().max_mixup(), "must be in [0, 1]");
+      return bad("max_mixup", s.vtdl().max_mixup(), "must be in [0, 1]");
     }
     if (s.vtdl().has_augmentation()) {
-      RETURN_IF_ERROR(ValidateAugmentation(s.vtdl().augmentation(), path + ".vtdl.augmentation"));
+      RETURN_IF_ERROR(ValidateAugmentation(s.vtdl().augmentation(), p + ".augmentation"));
     }
   }
   if (s.has_spread()) {
     if (s.spread().num_clips() < 1 || s.spread().num_clips() > 64) {
-      return bad("spread.num_clips", s.spread().num_clips(), "must be in [1, 64]");
+      return bad("num_clips", s.spread().num_clips(), "must be in [1, 64]");
     }
     if (!(s.spread().crop_fraction() > 0 && s.spread().crop_fraction() <= 1)) {
-      return bad("spread.crop_fraction", s.spread().crop_fraction(), "must be in (0, 1]");
+      return bad("crop_fraction", s.spread().crop_fraction(), "must be in (0, 1]");
     }
   }
   if (s.has_weak_strong()) {
     const WeakStrongSamplerOptions& w = s.weak_strong();
     if (w.strong_clips() < 1 || w.strong_clips() > 8) {
-      return bad("weak_strong.strong_clips", w.strong_clips(), "must be in [1, 8]");
+      return bad("strong_clips", w.strong_clips(), "must be in [1, 8]");
     }
-    if (w.has_weak()) {
-      RETURN_IF_ERROR(ValidateAugmentation(w.weak(), path + ".weak_strong.weak"));
-    }
-    if (w.has_strong()) {
-      RETURN_IF_ERROR(ValidateAugmentation(w.strong(), path + ".weak_strong.strong"));
-    }
+    if (w.has_weak()) RETURN_IF_ERROR(ValidateAugmentation(w.weak(), p + ".weak"));
+    if (w.has_strong()) RETURN_IF_ERROR(ValidateAugmentation(w.strong(), p + ".strong"));
   }
   return absl::OkStatus();
+}
+
+absl::Status ValidateSampler(const SamplerConfig& s, const std::string& path) {
+  const google::protobuf::FieldDescriptor* kind = s.GetReflection()->GetOneofFieldDescriptor(
+      s, SamplerConfig::descriptor()->FindOneofByName("kind"));
+  if (kind == nullptr) return absl::OkStatus();
+  return ValidateSamplerOptions(s, path + "." + kind->name());
 }
 
 namespace {

@@ -62,8 +62,15 @@ absl::StatusOr<std::unique_ptr<SamplePlanner>> CreateSamplePlanner(
 // cutout (a grey square of half the crop side).
 Augmentation StrongReferenceAugmentation(const Augmentation& weak);
 
-// Range checks of a sampler config; errors name `path`.field.
+// Range checks of a sampler config; errors name `path`.<kind>.field.
 absl::Status ValidateSampler(const SamplerConfig& sampler, const std::string& path);
+
+// The same checks for callers that hold the selected kind's options
+// elsewhere (e.g. an objective's `sampler` field of TclrSamplerOptions):
+// `options_path` is where those options sit, and errors name
+// `options_path`.field.
+absl::Status ValidateSamplerOptions(const SamplerConfig& sampler,
+                                    const std::string& options_path);
 
 // Wall time of one DecodeSample call, by part.
 struct SampleTimings {

@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "configs/config_loader.h"
+#include "datasets/clip_ops.h"
 #include "google/protobuf/text_format.h"
 #include "core/testing/test_util.h"
 #include "datasets/clip_loader.h"
@@ -18,9 +18,8 @@ namespace tb {
 namespace {
 
 DatasetConfig Dataset(int frames, int stride) {
-  ExperimentConfig e;
-  ResolveDefaults(&e);
-  DatasetConfig d = e.dataset();
+  DatasetConfig d;
+  ResolveDatasetDefaults(&d);
   d.mutable_clip()->set_num_frames(frames);
   d.mutable_clip()->set_stride(stride);
   d.mutable_clip()->set_decode_short_side(40);

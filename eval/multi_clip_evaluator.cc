@@ -134,22 +134,26 @@ absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
   return acc;
 }
 
-std::string VideoAccuracyToJson(const VideoAccuracy& a,
-                                const std::vector<std::string>& class_names) {
-  std::vector<std::string> per_class;
+VideoAccuracyRecord VideoAccuracyToRecord(const VideoAccuracy& a,
+                                          const std::vector<std::string>& class_names) {
+  VideoAccuracyRecord r;
+  r.set_videos(static_cast<int32_t>(a.num_videos));
+  r.set_clips_per_video(a.num_clips);
+  r.set_crops_per_clip(a.num_crops);
+  r.set_top1(a.top1);
+  r.set_top5(a.top5);
+  r.set_seconds(a.seconds);
   for (size_t c = 0; c < a.per_class_top1.size(); ++c) {
-    const std::string name = c < class_names.size() ? class_names[c] : absl::StrCat(c);
-    per_class.push_back(absl::StrFormat("\"%s\": {\"top1\": %.6f, \"videos\": %d}", name,
-                                        a.per_class_top1[c], a.per_class_count[c]));
+    ClassResult* entry = r.add_per_class();
+    entry->set_class_name(c < class_names.size() ? class_names[c] : absl::StrCat(c));
+    entry->set_top1(a.per_class_top1[c]);
+    entry->set_videos(static_cast<int32_t>(a.per_class_count[c]));
   }
-  std::vector<std::string> rows;
-  for (const auto& row : a.confusion) rows.push_back("[" + absl::StrJoin(row, ", ") + "]");
-  return absl::StrFormat(
-      "{\"videos\": %d, \"clips_per_video\": %d, \"crops_per_clip\": %d, "
-      "\"top1\": %.6f, \"top5\": %.6f, "
-      "\"seconds\": %.3f, \"per_class\": {%s}, \"confusion\": [%s]}",
-      a.num_videos, a.num_clips, a.num_crops, a.top1, a.top5, a.seconds, absl::StrJoin(per_class, ", "),
-      absl::StrJoin(rows, ", "));
+  for (const auto& row : a.confusion) {
+    ConfusionRow* out = r.add_confusion();
+    for (int64_t n : row) out->add_predicted(static_cast<int32_t>(n));
+  }
+  return r;
 }
 
 }  // namespace tb

@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "backbones/backbone.h"
 #include "core/autocast.h"
+#include "core/results.pb.h"
 #include "datasets/clip_loader.h"
 #include "datasets/datasets.pb.h"
 #include "eval/eval.pb.h"
@@ -61,10 +62,9 @@ std::string EvaluationProtocol(const EvaluationConfig& evaluation);
 VideoAccuracy AccuracyFromProbabilities(const torch::Tensor& probabilities,
                                         const std::vector<int>& labels, int num_classes);
 
-// JSON object (no trailing newline) with the fields of `accuracy`; per-class
-// entries are keyed by class name.
-std::string VideoAccuracyToJson(const VideoAccuracy& accuracy,
-                                const std::vector<std::string>& class_names);
+// The record of `accuracy` (core/results.proto), classes named.
+VideoAccuracyRecord VideoAccuracyToRecord(const VideoAccuracy& accuracy,
+                                          const std::vector<std::string>& class_names);
 
 }  // namespace tb
 

@@ -134,8 +134,7 @@ TEST(EvaluateMultiClip, ThreeCropsGiveClipsTimesThreeViewsPerVideo) {
   EXPECT_EQ(three->num_crops, 3);
   // 2 videos x 2 clips x 3 crops, clip-major: left, centre, right.
   EXPECT_EQ(model.seen, (std::vector<int>{0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2}));
-  EXPECT_NE(VideoAccuracyToJson(*three, {"r", "g", "b"}).find("\"crops_per_clip\": 3"),
-            std::string::npos);
+  EXPECT_EQ(VideoAccuracyToRecord(*three, {"r", "g", "b"}).crops_per_clip(), 3);
 }
 
 TEST(AccuracyFromProbabilities, HandComputedTopKPerClassAndConfusion) {
@@ -155,9 +154,12 @@ TEST(AccuracyFromProbabilities, HandComputedTopKPerClassAndConfusion) {
   EXPECT_EQ(a.per_class_count[5], 1);
   EXPECT_EQ(a.confusion[4][0], 1);
   EXPECT_EQ(a.confusion[5][1], 1);
-  const std::string json = VideoAccuracyToJson(a, {"a", "b", "c", "d", "e", "f"});
-  EXPECT_NE(json.find("\"top1\": 0.500000"), std::string::npos) << json;
-  EXPECT_NE(json.find("\"e\": {\"top1\": 0.000000, \"videos\": 1}"), std::string::npos) << json;
+  const VideoAccuracyRecord record = VideoAccuracyToRecord(a, {"a", "b", "c", "d", "e", "f"});
+  EXPECT_EQ(record.top1(), 0.5);
+  EXPECT_EQ(record.per_class(4).class_name(), "e");
+  EXPECT_EQ(record.per_class(4).top1(), 0.0);
+  EXPECT_EQ(record.per_class(4).videos(), 1);
+  EXPECT_EQ(record.confusion(5).predicted(1), 1);
 }
 
 TEST(AccuracyFromProbabilities, FewerThanFiveClasses) {

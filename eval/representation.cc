@@ -265,31 +265,34 @@ absl::StatusOr<RepresentationReport> EvaluateRepresentation(
   return report;
 }
 
-std::string RepresentationReportToJson(const RepresentationReport& r,
-                                       const std::vector<std::string>& class_names) {
-  std::vector<std::string> retrieval, classes;
-  for (const auto& [k, v] : r.retrieval) retrieval.push_back(absl::StrFormat("\"%d\": %.4f", k, v));
-  for (size_t c = 0; c < class_names.size(); ++c) {
-    classes.push_back(absl::StrFormat(
-        "{\"class\": \"%s\", \"knn_top1\": %.4f, \"knn_ordered_top1\": %.4f, "
-        "\"probe_top1\": %.4f, \"temporal_similarity\": %.4f, "
-        "\"centered_temporal_similarity\": %.4f}",
-        class_names[c], c < r.knn.per_class.size() ? r.knn.per_class[c] : 0.0,
-        c < r.knn_ordered.per_class.size() ? r.knn_ordered.per_class[c] : 0.0,
-        c < r.probe.per_class.size() ? r.probe.per_class[c] : -1.0,
-        c < r.temporal_similarity_per_class.size() ? r.temporal_similarity_per_class[c] : 0.0,
-        c < r.centered_temporal_similarity_per_class.size()
-            ? r.centered_temporal_similarity_per_class[c]
-            : 0.0));
+RepresentationRecord RepresentationReportToRecord(const RepresentationReport& r,
+                                                  const std::vector<std::string>& class_names) {
+  RepresentationRecord out;
+  out.set_knn_top1(r.knn.top1);
+  out.set_knn_ordered_top1(r.knn_ordered.top1);
+  out.set_probe_top1(r.probe.top1);
+  for (const auto& [k, recall] : r.retrieval) {
+    RetrievalRecall* entry = out.add_retrieval();
+    entry->set_k(k);
+    entry->set_recall(recall);
   }
-  return absl::StrFormat(
-      "{\"knn_top1\": %.4f, \"knn_ordered_top1\": %.4f, \"probe_top1\": %.4f, "
-      "\"retrieval_recall\": {%s}, "
-      "\"temporal_similarity\": %.4f, \"centered_temporal_similarity\": %.4f, "
-      "\"cross_video_similarity\": %.4f, \"seconds\": %.2f, \"per_class\": [%s]}",
-      r.knn.top1, r.knn_ordered.top1, r.probe.top1, absl::StrJoin(retrieval, ", "),
-      r.temporal_similarity, r.centered_temporal_similarity, r.cross_video_similarity, r.seconds,
-      absl::StrJoin(classes, ", "));
+  out.set_temporal_similarity(r.temporal_similarity);
+  out.set_centered_temporal_similarity(r.centered_temporal_similarity);
+  out.set_cross_video_similarity(r.cross_video_similarity);
+  out.set_seconds(r.seconds);
+  auto at = [](const std::vector<double>& v, size_t c, double missing) {
+    return c < v.size() ? v[c] : missing;
+  };
+  for (size_t c = 0; c < class_names.size(); ++c) {
+    ClassRepresentation* entry = out.add_per_class();
+    entry->set_class_name(class_names[c]);
+    entry->set_knn_top1(at(r.knn.per_class, c, 0.0));
+    entry->set_knn_ordered_top1(at(r.knn_ordered.per_class, c, 0.0));
+    entry->set_probe_top1(at(r.probe.per_class, c, -1.0));
+    entry->set_temporal_similarity(at(r.temporal_similarity_per_class, c, 0.0));
+    entry->set_centered_temporal_similarity(at(r.centered_temporal_similarity_per_class, c, 0.0));
+  }
+  return out;
 }
 
 }  // namespace tb

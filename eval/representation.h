@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "backbones/backbone.h"
 #include "core/autocast.h"
+#include "core/results.pb.h"
 #include "datasets/clip_loader.h"
 #include "eval/eval.pb.h"
 
@@ -100,13 +101,9 @@ absl::StatusOr<RepresentationReport> EvaluateRepresentation(
     const std::vector<LabeledVideo>& test, int num_classes, const DatasetConfig& dataset,
     const RepresentationEvalConfig& config, const torch::Device& device, Precision precision);
 
-// {"knn_top1": .., "knn_ordered_top1": .., "probe_top1": .., "retrieval": {"1": ..}, "temporal_similarity": ..,
-//  "centered_temporal_similarity": .., "cross_video_similarity": ..,
-//  "per_class": [{"class": name, "knn_top1": .., "knn_ordered_top1": .., "probe_top1": ..,
-//                 "temporal_similarity": ..,
-//                 "centered_temporal_similarity": ..}]}
-std::string RepresentationReportToJson(const RepresentationReport& report,
-                                       const std::vector<std::string>& class_names);
+// The record of `report` (core/results.proto), one entry per class name.
+RepresentationRecord RepresentationReportToRecord(const RepresentationReport& report,
+                                                  const std::vector<std::string>& class_names);
 
 }  // namespace tb
 

@@ -1,25 +1,28 @@
 #include "reweighting/scorer.h"
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "core/checkpoint.h"
+#include "core/config_check.h"
+#include "core/records.h"
 #include "core/status_macros.h"
 
 namespace tb {
 
 MixingRuleRegistryType& MixingRuleRegistry() {
-  static auto* registry = new MixingRuleRegistryType("reweighting rule");
+  static auto* registry = new MixingRuleRegistryType("reweighting rule", "rule");
   return *registry;
 }
 
+absl::Status ValidateMixingRule(const ReweightingConfig& config, const std::string& path) {
+  return MixingRuleRegistry().Validate(config, {path});
+}
+
 absl::StatusOr<std::unique_ptr<MixingRule>> CreateMixingRule(const ReweightingConfig& config) {
-  ASSIGN_OR_RETURN(std::string kind, SetOneofField(config, "rule", "reweighting"));
-  return MixingRuleRegistry().Create(kind, config);
+  RETURN_IF_ERROR(ValidateMixingRule(config, "score"));
+  return MixingRuleRegistry().Create(config, Unused());
 }
 
 torch::Tensor MeanOffDiagonalSimilarity(const torch::Tensor& clip_features) {
@@ -85,43 +88,65 @@ class Constant : public MixingRule {
   float weight_;
 };
 
-absl::StatusOr<std::unique_ptr<MixingRule>> MakeTemporalSimilarity(const ReweightingConfig& c) {
-  if (c.temporal_similarity().num_clips() < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config field temporal_similarity.num_clips = ", c.temporal_similarity().num_clips(),
-        ": must be >= 2"));
-  }
-  const float crop = c.temporal_similarity().crop_fraction();
-  if (!(crop > 0 && crop <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config field temporal_similarity.crop_fraction = ", crop, ": must be in (0, 1]"));
-  }
-  return std::unique_ptr<MixingRule>(new TemporalSimilarity(c.temporal_similarity()));
+absl::Status ValidateTemporalSimilarity(const TemporalSimilarityRule& o,
+                                        const ConfigScope& scope) {
+  FieldChecker c(scope.path);
+  c.Require(o.num_clips() >= 2, "num_clips", o.num_clips(), "must be >= 2");
+  c.Require(o.crop_fraction() > 0 && o.crop_fraction() <= 1, "crop_fraction",
+            o.crop_fraction(), "must be in (0, 1]");
+  return c.status();
 }
 
-absl::StatusOr<std::unique_ptr<MixingRule>> MakeFixedWeight(const ReweightingConfig& c) {
-  const float w = c.fixed_weight().weight();
-  if (!(w >= 0 && w <= 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("config field fixed_weight.weight = ", w, ": must be in [0, 1]"));
-  }
-  return std::unique_ptr<MixingRule>(new Constant(w));
+absl::StatusOr<std::unique_ptr<MixingRule>> CreateTemporalSimilarity(
+    const TemporalSimilarityRule& o, const Unused&) {
+  return std::unique_ptr<MixingRule>(new TemporalSimilarity(o));
 }
 
-absl::StatusOr<std::unique_ptr<MixingRule>> MakeInvariantOnly(const ReweightingConfig&) {
+absl::Status ValidateFixedWeight(const FixedWeightRule& o, const ConfigScope& scope) {
+  return FieldChecker(scope.path)
+      .Require(o.weight() >= 0 && o.weight() <= 1, "weight", o.weight(), "must be in [0, 1]")
+      .status();
+}
+
+absl::StatusOr<std::unique_ptr<MixingRule>> CreateFixedWeight(const FixedWeightRule& o,
+                                                              const Unused&) {
+  return std::unique_ptr<MixingRule>(new Constant(o.weight()));
+}
+
+absl::Status ValidateInvariantOnly(const InvariantOnlyRule&, const ConfigScope&) {
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<MixingRule>> CreateInvariantOnly(const InvariantOnlyRule&,
+                                                                const Unused&) {
   return std::unique_ptr<MixingRule>(new Constant(1.0f));
 }
 
-absl::StatusOr<std::unique_ptr<MixingRule>> MakeDistinctiveOnly(const ReweightingConfig&) {
+absl::Status ValidateDistinctiveOnly(const DistinctiveOnlyRule&, const ConfigScope&) {
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<MixingRule>> CreateDistinctiveOnly(const DistinctiveOnlyRule&,
+                                                                  const Unused&) {
   return std::unique_ptr<MixingRule>(new Constant(0.0f));
 }
 
 }  // namespace
 
-TB_REGISTER_COMPONENT(MixingRuleRegistry(), temporal_similarity, MakeTemporalSimilarity);
-TB_REGISTER_COMPONENT(MixingRuleRegistry(), fixed_weight, MakeFixedWeight);
-TB_REGISTER_COMPONENT(MixingRuleRegistry(), invariant_only, MakeInvariantOnly);
-TB_REGISTER_COMPONENT(MixingRuleRegistry(), distinctive_only, MakeDistinctiveOnly);
+TB_REGISTER_COMPONENT(MixingRuleRegistry(), temporal_similarity, ValidateTemporalSimilarity,
+                      CreateTemporalSimilarity, "");
+TB_REGISTER_COMPONENT(MixingRuleRegistry(), fixed_weight, ValidateFixedWeight, CreateFixedWeight,
+                      "weight: 0.5");
+TB_REGISTER_COMPONENT(MixingRuleRegistry(), invariant_only, ValidateInvariantOnly,
+                      CreateInvariantOnly, "");
+TB_REGISTER_COMPONENT(MixingRuleRegistry(), distinctive_only, ValidateDistinctiveOnly,
+                      CreateDistinctiveOnly, "");
+
+float ScoreFileWeight(float weight) {
+  float stored = 0;
+  CHECK(absl::SimpleAtof(absl::StrFormat("%.6f", weight), &stored));
+  return stored;
+}
 
 absl::Status WriteScores(const std::string& path, const std::string& provenance,
                          const std::vector<std::string>& videos,
@@ -130,32 +155,27 @@ absl::Status WriteScores(const std::string& path, const std::string& provenance,
     return absl::InternalError(absl::StrCat("WriteScores: ", videos.size(), " videos but ",
                                             weights.size(), " weights"));
   }
-  std::string text = "# " + provenance + "\n";
+  TemporalScores scores;
+  scores.set_provenance(provenance);
   for (size_t i = 0; i < videos.size(); ++i) {
-    absl::StrAppendFormat(&text, "%s\t%.6f\n", videos[i], weights[i]);
+    VideoWeight* v = scores.add_videos();
+    v->set_video(videos[i]);
+    v->set_weight(ScoreFileWeight(weights[i]));
   }
-  return WriteFileAtomically(path, text);
+  return WriteTextRecord(path, scores);
 }
 
-absl::StatusOr<std::vector<std::pair<std::string, float>>> ReadScores(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError("cannot open scores file " + path);
-  std::vector<std::pair<std::string, float>> out;
-  std::string line;
-  int number = 0;
-  while (std::getline(in, line)) {
-    ++number;
-    if (line.empty() || line[0] == '#') continue;
-    const size_t tab = line.rfind('\t');
-    float value = 0;
-    if (tab == std::string::npos || !absl::SimpleAtof(line.substr(tab + 1), &value) ||
-        !(value >= 0 && value <= 1)) {
+absl::StatusOr<TemporalScores> ReadScores(const std::string& path) {
+  ASSIGN_OR_RETURN(TemporalScores scores, ReadTextRecord<TemporalScores>(path));
+  for (int i = 0; i < scores.videos_size(); ++i) {
+    const VideoWeight& v = scores.videos(i);
+    if (v.video().empty() || !(v.weight() >= 0 && v.weight() <= 1)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          path, ":", number, ": expected \"video<TAB>weight in [0, 1]\", got \"", line, "\""));
+          path, ": videos[", i, "]: expected a video path and a weight in [0, 1], got \"",
+          ToOneLineTextProto(v), "\""));
     }
-    out.emplace_back(line.substr(0, tab), value);
   }
-  return out;
+  return scores;
 }
 
 }  // namespace tb

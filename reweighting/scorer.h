@@ -26,6 +26,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/registry.h"
+#include "core/results.pb.h"
 #include "reweighting/reweighting.pb.h"
 
 namespace tb {
@@ -51,21 +52,32 @@ class MixingRule {
                                                      int64_t num_videos) const = 0;
 };
 
-using MixingRuleRegistryType = Registry<MixingRule, const ReweightingConfig&>;
+// Mixing rules take no context to be built.
+struct Unused {};
+using MixingRuleRegistryType = ComponentRegistry<MixingRule, ConfigScope, Unused>;
 MixingRuleRegistryType& MixingRuleRegistry();
 
+// Checks the rule selected in `config`, which sits at `path` (e.g.
+// "timebalance.score").
+absl::Status ValidateMixingRule(const ReweightingConfig& config, const std::string& path);
+
+// Builds the rule selected in `config` (validated first, at path "score").
 absl::StatusOr<std::unique_ptr<MixingRule>> CreateMixingRule(const ReweightingConfig& config);
 
 // Mean off-diagonal cosine similarity per video: [V, n, D] -> [V].
 torch::Tensor MeanOffDiagonalSimilarity(const torch::Tensor& clip_features);
 
-// Scores file: one line per video "relative_or_full_path<TAB>weight", with a
-// header line "# <provenance>". Written atomically.
+// The weight as the scores file stores it: rounded to 6 decimals (the
+// resolution the file format has always had, so runs stay comparable).
+float ScoreFileWeight(float weight);
+
+// Scores file: a TemporalScores text proto (core/results.proto), one entry
+// per video with its ScoreFileWeight, written atomically.
 absl::Status WriteScores(const std::string& path, const std::string& provenance,
                          const std::vector<std::string>& videos,
                          const std::vector<float>& weights);
-// Errors name the file and line.
-absl::StatusOr<std::vector<std::pair<std::string, float>>> ReadScores(const std::string& path);
+// Errors name the file (and the line, for a parse error, or the entry).
+absl::StatusOr<TemporalScores> ReadScores(const std::string& path);
 
 }  // namespace tb
 

@@ -86,17 +86,30 @@ TEST(Scorer, ConstantRules) {
 }
 
 TEST(Scorer, ScoresFileRoundTripAndErrors) {
-  const std::string path = testing::TmpPath("scores.tsv");
-  ASSERT_TRUE(WriteScores(path, "teachers abc", {"A/v1.avi", "B/v 2.avi"}, {0.25f, 1.0f}).ok());
+  const std::string path = testing::TmpPath("scores.pbtxt");
+  ASSERT_TRUE(WriteScores(path, "teachers abc", {"A/v1.avi", "B/v 2.avi"},
+                          {0.25f, 0.123456789f})
+                  .ok());
   auto read = ReadScores(path);
   ASSERT_TRUE(read.ok()) << read.status();
-  ASSERT_EQ(read->size(), 2u);
-  EXPECT_EQ((*read)[1].first, "B/v 2.avi");
-  EXPECT_FLOAT_EQ((*read)[0].second, 0.25f);
-  std::ofstream(path) << "# x\nA/v1.avi\t1.5\n";
-  auto bad = ReadScores(path);
-  ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find(":2:"), std::string::npos) << bad.status();
+  ASSERT_EQ(read->videos_size(), 2);
+  EXPECT_EQ(read->provenance(), "teachers abc");
+  EXPECT_EQ(read->videos(1).video(), "B/v 2.avi");
+  EXPECT_EQ(read->videos(0).weight(), 0.25f);
+  // Stored at 6 decimals, exactly what the file reads back.
+  EXPECT_EQ(read->videos(1).weight(), 0.123457f);
+  EXPECT_EQ(ScoreFileWeight(0.123456789f), 0.123457f);
+
+  std::ofstream(path) << "provenance: \"x\"\nvideos { video: \"A/v1.avi\" weight: 1.5 }\n";
+  auto out_of_range = ReadScores(path);
+  ASSERT_FALSE(out_of_range.ok());
+  EXPECT_NE(out_of_range.status().message().find(path + ": videos[0]"), std::string::npos)
+      << out_of_range.status();
+  std::ofstream(path) << "provenance: \"x\"\nvideos { video: \"A/v1.avi\" wieght: 1 }\n";
+  auto misspelt = ReadScores(path);
+  ASSERT_FALSE(misspelt.ok());
+  EXPECT_NE(misspelt.status().message().find(path + ":2:"), std::string::npos)
+      << misspelt.status();
 }
 
 }  // namespace

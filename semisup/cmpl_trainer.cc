@@ -12,6 +12,7 @@
 #include <torch/nn/functional/loss.h>
 
 #include "absl/strings/str_cat.h"
+#include "core/config_check.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
 #include "semisup/semi_supervised.h"
@@ -99,23 +100,32 @@ class CmplTrainer : public SemiSupervisedTrainer {
   CmplOptions options_;
 };
 
-absl::StatusOr<std::unique_ptr<Trainer>> MakeCmplTrainer(const ExperimentConfig& config,
-                                                         const torch::Device& device) {
-  const CmplOptions& o = config.trainer().cmpl();
-  if (!(o.auxiliary_width() > 0 && o.auxiliary_width() <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("config field trainer.cmpl.auxiliary_width = ",
-                                                   o.auxiliary_width(), ": must be in (0, 1]"));
+absl::Status ValidateCmpl(const CmplOptions& o, const TrainerScope& scope) {
+  FieldChecker c(scope.path);
+  c.Merge(ValidateSemiSupervised(o, scope));
+  c.Require(o.auxiliary_width() > 0 && o.auxiliary_width() <= 1, "auxiliary_width",
+            o.auxiliary_width(), "must be in (0, 1]");
+  if (c.ok() && scope.backbone.kind_case() != BackboneConfig::KIND_NOT_SET) {
+    const auto scaled = ScaleBackboneWidth(scope.backbone, o.auxiliary_width());
+    c.Fail(!scaled.ok(), "auxiliary_width",
+           absl::StrCat("the auxiliary model is the backbone at a fraction of its width: ",
+                        scaled.status().message()));
   }
-  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, CreateBackbone(config.backbone()));
+  return c.status();
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> CreateCmpl(const CmplOptions& o,
+                                                    const TrainerContext& context) {
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, context.CreateModel());
   ASSIGN_OR_RETURN(BackboneConfig aux_config,
-                   ScaleBackboneWidth(config.backbone(), o.auxiliary_width()));
-  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> auxiliary, CreateBackbone(aux_config));
+                   ScaleBackboneWidth(context.backbone, o.auxiliary_width()));
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> auxiliary, context.CreateModel(aux_config));
   return std::unique_ptr<Trainer>(
-      new CmplTrainer(std::move(model), std::move(auxiliary), o, device));
+      new CmplTrainer(std::move(model), std::move(auxiliary), o, context.device));
 }
 
 }  // namespace
 
-TB_REGISTER_COMPONENT(TrainerRegistry(), cmpl, MakeCmplTrainer);
+TB_REGISTER_COMPONENT(TrainerRegistry(), cmpl, ValidateCmpl, CreateCmpl);
 
 }  // namespace tb

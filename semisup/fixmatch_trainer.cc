@@ -67,15 +67,18 @@ class FixMatchTrainer : public SemiSupervisedTrainer {
   FixMatchOptions options_;
 };
 
-absl::StatusOr<std::unique_ptr<Trainer>> MakeFixMatchTrainer(const ExperimentConfig& config,
-                                                             const torch::Device& device) {
-  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, CreateBackbone(config.backbone()));
-  return std::unique_ptr<Trainer>(
-      new FixMatchTrainer(std::move(model), config.trainer().fixmatch(), device));
+absl::Status ValidateFixMatch(const FixMatchOptions& o, const TrainerScope& scope) {
+  return ValidateSemiSupervised(o, scope);
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> CreateFixMatch(const FixMatchOptions& o,
+                                                        const TrainerContext& context) {
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, context.CreateModel());
+  return std::unique_ptr<Trainer>(new FixMatchTrainer(std::move(model), o, context.device));
 }
 
 }  // namespace
 
-TB_REGISTER_COMPONENT(TrainerRegistry(), fixmatch, MakeFixMatchTrainer);
+TB_REGISTER_COMPONENT(TrainerRegistry(), fixmatch, ValidateFixMatch, CreateFixMatch);
 
 }  // namespace tb

@@ -20,10 +20,10 @@
 #include <torch/nn/functional/loss.h>
 
 #include "absl/strings/str_cat.h"
+#include "core/config_check.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
 #include "semisup/semi_supervised.h"
-#include "semisup/timebalance_trainer.h"
 #include "ssl/losses.h"
 
 namespace tb {
@@ -128,7 +128,7 @@ class MeanTeacherTrainer : public SemiSupervisedTrainer {
       result.metrics["loss_consistency"] = consistency.item<double>();
       result.metrics["weight_u"] = w;
       result.metrics["train_top1"] = Top1(logits.slice(0, 0, nl), y);
-      result.metrics["teacher_top1_u"] = Top1(p_teacher.slice(0, on_labeled ? nl : 0), ub->labels);
+      result.metrics["pl_acc_all"] = Top1(p_teacher.slice(0, on_labeled ? nl : 0), ub->labels);
       return result;
     });
   }
@@ -139,32 +139,39 @@ class MeanTeacherTrainer : public SemiSupervisedTrainer {
   SamplerConfig sampler_;
 };
 
-absl::StatusOr<std::unique_ptr<Trainer>> MakeMeanTeacherTrainer(const ExperimentConfig& config,
-                                                                const torch::Device& device) {
-  const MeanTeacherOptions& o = config.trainer().mean_teacher();
-  for (const auto& [field, value] : {std::pair<const char*, float>{"ema_decay", o.ema_decay()},
-                                     {"ema_decay_after_rampup", o.ema_decay_after_rampup()}}) {
-    if (!(value >= 0 && value < 1)) {
-      return absl::InvalidArgumentError(absl::StrCat("config field trainer.mean_teacher.", field,
-                                                     " = ", value, ": must be in [0, 1)"));
-    }
+absl::Status ValidateMeanTeacher(const MeanTeacherOptions& o, const TrainerScope& scope) {
+  FieldChecker c(scope.path);
+  c.Merge(ValidateSemiSupervised(o, scope));
+  c.Require(o.ema_decay() >= 0 && o.ema_decay() < 1, "ema_decay", o.ema_decay(),
+            "must be in [0, 1)");
+  c.Require(o.ema_decay_after_rampup() >= 0 && o.ema_decay_after_rampup() < 1,
+            "ema_decay_after_rampup", o.ema_decay_after_rampup(), "must be in [0, 1)");
+  if (o.has_self_distillation()) {
+    c.Merge(ValidateSelfDistillationOptions(o.self_distillation(),
+                                            c.Path("self_distillation")));
   }
-  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> student, CreateBackbone(config.backbone()));
-  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> ema, MakeEmaCopy(config.backbone(), *student));
+  return c.status();
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> CreateMeanTeacher(const MeanTeacherOptions& o,
+                                                           const TrainerContext& context) {
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> student, context.CreateModel());
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> ema, MakeEmaCopy(context, *student));
   std::shared_ptr<VideoBackbone> sd_teacher;
   if (o.has_self_distillation()) {
     const SelfDistillationOptions& sd = o.self_distillation();
-    BackboneConfig teacher = sd.has_teacher_backbone() ? sd.teacher_backbone() : config.backbone();
-    if (teacher.num_classes() == 0) teacher.set_num_classes(config.backbone().num_classes());
-    ASSIGN_OR_RETURN(sd_teacher, LoadFrozenModel(teacher, sd.teacher(),
-                                                 "trainer.mean_teacher.self_distillation.teacher"));
+    ASSIGN_OR_RETURN(sd_teacher,
+                     LoadFrozenModel(context,
+                                     sd.has_teacher_backbone() ? &sd.teacher_backbone() : nullptr,
+                                     sd.teacher(), context.path + ".self_distillation.teacher"));
   }
   return std::unique_ptr<Trainer>(new MeanTeacherTrainer(
-      std::move(student), std::move(ema), std::move(sd_teacher), o, config.dataset(), device));
+      std::move(student), std::move(ema), std::move(sd_teacher), o, context.dataset,
+      context.device));
 }
 
 }  // namespace
 
-TB_REGISTER_COMPONENT(TrainerRegistry(), mean_teacher, MakeMeanTeacherTrainer);
+TB_REGISTER_COMPONENT(TrainerRegistry(), mean_teacher, ValidateMeanTeacher, CreateMeanTeacher);
 
 }  // namespace tb

@@ -18,6 +18,7 @@
 #include <torch/nn/functional/loss.h>
 
 #include "absl/strings/str_cat.h"
+#include "core/config_check.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
 #include "semisup/semi_supervised.h"
@@ -101,40 +102,57 @@ class MultiViewFixMatchTrainer : public SemiSupervisedTrainer {
   float threshold_, alignment_;
 };
 
-absl::StatusOr<std::unique_ptr<Trainer>> MakeMultiView(
-    const ExperimentConfig& config, const torch::Device& device, const std::string& name,
-    const MultiViewFixMatchOptions& o, float reference_threshold, float reference_alignment) {
-  if (config.dataset().clip().num_frames() < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "trainer.", name, " needs dataset.clip.num_frames >= 2 for the temporal gradient, got ",
-        config.dataset().clip().num_frames()));
-  }
-  const float alignment =
-      o.has_feature_alignment_weight() ? o.feature_alignment_weight() : reference_alignment;
-  if (!(alignment >= 0)) {
-    return absl::InvalidArgumentError(absl::StrCat("config field trainer.", name,
-                                                   ".feature_alignment_weight = ", alignment,
-                                                   ": must be >= 0"));
-  }
-  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, CreateBackbone(config.backbone()));
-  return std::unique_ptr<Trainer>(new MultiViewFixMatchTrainer(
-      name, std::move(model), o, ThresholdOr(o.pseudo_label(), reference_threshold), alignment,
-      device));
+struct MultiViewDefaults {
+  const char* name;
+  float threshold;
+  float alignment;
+};
+constexpr MultiViewDefaults kTgFixMatch{"tg_fixmatch", 0.3f, 1.0f};
+constexpr MultiViewDefaults kMvpl{"mvpl", 0.95f, 0.0f};
+
+float Alignment(const MultiViewFixMatchOptions& o, const MultiViewDefaults& d) {
+  return o.has_feature_alignment_weight() ? o.feature_alignment_weight() : d.alignment;
 }
 
-absl::StatusOr<std::unique_ptr<Trainer>> MakeTgFixMatch(const ExperimentConfig& config,
-                                                        const torch::Device& device) {
-  return MakeMultiView(config, device, "tg_fixmatch", config.trainer().tg_fixmatch(), 0.3f, 1.0f);
+absl::Status ValidateMultiView(const MultiViewFixMatchOptions& o, const TrainerScope& scope,
+                               const MultiViewDefaults& d) {
+  FieldChecker c(scope.path);
+  c.Merge(ValidateSemiSupervised(o, scope));
+  c.Require(Alignment(o, d) >= 0, "feature_alignment_weight", Alignment(o, d), "must be >= 0");
+  c.Fail(scope.dataset.clip().num_frames() < 2, "",
+         absl::StrCat("the temporal gradient needs dataset.clip.num_frames >= 2, got ",
+                      scope.dataset.clip().num_frames()));
+  return c.status();
 }
 
-absl::StatusOr<std::unique_ptr<Trainer>> MakeMvpl(const ExperimentConfig& config,
-                                                  const torch::Device& device) {
-  return MakeMultiView(config, device, "mvpl", config.trainer().mvpl(), 0.95f, 0.0f);
+absl::StatusOr<std::unique_ptr<Trainer>> CreateMultiView(const MultiViewFixMatchOptions& o,
+                                                         const TrainerContext& context,
+                                                         const MultiViewDefaults& d) {
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, context.CreateModel());
+  return std::unique_ptr<Trainer>(
+      new MultiViewFixMatchTrainer(d.name, std::move(model), o,
+                                   ThresholdOr(o.pseudo_label(), d.threshold), Alignment(o, d),
+                                   context.device));
+}
+
+absl::Status ValidateTgFixMatch(const MultiViewFixMatchOptions& o, const TrainerScope& scope) {
+  return ValidateMultiView(o, scope, kTgFixMatch);
+}
+absl::StatusOr<std::unique_ptr<Trainer>> CreateTgFixMatch(const MultiViewFixMatchOptions& o,
+                                                          const TrainerContext& context) {
+  return CreateMultiView(o, context, kTgFixMatch);
+}
+absl::Status ValidateMvpl(const MultiViewFixMatchOptions& o, const TrainerScope& scope) {
+  return ValidateMultiView(o, scope, kMvpl);
+}
+absl::StatusOr<std::unique_ptr<Trainer>> CreateMvpl(const MultiViewFixMatchOptions& o,
+                                                    const TrainerContext& context) {
+  return CreateMultiView(o, context, kMvpl);
 }
 
 }  // namespace
 
-TB_REGISTER_COMPONENT(TrainerRegistry(), tg_fixmatch, MakeTgFixMatch);
-TB_REGISTER_COMPONENT(TrainerRegistry(), mvpl, MakeMvpl);
+TB_REGISTER_COMPONENT(TrainerRegistry(), tg_fixmatch, ValidateTgFixMatch, CreateTgFixMatch);
+TB_REGISTER_COMPONENT(TrainerRegistry(), mvpl, ValidateMvpl, CreateMvpl);
 
 }  // namespace tb

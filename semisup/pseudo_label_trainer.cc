@@ -47,15 +47,18 @@ class PseudoLabelTrainer : public SemiSupervisedTrainer {
   PseudoLabelTrainerOptions options_;
 };
 
-absl::StatusOr<std::unique_ptr<Trainer>> MakePseudoLabelTrainer(const ExperimentConfig& config,
-                                                                const torch::Device& device) {
-  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, CreateBackbone(config.backbone()));
-  return std::unique_ptr<Trainer>(
-      new PseudoLabelTrainer(std::move(model), config.trainer().pseudo_label(), device));
+absl::Status ValidatePseudoLabel(const PseudoLabelTrainerOptions& o, const TrainerScope& scope) {
+  return ValidateSemiSupervised(o, scope);
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> CreatePseudoLabel(const PseudoLabelTrainerOptions& o,
+                                                           const TrainerContext& context) {
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, context.CreateModel());
+  return std::unique_ptr<Trainer>(new PseudoLabelTrainer(std::move(model), o, context.device));
 }
 
 }  // namespace
 
-TB_REGISTER_COMPONENT(TrainerRegistry(), pseudo_label, MakePseudoLabelTrainer);
+TB_REGISTER_COMPONENT(TrainerRegistry(), pseudo_label, ValidatePseudoLabel, CreatePseudoLabel);
 
 }  // namespace tb

@@ -11,6 +11,7 @@
 // checkpointed as "pretext". Reference: weight 1.
 #include <torch/nn/functional/loss.h>
 
+#include "core/config_check.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
 #include "semisup/semi_supervised.h"
@@ -86,26 +87,35 @@ class S4lTrainer : public SemiSupervisedTrainer {
   S4lOptions options_;
 };
 
-absl::StatusOr<std::unique_ptr<Trainer>> MakeS4lTrainer(const ExperimentConfig& config,
-                                                        const torch::Device& device) {
-  const S4lOptions& o = config.trainer().s4l();
-  SslObjectiveConfig pretext_config = o.pretext();
-  if (pretext_config.kind_case() == SslObjectiveConfig::KIND_NOT_SET) {
-    pretext_config.mutable_rotation();
-  }
-  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, CreateBackbone(config.backbone()));
-  SslContext context;
-  context.backbone = config.backbone();
-  context.feature_dim = model->feature_dim();
-  context.total_steps = std::max<int64_t>(1, config.schedule().steps());
-  context.device = device;
-  ASSIGN_OR_RETURN(std::unique_ptr<SslObjective> pretext,
-                   CreateSslObjective(pretext_config, context));
-  return std::unique_ptr<Trainer>(new S4lTrainer(std::move(model), std::move(pretext), o, device));
+// The pretext of `o` (unset = rotation, the reference's).
+SslObjectiveConfig Pretext(const S4lOptions& o) {
+  SslObjectiveConfig pretext = o.pretext();
+  if (pretext.kind_case() == SslObjectiveConfig::KIND_NOT_SET) pretext.mutable_rotation();
+  return pretext;
+}
+
+absl::Status ValidateS4l(const S4lOptions& o, const TrainerScope& scope) {
+  FieldChecker c(scope.path);
+  c.Merge(ValidateSemiSupervised(o, scope));
+  c.Merge(ValidateSslObjective(Pretext(o), c.Path("pretext")));
+  return c.status();
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> CreateS4l(const S4lOptions& o,
+                                                   const TrainerContext& context) {
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, context.CreateModel());
+  SslContext ssl;
+  ssl.backbone = context.backbone;
+  ssl.feature_dim = model->feature_dim();
+  ssl.total_steps = std::max<int64_t>(1, context.total_steps);
+  ssl.device = context.device;
+  ASSIGN_OR_RETURN(std::unique_ptr<SslObjective> pretext, CreateSslObjective(Pretext(o), ssl));
+  return std::unique_ptr<Trainer>(
+      new S4lTrainer(std::move(model), std::move(pretext), o, context.device));
 }
 
 }  // namespace
 
-TB_REGISTER_COMPONENT(TrainerRegistry(), s4l, MakeS4lTrainer);
+TB_REGISTER_COMPONENT(TrainerRegistry(), s4l, ValidateS4l, CreateS4l);
 
 }  // namespace tb

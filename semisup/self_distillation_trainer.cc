@@ -7,13 +7,11 @@
 //                       + unlabeled_weight * D(p_S(x_u), p_T(x_u)),
 // D as TimeBalance's (MSE or KL). TimeBalance's distillation with a single
 // teacher and no per-video mixing.
-#include <torch/nn/functional/loss.h>
-
 #include "absl/strings/str_cat.h"
+#include "core/config_check.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
 #include "semisup/semi_supervised.h"
-#include "semisup/timebalance_trainer.h"
 
 namespace tb {
 namespace {
@@ -38,7 +36,6 @@ class SelfDistillationTrainer : public SemiSupervisedTrainer {
     ASSIGN_OR_RETURN(torch::Tensor xl, LabeledClips(*batches.labeled));
     ASSIGN_OR_RETURN(torch::Tensor xu, LabeledClips(*ub));
     return CallTorch("self_distillation step", [&] {
-      const int64_t nl = xl.size(0);
       const torch::Tensor y = batches.labeled->labels.to(device_);
       const torch::Tensor x = torch::cat({xl, xu}).to(device_);
       torch::Tensor p_t;
@@ -46,21 +43,8 @@ class SelfDistillationTrainer : public SemiSupervisedTrainer {
         torch::NoGradGuard no_grad;
         p_t = torch::softmax(teacher_->forward(x).to(torch::kFloat), 1);
       }
-      const torch::Tensor logits = model_->forward(x).to(torch::kFloat);
-      const torch::Tensor p_s = torch::softmax(logits, 1);
-      const torch::Tensor ce = torch::nn::functional::cross_entropy(logits.slice(0, 0, nl), y);
-      const torch::Tensor d_l =
-          DistillationDistance(p_s.slice(0, 0, nl), p_t.slice(0, 0, nl), options_.distance());
-      const torch::Tensor d_u =
-          DistillationDistance(p_s.slice(0, nl), p_t.slice(0, nl), options_.distance());
-      StepResult result;
-      result.loss = ce + options_.labeled_weight() * d_l + options_.unlabeled_weight() * d_u;
-      result.metrics["loss_ce"] = ce.item<double>();
-      result.metrics["loss_distill_l"] = d_l.item<double>();
-      result.metrics["loss_distill_u"] = d_u.item<double>();
-      result.metrics["train_top1"] = Top1(logits.slice(0, 0, nl), y);
-      result.metrics["teacher_top1_u"] = Top1(p_t.slice(0, nl), ub->labels);
-      return result;
+      return DistillationStep(model_->forward(x), p_t, y, ub->labels, options_.labeled_weight(),
+                              options_.unlabeled_weight(), options_.distance());
     });
   }
 
@@ -69,28 +53,28 @@ class SelfDistillationTrainer : public SemiSupervisedTrainer {
   SelfDistillationOptions options_;
 };
 
-absl::StatusOr<std::unique_ptr<Trainer>> MakeSelfDistillationTrainer(const ExperimentConfig& config,
-                                                                     const torch::Device& device) {
-  const SelfDistillationOptions& o = config.trainer().self_distillation();
-  if (!(o.labeled_weight() >= 0 && o.unlabeled_weight() >= 0)) {
-    return absl::InvalidArgumentError(
-        "config fields trainer.self_distillation.labeled_weight / unlabeled_weight must be >= 0");
-  }
-  BackboneConfig teacher_config =
-      o.has_teacher_backbone() ? o.teacher_backbone() : config.backbone();
-  if (teacher_config.num_classes() == 0) {
-    teacher_config.set_num_classes(config.backbone().num_classes());
-  }
-  ASSIGN_OR_RETURN(
-      std::shared_ptr<VideoBackbone> teacher,
-      LoadFrozenModel(teacher_config, o.teacher(), "trainer.self_distillation.teacher"));
-  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> student, CreateBackbone(config.backbone()));
+absl::Status ValidateSelfDistillation(const SelfDistillationOptions& o,
+                                      const TrainerScope& scope) {
+  FieldChecker c(scope.path);
+  c.Merge(ValidateSemiSupervised(o, scope));
+  c.Merge(ValidateSelfDistillationOptions(o, scope.path));
+  return c.status();
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> CreateSelfDistillation(const SelfDistillationOptions& o,
+                                                                const TrainerContext& context) {
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> teacher,
+                   LoadFrozenModel(context,
+                                   o.has_teacher_backbone() ? &o.teacher_backbone() : nullptr,
+                                   o.teacher(), context.path + ".teacher"));
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> student, context.CreateModel());
   return std::unique_ptr<Trainer>(
-      new SelfDistillationTrainer(std::move(student), std::move(teacher), o, device));
+      new SelfDistillationTrainer(std::move(student), std::move(teacher), o, context.device));
 }
 
 }  // namespace
 
-TB_REGISTER_COMPONENT(TrainerRegistry(), self_distillation, MakeSelfDistillationTrainer);
+TB_REGISTER_COMPONENT(TrainerRegistry(), self_distillation, ValidateSelfDistillation,
+                      CreateSelfDistillation);
 
 }  // namespace tb

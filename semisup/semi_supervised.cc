@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/checkpoint.h"
+#include "core/config_check.h"
+#include "datasets/views.h"
 #include "core/status_macros.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
@@ -14,6 +16,53 @@
 #include "ssl/objective.h"
 
 namespace tb {
+
+absl::Status ValidateSemiSupervised(const google::protobuf::Message& options,
+                                    const TrainerScope& scope) {
+  FieldChecker c(scope.path);
+  std::vector<const google::protobuf::FieldDescriptor*> fields;
+  options.GetReflection()->ListFields(options, &fields);
+  for (const google::protobuf::FieldDescriptor* f : fields) {
+    if (f->message_type() == nullptr || f->is_repeated()) continue;
+    const google::protobuf::Message& m = options.GetReflection()->GetMessage(options, f);
+    const std::string name = f->name();
+    if (const auto* s = dynamic_cast<const UnlabeledSchedule*>(&m)) {
+      c.Require(!s->has_weight() || s->weight() >= 0, name + ".weight", s->weight(),
+                "must be >= 0");
+      c.Require(s->warmup_steps() >= 0, name + ".warmup_steps", s->warmup_steps(),
+                "must be >= 0");
+      c.Require(s->rampup_steps() >= 0, name + ".rampup_steps", s->rampup_steps(),
+                "must be >= 0");
+    } else if (const auto* p = dynamic_cast<const PseudoLabelOptions*>(&m)) {
+      c.Require(!p->has_threshold() || (p->threshold() >= 0 && p->threshold() <= 1),
+                name + ".threshold", p->threshold(), "must be in [0, 1]");
+    } else if (const auto* w = dynamic_cast<const WeakStrongSamplerOptions*>(&m)) {
+      SamplerConfig sampler;
+      *sampler.mutable_weak_strong() = *w;
+      c.Merge(ValidateSamplerOptions(sampler, c.Path(name)));
+    }
+  }
+  const DatasetConfig& d = scope.dataset;
+  c.Fail(d.labeled_fraction() >= 1 && d.labeled_list().empty() &&
+             d.unlabeled_set() == DatasetConfig::TRAIN_MINUS_LABELED,
+         "",
+         "this method trains on unlabeled videos, but dataset.labeled_fraction = 1 leaves none "
+         "(lower dataset.labeled_fraction or set dataset.unlabeled_set: ALL_TRAIN)");
+  return c.status();
+}
+
+absl::Status ValidateSelfDistillationOptions(const SelfDistillationOptions& o,
+                                             const std::string& path) {
+  FieldChecker c(path);
+  c.RequireSet(!o.teacher().empty(), "teacher",
+               "the checkpoint of the teacher trained on the labeled videos");
+  c.Require(o.labeled_weight() >= 0, "labeled_weight", o.labeled_weight(), "must be >= 0");
+  c.Require(o.unlabeled_weight() >= 0, "unlabeled_weight", o.unlabeled_weight(), "must be >= 0");
+  if (o.has_teacher_backbone()) {
+    c.Merge(ValidateBackbone(o.teacher_backbone(), c.Path("teacher_backbone")));
+  }
+  return c.status();
+}
 
 double UnlabeledWeight(const UnlabeledSchedule& schedule, double reference_weight, int64_t step) {
   const double weight = schedule.has_weight() ? schedule.weight() : reference_weight;
@@ -102,6 +151,39 @@ absl::StatusOr<torch::Tensor> LabeledClips(const ClipBatch& batch) {
   return BatchView(batch, "weak", 1);
 }
 
+torch::Tensor DistillationDistance(const torch::Tensor& p_student, const torch::Tensor& p_teacher,
+                                   TimeBalanceOptions::Distance distance) {
+  const torch::Tensor target = p_teacher.detach();
+  if (distance == TimeBalanceOptions::KL) {
+    const torch::Tensor log_ratio =
+        torch::log(target.clamp_min(1e-12)) - torch::log(p_student.clamp_min(1e-12));
+    return (target * log_ratio).sum(1).mean();
+  }
+  return (p_student - target).pow(2).mean();
+}
+
+StepResult DistillationStep(const torch::Tensor& logits, const torch::Tensor& p_teacher,
+                            const torch::Tensor& labels, const torch::Tensor& hidden_labels,
+                            double labeled_weight, double unlabeled_weight,
+                            TimeBalanceOptions::Distance distance) {
+  const int64_t nl = labels.size(0);
+  const torch::Tensor p_s = torch::softmax(logits.to(torch::kFloat), 1);
+  const torch::Tensor ce =
+      torch::nn::functional::cross_entropy(logits.slice(0, 0, nl).to(torch::kFloat), labels);
+  const torch::Tensor d_l = DistillationDistance(p_s.slice(0, 0, nl), p_teacher.slice(0, 0, nl),
+                                                 distance);
+  const torch::Tensor d_u = DistillationDistance(p_s.slice(0, nl), p_teacher.slice(0, nl),
+                                                 distance);
+  StepResult result;
+  result.loss = ce + labeled_weight * d_l + unlabeled_weight * d_u;
+  result.metrics["loss_ce"] = ce.item<double>();
+  result.metrics["loss_distill_l"] = d_l.item<double>();
+  result.metrics["loss_distill_u"] = d_u.item<double>();
+  result.metrics["train_top1"] = Top1(p_s.slice(0, 0, nl), labels);
+  result.metrics["pl_acc_all"] = Top1(p_teacher.slice(0, nl), hidden_labels);
+  return result;
+}
+
 absl::StatusOr<BackboneConfig> ScaleBackboneWidth(const BackboneConfig& config, float factor) {
   BackboneConfig scaled = config;
   const google::protobuf::OneofDescriptor* kind =
@@ -121,14 +203,15 @@ absl::StatusOr<BackboneConfig> ScaleBackboneWidth(const BackboneConfig& config, 
   return scaled;
 }
 
-absl::StatusOr<std::shared_ptr<VideoBackbone>> LoadFrozenModel(const BackboneConfig& config,
-                                                               const std::string& path,
-                                                               const std::string& field) {
+absl::StatusOr<std::shared_ptr<VideoBackbone>> LoadFrozenModel(
+    const TrainerContext& context, const BackboneConfig* config, const std::string& path,
+    const std::string& field) {
   if (path.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("config field ", field, " is required (a checkpoint path)"));
   }
-  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, CreateBackbone(config));
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model,
+                   config != nullptr ? context.CreateModel(*config) : context.CreateModel());
   CheckpointContents contents;
   contents.modules = {{"model", model.get()}};
   absl::Status loaded = LoadCheckpoint(path, &contents);
@@ -140,9 +223,9 @@ absl::StatusOr<std::shared_ptr<VideoBackbone>> LoadFrozenModel(const BackboneCon
   return model;
 }
 
-absl::StatusOr<std::shared_ptr<VideoBackbone>> MakeEmaCopy(const BackboneConfig& config,
+absl::StatusOr<std::shared_ptr<VideoBackbone>> MakeEmaCopy(const TrainerContext& context,
                                                            VideoBackbone& online) {
-  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> copy, CreateBackbone(config));
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> copy, context.CreateModel());
   for (auto& p : copy->parameters()) p.set_requires_grad(false);
   ssl::EmaUpdate(*copy, online, 0.0);
   return copy;

@@ -3,8 +3,9 @@
 // Pieces shared by the semi-supervised trainers (pseudo_label, mean_teacher,
 // fixmatch, tg_fixmatch, mvpl, cmpl, s4l, self_distillation, timebalance):
 // the unlabeled-loss schedule, thresholded pseudo-labels and their loss,
-// the temporal-gradient view, views of a batch, auxiliary-model widths and
-// frozen teachers loaded from checkpoints.
+// the temporal-gradient view, views of a batch, auxiliary-model widths,
+// frozen teachers loaded from checkpoints, the distillation loss, and the
+// option checks every semi-supervised trainer runs in its Validate.
 #ifndef TIMEBALANCE_SEMISUP_SEMI_SUPERVISED_H_
 #define TIMEBALANCE_SEMISUP_SEMI_SUPERVISED_H_
 
@@ -18,9 +19,24 @@
 #include "backbones/backbone.h"
 #include "datasets/clip_loader.h"
 #include "semisup/semisup.pb.h"
-#include "semisup/trainer.h"
+#include "train/api/trainer.h"
 
 namespace tb {
+
+// The checks every semi-supervised trainer's Validate runs: the
+// UnlabeledSchedule and PseudoLabelOptions fields of `options` (found by
+// type, so a new method gets them checked too), any WeakStrongSamplerOptions
+// field (sampler ranges), and that the experiment leaves unlabeled videos to
+// read (a labeled_fraction of 1 without a labeled_list or unlabeled_set:
+// ALL_TRAIN leaves none: a config error, not a run-time one).
+absl::Status ValidateSemiSupervised(const google::protobuf::Message& options,
+                                    const TrainerScope& scope);
+
+// The checks of self-distillation options (SD, and MT+SD's
+// `self_distillation`) at `path`: the teacher checkpoint is set, the weights
+// are >= 0, and the teacher backbone, when given, is valid.
+absl::Status ValidateSelfDistillationOptions(const SelfDistillationOptions& options,
+                                             const std::string& path);
 
 // The unlabeled-loss weight before optimizer step `step` (0-based): 0 during
 // the warm-up, then weight * exp(-5 (1 - t)^2) with t the ramp-up progress
@@ -84,22 +100,39 @@ absl::StatusOr<torch::Tensor> BatchView(const ClipBatch& batch, const std::strin
 // "weak"), [B, 3, T, S, S].
 absl::StatusOr<torch::Tensor> LabeledClips(const ClipBatch& batch);
 
+// D(p_student, p_teacher): MSE (mean over all elements) or KL(p_T || p_S)
+// (sum over classes, mean over rows). p_teacher is treated as a constant.
+torch::Tensor DistillationDistance(const torch::Tensor& p_student, const torch::Tensor& p_teacher,
+                                   TimeBalanceOptions::Distance distance);
+
+// The distillation step of TimeBalance and self-distillation on a batch of
+// labeled rows (the first labels.size(0)) followed by unlabeled rows:
+//   CE(logits_l, y) + labeled_weight * D(p_S(x_l), p_T(x_l))
+//                   + unlabeled_weight * D(p_S(x_u), p_T(x_u)),
+// p_S = softmax of the student's `logits` in fp32. Logs loss_ce,
+// loss_distill_l, loss_distill_u, train_top1, and pl_acc_all: the teacher's
+// top-1 on the unlabeled rows against their hidden labels.
+StepResult DistillationStep(const torch::Tensor& logits, const torch::Tensor& p_teacher,
+                            const torch::Tensor& labels, const torch::Tensor& hidden_labels,
+                            double labeled_weight, double unlabeled_weight,
+                            TimeBalanceOptions::Distance distance);
+
 // `config` with its backbone's width_multiplier multiplied by `factor`
 // (CMPL's auxiliary model). InvalidArgument when the set backbone has no
 // width_multiplier.
 absl::StatusOr<BackboneConfig> ScaleBackboneWidth(const BackboneConfig& config, float factor);
 
-// Builds `config`'s backbone, loads module "model" of the checkpoint at
-// `path` into it, and freezes it (eval mode, no parameter requires grad).
-// `field` (e.g. "trainer.self_distillation.teacher") names the config field
-// in errors.
-absl::StatusOr<std::shared_ptr<VideoBackbone>> LoadFrozenModel(const BackboneConfig& config,
-                                                               const std::string& path,
-                                                               const std::string& field);
+// Builds the backbone `config` through the context's model factory (unset =
+// the experiment's), loads module "model" of the checkpoint at `path` into
+// it, and freezes it (eval mode, no parameter requires grad). `field` (e.g.
+// "trainer.self_distillation.teacher") names the config field in errors.
+absl::StatusOr<std::shared_ptr<VideoBackbone>> LoadFrozenModel(
+    const TrainerContext& context, const BackboneConfig* config, const std::string& path,
+    const std::string& field);
 
-// An untrained copy target for EMA teachers: the same architecture with the
-// online model's weights and buffers, no parameter requiring grad.
-absl::StatusOr<std::shared_ptr<VideoBackbone>> MakeEmaCopy(const BackboneConfig& config,
+// An EMA copy target of the experiment's model: the same architecture with
+// the online model's weights and buffers, no parameter requiring grad.
+absl::StatusOr<std::shared_ptr<VideoBackbone>> MakeEmaCopy(const TrainerContext& context,
                                                            VideoBackbone& online);
 
 // Base of the semi-supervised trainers with one trained model ("model" in

@@ -12,7 +12,6 @@
 
 #include <cmath>
 
-#include "configs/config_loader.h"
 #include "core/checkpoint.h"
 #include "core/testing/test_util.h"
 #include "google/protobuf/text_format.h"
@@ -91,23 +90,33 @@ TEST(SemiSupervised, BackboneWidthScales) {
 
 constexpr int kClasses = 4;
 
-ExperimentConfig Config(const std::string& trainer_text) {
-  ExperimentConfig e;
-  ResolveDefaults(&e);
-  e.mutable_backbone()->mutable_r3d18()->set_width_multiplier(0.0625f);
-  e.mutable_backbone()->set_num_classes(kClasses);
-  e.mutable_backbone()->set_dropout(0.0f);
-  e.mutable_dataset()->mutable_clip()->set_num_frames(4);
-  e.mutable_schedule()->set_steps(10);
-  TrainerConfig t;
-  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(trainer_text, &t)) << trainer_text;
-  e.mutable_trainer()->MergeFrom(t);
-  return e;
+// The context every trainer here is built in: a tiny R3D, 4-frame clips.
+TrainerContext Context() {
+  TrainerContext context;
+  context.backbone.mutable_r3d18()->set_width_multiplier(0.0625f);
+  context.backbone.set_num_classes(kClasses);
+  context.backbone.set_dropout(0.0f);
+  context.dataset.mutable_clip()->set_num_frames(4);
+  context.dataset.set_labeled_fraction(0.5f);
+  context.total_steps = 10;
+  return context;
 }
 
-std::unique_ptr<Trainer> Make(const ExperimentConfig& config, int seed = 0) {
+TrainerConfig Config(const std::string& trainer_text) {
+  TrainerConfig t;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(trainer_text, &t)) << trainer_text;
+  return t;
+}
+
+std::unique_ptr<Trainer> Make(const TrainerConfig& config, int seed = 0) {
   torch::manual_seed(seed);
-  auto trainer = CreateTrainer(config, torch::kCPU);
+  TrainerScope scope;
+  scope.path = "trainer";
+  scope.backbone = Context().backbone;
+  scope.dataset = Context().dataset;
+  const absl::Status valid = ValidateTrainer(config, scope);
+  EXPECT_TRUE(valid.ok()) << valid;
+  auto trainer = CreateTrainer(config, Context());
   EXPECT_TRUE(trainer.ok()) << trainer.status();
   return trainer.ok() ? std::move(*trainer) : nullptr;
 }
@@ -338,7 +347,7 @@ TEST(SemiSupervisedTrainers, SelfDistillationMatchesTheFrozenTeacher) {
   const double ce = F::cross_entropy(logits.slice(0, 0, 2), lb.labels).item<double>();
   EXPECT_NEAR(r->loss.item<double>(), ce + 2 * dl + 3 * du, 1e-5);
   // A missing teacher is a config error naming the field.
-  auto bad = CreateTrainer(Config("self_distillation {}"), torch::kCPU);
+  auto bad = CreateTrainer(Config("self_distillation {}"), Context());
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("trainer.self_distillation.teacher"), std::string::npos)
       << bad.status();

@@ -2,6 +2,7 @@
 
 #include <torch/nn/functional/loss.h>
 
+#include "core/config_check.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
 
@@ -40,15 +41,21 @@ std::vector<std::pair<std::string, torch::nn::Module*>> SupervisedTrainer::Check
 
 namespace {
 
-absl::StatusOr<std::unique_ptr<Trainer>> MakeSupervisedTrainer(const ExperimentConfig& config,
-                                                               const torch::Device& device) {
-  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, CreateBackbone(config.backbone()));
-  return std::unique_ptr<Trainer>(
-      new SupervisedTrainer(std::move(model), config.trainer().supervised(), device));
+absl::Status ValidateSupervised(const SupervisedOptions& o, const TrainerScope& scope) {
+  FieldChecker c(scope.path);
+  c.Require(o.label_smoothing() >= 0 && o.label_smoothing() < 1, "label_smoothing",
+            o.label_smoothing(), "must be in [0, 1)");
+  return c.status();
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> CreateSupervised(const SupervisedOptions& o,
+                                                          const TrainerContext& context) {
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, context.CreateModel());
+  return std::unique_ptr<Trainer>(new SupervisedTrainer(std::move(model), o, context.device));
 }
 
 }  // namespace
 
-TB_REGISTER_COMPONENT(TrainerRegistry(), supervised, MakeSupervisedTrainer);
+TB_REGISTER_COMPONENT(TrainerRegistry(), supervised, ValidateSupervised, CreateSupervised);
 
 }  // namespace tb

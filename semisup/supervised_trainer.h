@@ -10,7 +10,8 @@
 
 #include <memory>
 
-#include "semisup/trainer.h"
+#include "semisup/semisup.pb.h"
+#include "train/api/trainer.h"
 
 namespace tb {
 

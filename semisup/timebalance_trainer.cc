@@ -1,10 +1,8 @@
 #include "semisup/timebalance_trainer.h"
 
-#include <torch/nn/functional/loss.h>
-
 #include "absl/strings/str_cat.h"
 #include "core/autocast.h"
-#include "core/checkpoint.h"
+#include "core/config_check.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
 #include "reweighting/scorer.h"
@@ -16,17 +14,6 @@ torch::Tensor MixTeachers(const torch::Tensor& p_invariant, const torch::Tensor&
                           const torch::Tensor& weights) {
   const torch::Tensor s = weights.to(p_invariant.dtype()).unsqueeze(1);
   return s * p_invariant + (1 - s) * p_distinctive;
-}
-
-torch::Tensor DistillationDistance(const torch::Tensor& p_student, const torch::Tensor& p_teacher,
-                                   TimeBalanceOptions::Distance distance) {
-  const torch::Tensor target = p_teacher.detach();
-  if (distance == TimeBalanceOptions::KL) {
-    const torch::Tensor log_ratio =
-        torch::log(target.clamp_min(1e-12)) - torch::log(p_student.clamp_min(1e-12));
-    return (target * log_ratio).sum(1).mean();
-  }
-  return (p_student - target).pow(2).mean();
 }
 
 TimeBalanceTrainer::TimeBalanceTrainer(std::shared_ptr<VideoBackbone> student,
@@ -90,26 +77,10 @@ absl::StatusOr<StepResult> TimeBalanceTrainer::Step(const StepBatches& batches) 
       p_d = torch::softmax(distinctive_->forward(x).to(torch::kFloat), 1);
     }
     const torch::Tensor p_t = MixTeachers(p_i, p_d, s);
-    const torch::Tensor logits = student_->forward(x);
-    const torch::Tensor p_s = torch::softmax(logits.to(torch::kFloat), 1);
-    const torch::Tensor ce =
-        torch::nn::functional::cross_entropy(logits.slice(0, 0, nl).to(torch::kFloat), y);
-    const torch::Tensor d_l =
-        DistillationDistance(p_s.slice(0, 0, nl), p_t.slice(0, 0, nl), options_.distance());
-    const torch::Tensor d_u =
-        DistillationDistance(p_s.slice(0, nl), p_t.slice(0, nl), options_.distance());
-    StepResult result;
-    result.loss = ce + options_.labeled_weight() * d_l + options_.unlabeled_weight() * d_u;
-    auto accuracy = [](const torch::Tensor& p, const torch::Tensor& labels) {
-      return p.argmax(1).eq(labels).to(torch::kFloat).mean().item<double>();
-    };
-    const torch::Tensor yu = ub.labels.to(device_);
-    result.metrics["loss_ce"] = ce.item<double>();
-    result.metrics["loss_distill_l"] = d_l.item<double>();
-    result.metrics["loss_distill_u"] = d_u.item<double>();
-    result.metrics["train_top1"] = accuracy(p_s.slice(0, 0, nl), y);
-    result.metrics["teacher_top1_l"] = accuracy(p_t.slice(0, 0, nl), y);
-    result.metrics["pseudo_label_acc_u"] = accuracy(p_t.slice(0, nl), yu);
+    StepResult result =
+        DistillationStep(student_->forward(x), p_t, y, ub.labels, options_.labeled_weight(),
+                         options_.unlabeled_weight(), options_.distance());
+    result.metrics["teacher_top1_l"] = Top1(p_t.slice(0, 0, nl), y);
     result.metrics["mean_s"] = s.mean().item<double>();
     return result;
   });
@@ -117,36 +88,40 @@ absl::StatusOr<StepResult> TimeBalanceTrainer::Step(const StepBatches& batches) 
 
 namespace {
 
-absl::StatusOr<std::unique_ptr<Trainer>> MakeTimeBalanceTrainer(const ExperimentConfig& config,
-                                                                const torch::Device& device) {
-  const TimeBalanceOptions& o = config.trainer().timebalance();
-  BackboneConfig teacher_config = o.has_teacher_backbone() ? o.teacher_backbone()
-                                                           : config.backbone();
-  if (teacher_config.num_classes() == 0) {
-    teacher_config.set_num_classes(config.backbone().num_classes());
+absl::Status ValidateTimeBalance(const TimeBalanceOptions& o, const TrainerScope& scope) {
+  FieldChecker c(scope.path);
+  c.Merge(ValidateSemiSupervised(o, scope));
+  c.Require(o.labeled_weight() >= 0, "labeled_weight", o.labeled_weight(), "must be >= 0");
+  c.Require(o.unlabeled_weight() >= 0, "unlabeled_weight", o.unlabeled_weight(), "must be >= 0");
+  if (o.has_teacher_backbone()) {
+    c.Merge(ValidateBackbone(o.teacher_backbone(), c.Path("teacher_backbone")));
   }
-  if (!(o.labeled_weight() >= 0 && o.unlabeled_weight() >= 0)) {
-    return absl::InvalidArgumentError(
-        "config fields trainer.timebalance.labeled_weight / unlabeled_weight must be >= 0");
-  }
+  return c.status();
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> CreateTimeBalance(const TimeBalanceOptions& o,
+                                                           const TrainerContext& context) {
+  const BackboneConfig* teacher = o.has_teacher_backbone() ? &o.teacher_backbone() : nullptr;
+  ASSIGN_OR_RETURN(auto invariant, LoadFrozenModel(context, teacher, o.invariant_teacher(),
+                                                    context.path + ".invariant_teacher"));
+  ASSIGN_OR_RETURN(auto distinctive, LoadFrozenModel(context, teacher, o.distinctive_teacher(),
+                                                      context.path + ".distinctive_teacher"));
   if (o.scores().empty()) {
-    return absl::InvalidArgumentError(
-        "config field trainer.timebalance.scores is required (the score stage's output)");
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config field ", context.path, ".scores is required (the score stage's output; the "
+        "pipeline fills it)"));
   }
-  ASSIGN_OR_RETURN(auto invariant, LoadFrozenModel(teacher_config, o.invariant_teacher(),
-                                                    "trainer.timebalance.invariant_teacher"));
-  ASSIGN_OR_RETURN(auto distinctive, LoadFrozenModel(teacher_config, o.distinctive_teacher(),
-                                                      "trainer.timebalance.distinctive_teacher"));
-  ASSIGN_OR_RETURN(auto score_list, ReadScores(o.scores()));
-  std::map<std::string, float> scores(score_list.begin(), score_list.end());
-  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> student, CreateBackbone(config.backbone()));
+  ASSIGN_OR_RETURN(TemporalScores scores, ReadScores(o.scores()));
+  std::map<std::string, float> weights;
+  for (const VideoWeight& v : scores.videos()) weights[v.video()] = v.weight();
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> student, context.CreateModel());
   return std::unique_ptr<Trainer>(new TimeBalanceTrainer(
-      std::move(student), std::move(invariant), std::move(distinctive), std::move(scores), o,
-      device));
+      std::move(student), std::move(invariant), std::move(distinctive), std::move(weights), o,
+      context.device));
 }
 
 }  // namespace
 
-TB_REGISTER_COMPONENT(TrainerRegistry(), timebalance, MakeTimeBalanceTrainer);
+TB_REGISTER_COMPONENT(TrainerRegistry(), timebalance, ValidateTimeBalance, CreateTimeBalance);
 
 }  // namespace tb

@@ -9,11 +9,16 @@
 // scores file. The student's loss is
 //   CE(f_S(x_l), y) + labeled_weight * D(softmax(f_S(x_l)), p_T(x_l))
 //                   + unlabeled_weight * D(softmax(f_S(x_u)), p_T(x_u)),
-// D = element-wise MSE (default) or KL(p_T || p_S). The student's labeled and
-// unlabeled clips go through it in one forward pass (shared BatchNorm
-// statistics). Logged: each term, the teachers' and the mixture's accuracy on
-// the labeled clips, and the mixture's pseudo-label accuracy on the unlabeled
-// clips against their hidden labels.
+// D = element-wise MSE (default) or KL(p_T || p_S) (DistillationStep in
+// semi_supervised.h). The student's labeled and unlabeled clips go through it
+// in one forward pass (shared BatchNorm statistics). Logged: each term, the
+// mixture's accuracy on the labeled clips (teacher_top1_l), and its
+// pseudo-label accuracy on the unlabeled clips against their hidden labels
+// (pl_acc_all).
+//
+// Example config (the pipeline fills the teachers and scores):
+//   trainer { timebalance { labeled_weight: 50 unlabeled_weight: 100 }
+//             labeled_batch_size: 8 unlabeled_batch_size: 8 }
 #ifndef TIMEBALANCE_SEMISUP_TIMEBALANCE_TRAINER_H_
 #define TIMEBALANCE_SEMISUP_TIMEBALANCE_TRAINER_H_
 
@@ -23,18 +28,14 @@
 #include <utility>
 #include <vector>
 
-#include "semisup/trainer.h"
+#include "semisup/semisup.pb.h"
+#include "train/api/trainer.h"
 
 namespace tb {
 
 // p_T = s * p_i + (1 - s) * p_d, s: [B], p_*: [B, C].
 torch::Tensor MixTeachers(const torch::Tensor& p_invariant, const torch::Tensor& p_distinctive,
                           const torch::Tensor& weights);
-
-// D(p_student, p_teacher): MSE (mean over all elements) or KL(p_T || p_S)
-// (sum over classes, mean over rows). p_teacher is treated as a constant.
-torch::Tensor DistillationDistance(const torch::Tensor& p_student, const torch::Tensor& p_teacher,
-                                   TimeBalanceOptions::Distance distance);
 
 class TimeBalanceTrainer : public Trainer {
  public:

@@ -1,5 +1,7 @@
 #include "semisup/timebalance_trainer.h"
 
+#include "semisup/semi_supervised.h"
+
 #include <cmath>
 
 #include <gtest/gtest.h>

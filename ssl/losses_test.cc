@@ -14,6 +14,8 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
+#include "core/testing/python_reference.h"
+#include "core/testing/test_util.h"
 #include "gtest/gtest.h"
 
 namespace tb {
@@ -486,28 +488,16 @@ TEST(RotateClips, GradientFlowsToTheInput) {
 // ---------------------------------------------------------------------------
 // Reference values from testdata/ssl_reference.py (loop-based, float64).
 
-std::string Env(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? std::string(v) : fallback;
-}
-
 class PythonReferenceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    constexpr char kPython[] = "/usr/bin/python3";
-    const std::string check = absl::StrCat(kPython, " -c 'import torch' 2>/dev/null");
-    if (std::system(check.c_str()) != 0) {
-      skip_reason_ = new std::string(absl::StrCat(
-          kPython, " cannot import torch; install python3-torch (Debian) to compare against ",
-          "ssl/testdata/ssl_reference.py"));
+    const std::string out = ::tb::testing::TmpPath("ssl_reference.txt");
+    const absl::StatusOr<std::string> ran =
+        ::tb::testing::RunPythonReference("ssl/testdata/ssl_reference.py", {out});
+    if (!ran.ok()) {
+      failure_ = new std::string(std::string(ran.status().message()));
       return;
     }
-    const std::string script =
-        absl::StrCat(Env("TEST_SRCDIR", "."), "/", Env("TEST_WORKSPACE", "timebalance"),
-                     "/ssl/testdata/ssl_reference.py");
-    const std::string out = Env("TEST_TMPDIR", "/tmp") + "/ssl_reference.txt";
-    const std::string command = absl::StrCat(kPython, " ", script, " ", out);
-    ASSERT_EQ(std::system(command.c_str()), 0) << "failed: " << command;
     refs_ = new std::map<std::string, torch::Tensor>();
     std::ifstream in(out);
     std::string line;
@@ -531,7 +521,7 @@ class PythonReferenceTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    if (skip_reason_ != nullptr) GTEST_SKIP() << *skip_reason_;
+    ASSERT_EQ(failure_, nullptr) << *failure_;
     ASSERT_NE(refs_, nullptr) << "the reference script failed";
   }
 
@@ -546,10 +536,10 @@ class PythonReferenceTest : public ::testing::Test {
   }
 
   static std::map<std::string, torch::Tensor>* refs_;
-  static std::string* skip_reason_;
+  static std::string* failure_;
 };
 std::map<std::string, torch::Tensor>* PythonReferenceTest::refs_ = nullptr;
-std::string* PythonReferenceTest::skip_reason_ = nullptr;
+std::string* PythonReferenceTest::failure_ = nullptr;
 
 TEST_F(PythonReferenceTest, NtXent) {
   const torch::Tensor a = Leaf("ntxent_a");

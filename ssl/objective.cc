@@ -8,14 +8,18 @@
 namespace tb {
 
 SslObjectiveRegistryType& SslObjectiveRegistry() {
-  static auto* registry = new SslObjectiveRegistryType("ssl objective");
+  static auto* registry = new SslObjectiveRegistryType("ssl objective", "kind");
   return *registry;
+}
+
+absl::Status ValidateSslObjective(const SslObjectiveConfig& config, const std::string& path) {
+  return SslObjectiveRegistry().Validate(config, {path});
 }
 
 absl::StatusOr<std::unique_ptr<SslObjective>> CreateSslObjective(const SslObjectiveConfig& config,
                                                                  const SslContext& context) {
-  ASSIGN_OR_RETURN(std::string kind, SetOneofField(config, "kind", "ssl objective"));
-  return SslObjectiveRegistry().Create(kind, config, context);
+  RETURN_IF_ERROR(ValidateSslObjective(config, "objective"));
+  return SslObjectiveRegistry().Create(config, context);
 }
 
 ProjectionHead MakeProjection(const ProjectionOptions& options, int64_t in, int default_layers) {

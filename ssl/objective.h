@@ -9,8 +9,9 @@
 // it needs; the pretraining trainer (ssl/pretrain_trainer.h) feeds it batches
 // of those views and calls AfterOptimizerStep after each update.
 //
-// Adding an objective: one .h/.cc/_test.cc, one options message and oneof
-// field in ssl.proto, one BUILD target, one dependency line in the binary.
+// Adding an objective: one .cc (and a test), one options message and oneof
+// field in ssl.proto, one BUILD target added to //ssl:all_objectives, and a
+// line in docs (docs/EXTENDING.md walks through it).
 #ifndef TIMEBALANCE_SSL_OBJECTIVE_H_
 #define TIMEBALANCE_SSL_OBJECTIVE_H_
 
@@ -24,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "backbones/backbone.h"
 #include "backbones/heads.h"
+#include "core/config_check.h"
 #include "core/registry.h"
 #include "datasets/datasets.pb.h"
 #include "ssl/ssl.pb.h"
@@ -48,6 +50,7 @@ class SslObjective : public torch::nn::Module {
   virtual void AfterOptimizerStep(VideoBackbone& backbone, int64_t step) {}
 };
 
+// What an objective is built from besides its options.
 struct SslContext {
   BackboneConfig backbone;  // resolved (num_classes set); to build key encoders
   int64_t feature_dim = 0;
@@ -55,10 +58,16 @@ struct SslContext {
   torch::Device device = torch::kCPU;
 };
 
-using SslObjectiveRegistryType =
-    Registry<SslObjective, const SslObjectiveConfig&, const SslContext&>;
+// Objectives are validated on their own options (scope path e.g.
+// "trainer.ssl.objective") and built with an SslContext.
+using SslObjectiveRegistryType = ComponentRegistry<SslObjective, ConfigScope, SslContext>;
 SslObjectiveRegistryType& SslObjectiveRegistry();
 
+// Checks the objective selected in `config`, which sits at `path`.
+absl::Status ValidateSslObjective(const SslObjectiveConfig& config, const std::string& path);
+
+// Builds the objective selected in `config` (validated first, at path
+// "objective").
 absl::StatusOr<std::unique_ptr<SslObjective>> CreateSslObjective(const SslObjectiveConfig& config,
                                                                  const SslContext& context);
 

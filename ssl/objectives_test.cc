@@ -83,6 +83,46 @@ std::vector<Case> Cases() {
   };
 }
 
+// Derived from the registry and the proto: a new objective is covered here
+// without editing this file.
+TEST(SslObjectives, EveryKindIsRegisteredAndTrainsFromItsExamples) {
+  const auto* kind = SslObjectiveConfig::descriptor()->FindOneofByName("kind");
+  ASSERT_NE(kind, nullptr);
+  EXPECT_EQ(SslObjectiveRegistry().Names().size(), static_cast<size_t>(kind->field_count()));
+  for (int i = 0; i < kind->field_count(); ++i) {
+    const std::string name = kind->field(i)->name();
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(SslObjectiveRegistry().Contains(name));
+    const std::vector<std::string> examples = SslObjectiveRegistry().Examples(name);
+    EXPECT_FALSE(examples.empty());
+    for (const std::string& example : examples) {
+      torch::manual_seed(0);
+      std::shared_ptr<VideoBackbone> backbone;
+      auto objective = Make(name + " { " + example + " }", &backbone);
+      ASSERT_NE(objective, nullptr);
+      auto loss = objective->Loss(*backbone, ViewsFor(objective->Sampler()));
+      ASSERT_TRUE(loss.ok()) << loss.status();
+      EXPECT_TRUE(std::isfinite(loss->loss.item<double>()));
+      loss->loss.backward();
+    }
+  }
+}
+
+TEST(SslObjectives, ValidateNamesTheFullPath) {
+  SslObjectiveConfig config;
+  config.mutable_tclr()->set_temperature(-1);
+  EXPECT_EQ(ValidateSslObjective(config, "timebalance.pretrain_distinctive.trainer.ssl.objective")
+                .message(),
+            "config field timebalance.pretrain_distinctive.trainer.ssl.objective.tclr.temperature "
+            "= -1: must be > 0");
+  config.mutable_rho_moco()->set_queue_size(0);
+  EXPECT_EQ(ValidateSslObjective(config, "objective").message(),
+            "config field objective.rho_moco.queue_size = 0: must be >= 1");
+  config.mutable_vtdl()->mutable_sampler()->set_max_mixup(2);
+  EXPECT_EQ(ValidateSslObjective(config, "objective").message(),
+            "config field objective.vtdl.sampler.max_mixup = 2: must be in [0, 1]");
+}
+
 TEST(SslObjectives, LossIsFiniteReportsTermsAndReachesEveryTrainedPart) {
   for (const Case& c : Cases()) {
     SCOPED_TRACE(c.text);

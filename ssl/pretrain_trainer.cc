@@ -50,24 +50,38 @@ void SslPretrainTrainer::SetTraining(bool training) {
   objective_->train(training);
 }
 
+torch::nn::Module* SslPretrainTrainer::FeatureProjection() {
+  for (const auto& child : objective_->named_children()) {
+    if (child.key() == "projection") return child.value().get();
+  }
+  return nullptr;
+}
+
 namespace {
 
-absl::StatusOr<std::unique_ptr<Trainer>> MakeSslTrainer(const ExperimentConfig& config,
-                                                        const torch::Device& device) {
-  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> backbone, CreateBackbone(config.backbone()));
-  SslContext context;
-  context.backbone = config.backbone();
-  context.feature_dim = backbone->feature_dim();
-  context.total_steps = config.schedule().steps();
-  context.device = device;
+absl::Status ValidateSslTrainer(const SslTrainerOptions& o, const TrainerScope& scope) {
+  FieldChecker c(scope.path);
+  c.RequireSet(o.has_objective(), "objective", "the self-supervised objective to train");
+  if (!c.ok()) return c.status();
+  return ValidateSslObjective(o.objective(), c.Path("objective"));
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> CreateSslTrainer(const SslTrainerOptions& o,
+                                                          const TrainerContext& context) {
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> backbone, context.CreateModel());
+  SslContext ssl;
+  ssl.backbone = context.backbone;
+  ssl.feature_dim = backbone->feature_dim();
+  ssl.total_steps = context.total_steps;
+  ssl.device = context.device;
   ASSIGN_OR_RETURN(std::unique_ptr<SslObjective> objective,
-                   CreateSslObjective(config.trainer().ssl().objective(), context));
+                   CreateSslObjective(o.objective(), ssl));
   return std::unique_ptr<Trainer>(
-      new SslPretrainTrainer(std::move(backbone), std::move(objective), device));
+      new SslPretrainTrainer(std::move(backbone), std::move(objective), context.device));
 }
 
 }  // namespace
 
-TB_REGISTER_COMPONENT(TrainerRegistry(), ssl, MakeSslTrainer);
+TB_REGISTER_COMPONENT(TrainerRegistry(), ssl, ValidateSslTrainer, CreateSslTrainer);
 
 }  // namespace tb

@@ -1,7 +1,7 @@
 // File: ssl/pretrain_trainer.h
 //
 // Self-supervised pretraining as a Trainer (registered as `ssl`, options
-// SslTrainerOptions in semisup/semisup.proto): the backbone plus the
+// SslTrainerOptions in ssl/ssl.proto): the backbone plus the
 // objective's own modules (heads, EMA encoders, queues, prototypes) are
 // trained on every training video with the objective's sampler; each loss
 // term is logged separately. Checkpoints hold "model" (the backbone, which
@@ -14,8 +14,8 @@
 #include <utility>
 #include <vector>
 
-#include "semisup/trainer.h"
 #include "ssl/objective.h"
+#include "train/api/trainer.h"
 
 namespace tb {
 
@@ -29,6 +29,8 @@ class SslPretrainTrainer : public Trainer {
   std::vector<torch::Tensor> TrainableParameters() override;
   std::vector<std::pair<std::string, torch::nn::Module*>> CheckpointModules() override;
   VideoBackbone& EvaluationModel() override { return *backbone_; }
+  // The objective's "projection" head, when it has one.
+  torch::nn::Module* FeatureProjection() override;
   void SetTraining(bool training) override;
   SamplerConfig LabeledSampler() const override { return objective_->Sampler(); }
   bool UsesLabels() const override { return false; }

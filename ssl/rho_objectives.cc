@@ -20,18 +20,20 @@
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
+#include "datasets/clip_ops.h"
 #include "ssl/losses.h"
 #include "ssl/objective.h"
 
 namespace tb {
 namespace {
 
-absl::Status CheckRho(int rho, const std::string& path) {
-  if (rho < 2 || rho > 16) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("config field ", path, ".rho = ", rho, ": must be in [2, 16]"));
+// The checks every rho-method shares: rho clips and their augmentation.
+template <typename Options>
+void CheckRhoOptions(const Options& o, FieldChecker* c) {
+  c->Require(o.rho() >= 2 && o.rho() <= 16, "rho", o.rho(), "must be in [2, 16]");
+  if (o.has_augmentation()) {
+    c->Merge(ValidateAugmentation(o.augmentation(), c->Path("augmentation")));
   }
-  return absl::OkStatus();
 }
 
 SamplerConfig RhoSampler(int rho, bool has_augmentation, const Augmentation& augmentation) {
@@ -223,50 +225,75 @@ class RhoSwav : public RhoBase {
   torch::Tensor prototypes_;
 };
 
-absl::StatusOr<std::unique_ptr<SslObjective>> MakeRhoSimclr(const SslObjectiveConfig& config,
-                                                            const SslContext& context) {
-  RETURN_IF_ERROR(CheckRho(config.rho_simclr().rho(), "trainer.ssl.objective.rho_simclr"));
-  return std::unique_ptr<SslObjective>(new RhoSimclr(config.rho_simclr(), context.feature_dim));
+absl::Status ValidateRhoSimclr(const RhoSimclrOptions& o, const ConfigScope& scope) {
+  FieldChecker c(scope.path);
+  CheckRhoOptions(o, &c);
+  c.Require(o.temperature() > 0, "temperature", o.temperature(), "must be > 0");
+  return c.status();
 }
 
-absl::StatusOr<std::unique_ptr<SslObjective>> MakeRhoMoco(const SslObjectiveConfig& config,
-                                                          const SslContext& context) {
-  const RhoMocoOptions& o = config.rho_moco();
-  RETURN_IF_ERROR(CheckRho(o.rho(), "trainer.ssl.objective.rho_moco"));
-  if (o.queue_size() < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config field trainer.ssl.objective.rho_moco.queue_size = ", o.queue_size(),
-        ": must be >= 1"));
-  }
+absl::StatusOr<std::unique_ptr<SslObjective>> CreateRhoSimclr(const RhoSimclrOptions& o,
+                                                              const SslContext& context) {
+  return std::unique_ptr<SslObjective>(new RhoSimclr(o, context.feature_dim));
+}
+
+absl::Status ValidateRhoMoco(const RhoMocoOptions& o, const ConfigScope& scope) {
+  FieldChecker c(scope.path);
+  CheckRhoOptions(o, &c);
+  c.Require(o.temperature() > 0, "temperature", o.temperature(), "must be > 0");
+  c.Require(o.queue_size() >= 1, "queue_size", o.queue_size(), "must be >= 1");
+  c.Require(o.base_momentum() >= 0 && o.base_momentum() < 1, "base_momentum",
+            o.base_momentum(), "must be in [0, 1)");
+  return c.status();
+}
+
+absl::StatusOr<std::unique_ptr<SslObjective>> CreateRhoMoco(const RhoMocoOptions& o,
+                                                            const SslContext& context) {
   ASSIGN_OR_RETURN(EmaEncoder key, MakeEmaEncoder(context, o.projection(), 2));
   return std::unique_ptr<SslObjective>(new RhoMoco(o, context, std::move(key)));
 }
 
-absl::StatusOr<std::unique_ptr<SslObjective>> MakeRhoByol(const SslObjectiveConfig& config,
-                                                          const SslContext& context) {
-  const RhoByolOptions& o = config.rho_byol();
-  RETURN_IF_ERROR(CheckRho(o.rho(), "trainer.ssl.objective.rho_byol"));
+absl::Status ValidateRhoByol(const RhoByolOptions& o, const ConfigScope& scope) {
+  FieldChecker c(scope.path);
+  CheckRhoOptions(o, &c);
+  c.Require(o.base_momentum() >= 0 && o.base_momentum() < 1, "base_momentum",
+            o.base_momentum(), "must be in [0, 1)");
+  return c.status();
+}
+
+absl::StatusOr<std::unique_ptr<SslObjective>> CreateRhoByol(const RhoByolOptions& o,
+                                                            const SslContext& context) {
   ASSIGN_OR_RETURN(EmaEncoder target, MakeEmaEncoder(context, o.projection(), 2));
   return std::unique_ptr<SslObjective>(new RhoByol(o, context, std::move(target)));
 }
 
-absl::StatusOr<std::unique_ptr<SslObjective>> MakeRhoSwav(const SslObjectiveConfig& config,
-                                                          const SslContext& context) {
-  const RhoSwavOptions& o = config.rho_swav();
-  RETURN_IF_ERROR(CheckRho(o.rho(), "trainer.ssl.objective.rho_swav"));
-  if (o.num_prototypes() < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config field trainer.ssl.objective.rho_swav.num_prototypes = ", o.num_prototypes(),
-        ": must be >= 2"));
-  }
+absl::Status ValidateRhoSwav(const RhoSwavOptions& o, const ConfigScope& scope) {
+  FieldChecker c(scope.path);
+  CheckRhoOptions(o, &c);
+  c.Require(o.num_prototypes() >= 2, "num_prototypes", o.num_prototypes(), "must be >= 2");
+  c.Require(o.temperature() > 0, "temperature", o.temperature(), "must be > 0");
+  c.Require(o.epsilon() > 0, "epsilon", o.epsilon(), "must be > 0");
+  c.Require(o.sinkhorn_iterations() >= 1, "sinkhorn_iterations", o.sinkhorn_iterations(),
+            "must be >= 1");
+  c.Require(o.freeze_prototypes_steps() >= 0, "freeze_prototypes_steps",
+            o.freeze_prototypes_steps(), "must be >= 0");
+  return c.status();
+}
+
+absl::StatusOr<std::unique_ptr<SslObjective>> CreateRhoSwav(const RhoSwavOptions& o,
+                                                            const SslContext& context) {
   return std::unique_ptr<SslObjective>(new RhoSwav(o, context.feature_dim));
 }
 
 }  // namespace
 
-TB_REGISTER_COMPONENT(SslObjectiveRegistry(), rho_simclr, MakeRhoSimclr);
-TB_REGISTER_COMPONENT(SslObjectiveRegistry(), rho_moco, MakeRhoMoco);
-TB_REGISTER_COMPONENT(SslObjectiveRegistry(), rho_byol, MakeRhoByol);
-TB_REGISTER_COMPONENT(SslObjectiveRegistry(), rho_swav, MakeRhoSwav);
+TB_REGISTER_COMPONENT(SslObjectiveRegistry(), rho_simclr, ValidateRhoSimclr, CreateRhoSimclr,
+                      "projection { out: 16 }");
+TB_REGISTER_COMPONENT(SslObjectiveRegistry(), rho_moco, ValidateRhoMoco, CreateRhoMoco,
+                      "queue_size: 32 projection { out: 16 }");
+TB_REGISTER_COMPONENT(SslObjectiveRegistry(), rho_byol, ValidateRhoByol, CreateRhoByol,
+                      "projection { out: 16 } predictor { out: 16 }");
+TB_REGISTER_COMPONENT(SslObjectiveRegistry(), rho_swav, ValidateRhoSwav, CreateRhoSwav,
+                      "num_prototypes: 8 projection { out: 16 }");
 
 }  // namespace tb

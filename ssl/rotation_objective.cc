@@ -48,13 +48,17 @@ class RotationObjective : public SslObjective {
   torch::nn::Linear head_{nullptr};
 };
 
-absl::StatusOr<std::unique_ptr<SslObjective>> MakeRotation(const SslObjectiveConfig&,
-                                                           const SslContext& context) {
+absl::Status ValidateRotation(const RotationOptions&, const ConfigScope&) {
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<SslObjective>> CreateRotation(const RotationOptions&,
+                                                             const SslContext& context) {
   return std::unique_ptr<SslObjective>(new RotationObjective(context.feature_dim));
 }
 
 }  // namespace
 
-TB_REGISTER_COMPONENT(SslObjectiveRegistry(), rotation, MakeRotation);
+TB_REGISTER_COMPONENT(SslObjectiveRegistry(), rotation, ValidateRotation, CreateRotation, "");
 
 }  // namespace tb

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
+#include "datasets/views.h"
 #include "ssl/losses.h"
 #include "ssl/objective.h"
 
@@ -83,43 +84,37 @@ class TclrObjective : public SslObjective {
   ProjectionHead projection_{nullptr};
 };
 
-absl::Status ValidateTclr(const TclrObjectiveOptions& o, const std::string& path) {
-  if (o.num_slices() < 1 || o.num_slices() > 16) {
-    return absl::InvalidArgumentError(absl::StrCat("config field ", path, ".num_slices = ",
-                                                   o.num_slices(), ": must be in [1, 16]"));
-  }
-  if (!(o.temperature() > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat("config field ", path, ".temperature = ",
-                                                   o.temperature(), ": must be > 0"));
-  }
-  if (o.sampler().augmentations() < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("config field ", path, ".sampler.augmentations = ",
-                     o.sampler().augmentations(), ": the contrastive terms need at least 2"));
-  }
-  return absl::OkStatus();
+absl::Status ValidateTclr(const TclrObjectiveOptions& o, const ConfigScope& scope) {
+  FieldChecker c(scope.path);
+  c.Require(o.num_slices() >= 1 && o.num_slices() <= 16, "num_slices", o.num_slices(),
+            "must be in [1, 16]");
+  c.Require(o.temperature() > 0, "temperature", o.temperature(), "must be > 0");
+  c.Require(o.sampler().augmentations() >= 2, "sampler.augmentations",
+            o.sampler().augmentations(), "the contrastive terms need at least 2");
+  SamplerConfig sampler;
+  *sampler.mutable_tclr() = o.sampler();
+  c.Merge(ValidateSamplerOptions(sampler, c.Path("sampler")));
+  return c.status();
 }
 
-absl::StatusOr<std::unique_ptr<SslObjective>> MakeInstanceContrastive(
-    const SslObjectiveConfig& config, const SslContext& context) {
-  const TclrObjectiveOptions& o = config.instance_contrastive();
-  RETURN_IF_ERROR(ValidateTclr(o, "trainer.ssl.objective.instance_contrastive"));
+absl::StatusOr<std::unique_ptr<SslObjective>> CreateInstanceContrastive(
+    const TclrObjectiveOptions& o, const SslContext& context) {
   return std::unique_ptr<SslObjective>(new TclrObjective(
       o, o.ic_weight(), o.has_ll_weight() ? o.ll_weight() : 0.0f,
       o.has_gl_weight() ? o.gl_weight() : 0.0f, context.feature_dim));
 }
 
-absl::StatusOr<std::unique_ptr<SslObjective>> MakeTclr(const SslObjectiveConfig& config,
-                                                       const SslContext& context) {
-  const TclrObjectiveOptions& o = config.tclr();
-  RETURN_IF_ERROR(ValidateTclr(o, "trainer.ssl.objective.tclr"));
+absl::StatusOr<std::unique_ptr<SslObjective>> CreateTclr(const TclrObjectiveOptions& o,
+                                                         const SslContext& context) {
   return std::unique_ptr<SslObjective>(
       new TclrObjective(o, o.ic_weight(), o.ll_weight(), o.gl_weight(), context.feature_dim));
 }
 
 }  // namespace
 
-TB_REGISTER_COMPONENT(SslObjectiveRegistry(), instance_contrastive, MakeInstanceContrastive);
-TB_REGISTER_COMPONENT(SslObjectiveRegistry(), tclr, MakeTclr);
+TB_REGISTER_COMPONENT(SslObjectiveRegistry(), instance_contrastive, ValidateTclr,
+                      CreateInstanceContrastive, "projection { out: 16 }");
+TB_REGISTER_COMPONENT(SslObjectiveRegistry(), tclr, ValidateTclr, CreateTclr,
+                      "projection { out: 16 }");
 
 }  // namespace tb

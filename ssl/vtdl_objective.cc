@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
+#include "datasets/views.h"
 #include "ssl/losses.h"
 #include "ssl/objective.h"
 
@@ -69,23 +70,27 @@ class VtdlObjective : public SslObjective {
   ssl::FeatureQueue queue_{nullptr};
 };
 
-absl::StatusOr<std::unique_ptr<SslObjective>> MakeVtdl(const SslObjectiveConfig& config,
-                                                       const SslContext& context) {
-  const VtdlOptions& o = config.vtdl();
-  if (o.queue_size() < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config field trainer.ssl.objective.vtdl.queue_size = ", o.queue_size(), ": must be >= 1"));
-  }
-  if (!(o.momentum() >= 0 && o.momentum() < 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config field trainer.ssl.objective.vtdl.momentum = ", o.momentum(), ": must be in [0, 1)"));
-  }
+absl::Status ValidateVtdl(const VtdlOptions& o, const ConfigScope& scope) {
+  FieldChecker c(scope.path);
+  c.Require(o.temperature() > 0, "temperature", o.temperature(), "must be > 0");
+  c.Require(o.queue_size() >= 1, "queue_size", o.queue_size(), "must be >= 1");
+  c.Require(o.momentum() >= 0 && o.momentum() < 1, "momentum", o.momentum(), "must be in [0, 1)");
+  c.Require(o.triplet_weight() >= 0, "triplet_weight", o.triplet_weight(), "must be >= 0");
+  SamplerConfig sampler;
+  *sampler.mutable_vtdl() = o.sampler();
+  c.Merge(ValidateSamplerOptions(sampler, c.Path("sampler")));
+  return c.status();
+}
+
+absl::StatusOr<std::unique_ptr<SslObjective>> CreateVtdl(const VtdlOptions& o,
+                                                         const SslContext& context) {
   ASSIGN_OR_RETURN(EmaEncoder key, MakeEmaEncoder(context, o.projection(), 2));
   return std::unique_ptr<SslObjective>(new VtdlObjective(o, context, std::move(key)));
 }
 
 }  // namespace
 
-TB_REGISTER_COMPONENT(SslObjectiveRegistry(), vtdl, MakeVtdl);
+TB_REGISTER_COMPONENT(SslObjectiveRegistry(), vtdl, ValidateVtdl, CreateVtdl,
+                      "queue_size: 32 projection { out: 16 }");
 
 }  // namespace tb

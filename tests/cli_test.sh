@@ -6,6 +6,7 @@
 set -uo pipefail
 
 BIN="$TEST_SRCDIR/timebalance/tools/timebalance"
+CONFIGS="$TEST_SRCDIR/timebalance/configs"
 GEN="$TEST_SRCDIR/timebalance/datasets/synthetic/make_synthetic"
 WORK="$TEST_TMPDIR/cli"
 mkdir -p "$WORK"
@@ -67,6 +68,15 @@ expect_error 2 "dataset.labeled_fraction" -- "$BIN" --config=exp.pbtxt --run_dir
   --override='dataset { labeled_fraction: 2 }'
 expect_error 2 "--learning_rate" -- "$BIN" --config=exp.pbtxt --learning_rate=3
 expect_error 2 "nope.pbtxt" -- "$BIN" --config=nope.pbtxt --run_dir=r0
+# A component option (checked by the component's registered Validate) and a
+# bad option in the last stage of a pipeline fail when the config is loaded,
+# before any stage runs or anything is written, naming the full field path.
+expect_error 2 "config field trainer.supervised.label_smoothing = 1: must be in [0, 1)" -- \
+  "$BIN" --config=exp.pbtxt --run_dir=r0 --override='trainer { supervised { label_smoothing: 1 } }'
+expect_error 2 "config field timebalance.pretrain_distinctive.trainer.ssl.objective.tclr.temperature = -1: must be > 0" -- \
+  "$BIN" --config="$CONFIGS/timebalance_r3d18tiny_synth_ci.pbtxt" --run_dir=tb_bad \
+  --override='timebalance { pretrain_distinctive { trainer { ssl { objective { tclr { temperature: -1 } } } } } }'
+[ ! -e tb_bad ] || fail "a rejected pipeline config wrote $(ls -R tb_bad)"
 # Missing dataset folder and missing video -> exit 1 naming them.
 expect_error 1 "missing_root" -- "$BIN" --config=exp.pbtxt --run_dir=r0 \
   --override='dataset { ucf101 { root: "missing_root" } }'

@@ -223,18 +223,11 @@ expect 0 -- "$BIN/make_split" --manifest=toy.manifest --fraction=0.1 --seed=3 --
 has out.txt '"labeled":6,"train":63'
 [ "$(wc -l < r3.txt)" -eq 6 ] || fail "random 10% of 63: want 6 lines"
 grep -q '/t1.avi' r3.txt && fail "a test video is in the labeled list"
-hash3=$(sed 's/.*"hash":"\([0-9a-f]*\)".*/\1/' out.txt)
-# The hash is LabeledSubsetHash (datasets/labeled_subset.cc): FNV-1a (64-bit
-# prime) of the sorted paths, each + "\n", from the start value
-# 1469598103934665603 that implementation uses (not FNV's usual offset basis).
-want=$(/usr/bin/python3 -c '
-import sys
-h = 1469598103934665603
-for p in sorted(l.strip() for l in open(sys.argv[1]) if l.strip()):
-    for b in (p + "\n").encode():
-        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
-print("%016x" % h)' r3.txt)
-[ "$hash3" = "$want" ] || fail "hash $hash3, independent FNV-1a gives $want"
+hash3=$(sed 's/.*"sha256":"\([0-9a-f]*\)".*/\1/' out.txt)
+# LabeledSubsetSha256 (datasets/labeled_subset.h): SHA-256 of the sorted
+# paths, one per line; sort + sha256sum computes it independently.
+want=$(LC_ALL=C sort r3.txt | sha256sum | cut -d' ' -f1)
+[ "$hash3" = "$want" ] || fail "sha256 $hash3, sort | sha256sum gives $want"
 expect 0 -- "$BIN/make_split" --manifest=toy.manifest --fraction=0.1 --seed=3 --mode=random --out=r3b.txt
 cmp -s r3.txt r3b.txt || fail "same seed gave a different list"
 expect 0 -- "$BIN/make_split" --manifest=toy.manifest --fraction=0.1 --seed=4 --mode=random --out=r4.txt
@@ -246,7 +239,7 @@ has out.txt '"labeled":7'
 [ "$(grep -c '^c/' p.txt)" -eq 1 ] || fail "per_class: want 1 of class c"
 # A published list: accepted with the same hash, or every stray entry named.
 expect 0 -- "$BIN/make_split" --manifest=toy.manifest --from_list=r3.txt --out=r3c.txt
-has out.txt "\"hash\":\"$hash3\""
+has out.txt "\"sha256\":\"$hash3\""
 printf 'a/v1.avi 1\nx/nope.avi\na/t1.avi\n' > published.txt
 expect 1 -- "$BIN/make_split" --manifest=toy.manifest --from_list=published.txt --out=bad.txt
 has err.txt "2 listed videos are not in the training split"

@@ -11,12 +11,13 @@
 #include <torch/torch.h>
 
 #include "configs/config_loader.h"
+#include "core/records.h"
 #include "core/threads.h"
-#include "datasets/experiment_data.h"
+#include "datasets/formats/experiment_data.h"
 #include "datasets/synthetic/synth_actions.h"
 #include "reweighting/scorer.h"
-#include "tools/experiment_runner.h"
-#include "tools/pipeline.h"
+#include "train/experiment_runner.h"
+#include "train/pipeline.h"
 
 namespace tb {
 namespace {
@@ -52,18 +53,26 @@ TEST(TimeBalancePipeline, RunsSkipsAndRerunsChangedStages) {
                                                   "finetune_distinctive", "distill",
                                                   "supervised"}));
   EXPECT_TRUE(first->skipped.empty());
-  for (const char* key : {"\"student\"", "\"invariant_teacher\"", "\"distinctive_teacher\"",
-                          "\"supervised\"", "\"labeled_list_hash\"", "\"stages\""}) {
-    EXPECT_NE(first->results_json.find(key), std::string::npos) << key;
-  }
+  // results.json is the PipelineResults the call returned.
+  PipelineResults written;
+  ASSERT_TRUE(ReadJsonRecord(run + "/results.json", &written).ok());
+  EXPECT_EQ(written.SerializeAsString(), first->results.SerializeAsString());
+  EXPECT_EQ(written.student().videos(), static_cast<int>(data->test.size()));
+  EXPECT_EQ(written.student().per_class_size(), 2);
+  EXPECT_TRUE(written.has_invariant_teacher() && written.has_distinctive_teacher() &&
+              written.has_supervised());
+  EXPECT_EQ(written.labeled_list_sha256(), data->labeled_sha256);
+  EXPECT_EQ(written.labeled_list_sha256().size(), 64u);
+  EXPECT_EQ(written.stages_size(), 7);
+  EXPECT_EQ(written.ssl_invariant().per_class_size(), 2);
   // Every training video got a weight in [0, 1]; min-max makes 0 and 1 appear.
-  auto scores = ReadScores(run + "/stages/score/scores.tsv");
+  auto scores = ReadScores(run + "/stages/score/scores.pbtxt");
   ASSERT_TRUE(scores.ok()) << scores.status();
-  ASSERT_EQ(scores->size(), 6u);
+  ASSERT_EQ(scores->videos_size(), 6);
   float lo = 1, hi = 0;
-  for (const auto& [video, s] : *scores) {
-    lo = std::min(lo, s);
-    hi = std::max(hi, s);
+  for (const VideoWeight& v : scores->videos()) {
+    lo = std::min(lo, v.weight());
+    hi = std::max(hi, v.weight());
   }
   EXPECT_EQ(lo, 0.0f);
   EXPECT_EQ(hi, 1.0f);
@@ -98,17 +107,38 @@ TEST(TimeBalancePipeline, RunsSkipsAndRerunsChangedStages) {
   EXPECT_EQ(fourth->ran, (std::vector<std::string>{"distill"}));  // score already redone
 }
 
-TEST(TimeBalancePipeline, BadStageConfigFailsBeforeAnyCompute) {
-  ExperimentConfig config =
-      Config(TmpDir() + "/bad", "timebalance { distill { trainer { supervised {} } } }");
-  auto data = ExperimentData();
-  auto result = RunPipeline(config, data, torch::kCPU, PipelineOptions());
-  ASSERT_FALSE(result.ok());
-  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(result.status().message().find("stage distill needs trainer { timebalance"),
+// A bad option in any stage is an error when the config is loaded, before
+// any stage runs, naming the stage's full field path.
+TEST(TimeBalancePipeline, BadStageConfigFailsWhenLoaded) {
+  auto load = [](const std::string& fragment) {
+    return LoadExperimentConfig("configs/timebalance_r3d18tiny_synth_ci.pbtxt",
+                                {"run_dir: \"" + TmpDir() + "/bad\"", fragment});
+  };
+  auto wrong_trainer = load("timebalance { distill { trainer { supervised {} } } }");
+  ASSERT_FALSE(wrong_trainer.ok());
+  EXPECT_EQ(wrong_trainer.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(wrong_trainer.status().message().find("stage distill needs trainer { timebalance"),
             std::string::npos)
-      << result.status();
-  EXPECT_FALSE(std::filesystem::exists(TmpDir() + "/bad/stages"));
+      << wrong_trainer.status();
+  auto temperature = load(
+      "timebalance { pretrain_distinctive { trainer { ssl { objective { tclr { temperature: -1 "
+      "} } } } } }");
+  ASSERT_FALSE(temperature.ok());
+  EXPECT_EQ(temperature.status().message(),
+            "config field timebalance.pretrain_distinctive.trainer.ssl.objective.tclr."
+            "temperature = -1: must be > 0");
+  auto teacher_width =
+      load("timebalance { distill { trainer { timebalance { teacher_backbone { r3d18 { "
+           "width_multiplier: 9 } } } } } }");
+  ASSERT_FALSE(teacher_width.ok());
+  EXPECT_EQ(teacher_width.status().message(),
+            "config field timebalance.distill.trainer.timebalance.teacher_backbone.r3d18."
+            "width_multiplier = 9: must be in (0, 8]");
+  auto score = load("timebalance { score { temporal_similarity { num_clips: 1 } } }");
+  ASSERT_FALSE(score.ok());
+  EXPECT_EQ(score.status().message(),
+            "config field timebalance.score.temporal_similarity.num_clips = 1: must be >= 2");
+  EXPECT_FALSE(std::filesystem::exists(TmpDir() + "/bad"));
 }
 
 }  // namespace

@@ -31,7 +31,7 @@
 #include "datasets/clip_loader.h"
 #include "datasets/synthetic/video_writer.h"
 #include "datasets/video_reader.h"
-#include "tools/cli_util.h"
+#include "core/cli.h"
 
 DEFINE_int32(videos, 5, "Videos to generate.");
 DEFINE_int32(width, 320, "Frame width.");

@@ -25,8 +25,8 @@
 #include "core/autocast.h"
 #include "core/threads.h"
 #include "semisup/timebalance_trainer.h"
-#include "tools/cli_util.h"
-#include "tools/pipeline.h"
+#include "core/cli.h"
+#include "configs/pipeline_config.h"
 
 DEFINE_string(config, "", "Experiment or TimeBalance pipeline config. Required.");
 DEFINE_string(override, "", "Text-proto fragment merged into the config.");
@@ -48,7 +48,7 @@ int Run() {
   if (!loaded.ok()) return tb::ToolError("bench_step", tb::kExitUsageError, loaded.status());
   tb::ExperimentConfig config = *loaded;
   if (config.has_timebalance()) {
-    auto distill = tb::PipelineStageConfig(config, "distill");
+    auto distill = tb::PipelineStageConfig(config, tb::kDistill);
     if (!distill.ok()) return tb::ToolError("bench_step", tb::kExitUsageError, distill.status());
     config = *distill;
   }

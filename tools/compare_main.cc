@@ -1,5 +1,5 @@
 // compare: runs a comparison matrix (methods x labeled fractions x seeds,
-// tools/compare.proto) and writes the paper-style table.
+// train/compare.proto) and writes the paper-style table.
 //
 //   bazel run //tools:compare -- --config=configs/compare/X.pbtxt --out=runs/compare_x
 //       [--methods=Supervised,FixMatch] [--fractions=0.1] [--seeds=0] [--num_threads=N]
@@ -18,8 +18,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "core/threads.h"
-#include "tools/cli_util.h"
-#include "tools/compare.h"
+#include "core/cli.h"
+#include "train/compare.h"
 
 DEFINE_string(config, "", "Comparison config (text proto tb.CompareConfig). Required.");
 DEFINE_string(out, "", "Output folder (cells, tables). Required.");
@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
       "compare",
       "Runs methods x labeled fractions x seeds from one comparison config and writes the "
       "table.\n  compare --config=configs/compare/X.pbtxt --out=runs/compare_x "
-      "[--methods=A,B]\nThe config is a text-proto tb.CompareConfig (tools/compare.proto).",
+      "[--methods=A,B]\nThe config is a text-proto tb.CompareConfig (train/compare.proto).",
       &argc, &argv);
   if (init != 0) return init;
   return Run();

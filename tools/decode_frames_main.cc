@@ -22,9 +22,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "core/checkpoint.h"
+#include "core/file_util.h"
 #include "datasets/video_reader.h"
-#include "tools/cli_util.h"
+#include "core/cli.h"
 
 DEFINE_string(video, "", "Video file to decode. Required.");
 DEFINE_string(frames, "", "Comma-separated 0-based frame indices, any order, repeats allowed.");

@@ -34,8 +34,8 @@ def main():
             label, 100 * m["top1"], 100 * m["top5"], fm.get("cyclic", float("nan")),
             fm.get("sequential", float("nan"))))
     print()
-    print("labeled videos %d of %d (list hash %s); student init %s; score rule %s" % (
-        r["labeled_videos"], r["train_videos"], r["labeled_list_hash"], r["student_init"],
+    print("labeled videos %d of %d (list sha256 %s); student init %s; score rule %s" % (
+        r["labeled_videos"], r["train_videos"], r["labeled_list_sha256"][:16], r["student_init"],
         r["score_rule"]))
     print("stage wall times: " + ", ".join(
         "%s %.0f s%s" % (s["stage"], s["seconds"], " (skipped)" if s["skipped"] else "")

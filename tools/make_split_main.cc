@@ -1,6 +1,6 @@
 // make_split: writes a labeled list (one training video's relative path per
 // line, the format DatasetConfig.labeled_list reads) for a manifest, and
-// prints its hash (LabeledSubsetHash, the value runs record in results):
+// prints its SHA-256 (LabeledSubsetSha256, the value runs record in results):
 //
 //   bazel run //tools:make_split -- --manifest=M --fraction=0.1 --seed=0
 //       --mode=random|per_class --out=FILE
@@ -18,11 +18,11 @@
 #include <gflags/gflags.h>
 
 #include "absl/strings/str_cat.h"
-#include "core/checkpoint.h"
+#include "core/file_util.h"
 #include "datasets/formats/manifest.h"
 #include "datasets/formats/split_maker.h"
 #include "datasets/labeled_subset.h"
-#include "tools/cli_util.h"
+#include "core/cli.h"
 
 DEFINE_string(manifest, "", "Manifest written by prepare_dataset. Required.");
 DEFINE_double(fraction, 0, "Labeled fraction of the training videos, in (0, 1].");
@@ -80,11 +80,11 @@ int Run() {
     max_per_class = std::max(max_per_class, n);
   }
   std::printf("{\"out\":%s,\"labeled\":%zu,\"train\":%zu,\"classes\":%d,\"classes_covered\":%d,"
-              "\"min_per_class\":%d,\"max_per_class\":%d,\"mode\":%s,\"hash\":\"%s\"}\n",
+              "\"min_per_class\":%d,\"max_per_class\":%d,\"mode\":%s,\"sha256\":\"%s\"}\n",
               tb::JsonString(FLAGS_out).c_str(), subset->size(), paths.size(), num_classes,
               classes_covered, min_per_class, max_per_class,
               tb::JsonString(FLAGS_from_list.empty() ? FLAGS_mode : "from_list").c_str(),
-              tb::LabeledSubsetHash(paths, *subset).c_str());
+              tb::LabeledSubsetSha256(paths, *subset).c_str());
   return 0;
 }
 
@@ -93,7 +93,7 @@ int Run() {
 int main(int argc, char** argv) {
   if (int rc = tb::InitTool(
           kTool,
-          "Writes a labeled list for a manifest's train split and prints its hash.\n"
+          "Writes a labeled list for a manifest's train split and prints its SHA-256.\n"
           "  make_split --manifest=M --fraction=0.1 --seed=0 --mode=random|per_class --out=F\n"
           "  make_split --manifest=M --from_list=PUBLISHED --out=F\n"
           "Exit codes: 0 ok, 1 bad manifest or list, 2 bad flags.",

@@ -25,7 +25,7 @@
 #include "datasets/formats/indexer.h"
 #include "datasets/formats/listing.h"
 #include "datasets/formats/manifest.h"
-#include "tools/cli_util.h"
+#include "core/cli.h"
 
 DEFINE_string(format, "", "Annotation format: ucf101, hmdb51, kinetics or list. Required.");
 DEFINE_string(root, "", "Folder the videos are under. Required.");

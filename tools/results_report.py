@@ -37,7 +37,7 @@ def fmt(xs):
 def by_family(per_class, fam, key="top1"):
     out = {}
     for c in per_class:
-        out.setdefault(fam.get(c["class"], "?"), []).append(c[key])
+        out.setdefault(fam.get(c["class_name"], "?"), []).append(c[key])
     return {k: sum(v) / len(v) for k, v in out.items()}
 
 
@@ -124,7 +124,7 @@ def main():
             label, fmt([m["knn_top1"] for m in ms]), fmt([f.get("cyclic", 0) for f in fams]),
             fmt([f.get("sequential", 0) for f in fams]), tm, tsd))
     # Per-class teacher difference.
-    classes = [c["class"] for c in results[0]["student"]["per_class"]]
+    classes = [c["class_name"] for c in results[0]["student"]["per_class"]]
     diffs = []
     for ci, name in enumerate(classes):
         d = [100 * (r["distinctive_teacher"]["per_class"][ci]["top1"] -

@@ -2,7 +2,7 @@
 // a single training run (supervised, self-supervised pretraining, or a
 // distillation trainer) with its evaluation, or, when the config has a
 // `timebalance` field, the whole staged TimeBalance pipeline
-// (tools/pipeline.h).
+// (train/pipeline.h).
 //
 //   bazel run //tools:timebalance -- --config=configs/X.pbtxt --run_dir=runs/x
 //       [--override='optimizer { adam { lr: 0.01 } }'] [--resume] [--stages=a,b]
@@ -25,10 +25,10 @@
 #include "absl/strings/str_split.h"
 #include "configs/config_loader.h"
 #include "core/threads.h"
-#include "datasets/experiment_data.h"
-#include "tools/cli_util.h"
-#include "tools/experiment_runner.h"
-#include "tools/pipeline.h"
+#include "datasets/formats/experiment_data.h"
+#include "core/cli.h"
+#include "train/experiment_runner.h"
+#include "train/pipeline.h"
 
 DEFINE_string(config, "", "Experiment config (text proto ExperimentConfig). Required.");
 DEFINE_string(override, "",

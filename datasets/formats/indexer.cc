@@ -11,7 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
-#include "datasets/formats/sha256.h"
+#include "core/sha256.h"
 #include "datasets/video_reader.h"
 
 namespace tb {

@@ -10,7 +10,7 @@
 #include <google/protobuf/text_format.h>
 
 #include "absl/strings/str_cat.h"
-#include "core/checkpoint.h"
+#include "core/file_util.h"
 #include "core/status_macros.h"
 #include "datasets/formats/listing.h"
 

@@ -8,7 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "core/testing/test_util.h"
-#include "datasets/experiment_data.h"
+#include "datasets/formats/experiment_data.h"
 #include "datasets/formats/indexer.h"
 #include "datasets/formats/listing.h"
 #include "datasets/synthetic/video_writer.h"
@@ -107,7 +107,7 @@ TEST_F(ManifestTest, IndexesEveryVideoAndRoundTrips) {
     EXPECT_EQ(fs::path(a->test[i].path), fs::path(b->test[i].path));
     EXPECT_EQ(a->test[i].label, b->test[i].label);
   }
-  EXPECT_EQ(a->labeled_hash, b->labeled_hash);
+  EXPECT_EQ(a->labeled_sha256, b->labeled_sha256);
 
   // root override, and a root that does not exist.
   by_manifest.mutable_manifest()->set_root("/nonexistent_root");

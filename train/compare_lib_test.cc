@@ -1,0 +1,119 @@
+// //tools:compare's library without training: every shipped comparison
+// config validates, bad configs name the culprit, and the table's numbers
+// (mean and sample std over seeds, "-" for missing cells) are right.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "google/protobuf/text_format.h"
+#include "train/compare.h"
+
+namespace tb {
+namespace {
+
+TEST(Compare, ShippedConfigsValidate) {
+  int checked = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("configs/compare")) {
+    if (entry.path().extension() != ".pbtxt") continue;
+    SCOPED_TRACE(entry.path().string());
+    auto config = LoadCompareConfig(entry.path().string());
+    ASSERT_TRUE(config.ok()) << config.status();
+    EXPECT_TRUE(ValidateCompareConfig(*config).ok()) << ValidateCompareConfig(*config);
+    EXPECT_GE(config->methods_size(), 11);
+    ++checked;
+  }
+  EXPECT_GE(checked, 5);
+}
+
+CompareConfig Parse(const std::string& text) {
+  CompareConfig c;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &c)) << text;
+  return c;
+}
+
+constexpr char kBase[] = R"pb(
+  name: "t"
+  base {
+    dataset { ucf101 { root: "data" } }
+    backbone { r3d18 { width_multiplier: 0.5 } }
+    trainer { supervised {} }
+    optimizer { adam {} }
+    schedule { steps: 7 }
+  }
+  labeled_fractions: [ 0.1, 0.2 ]
+  seeds: [ 0, 1 ]
+)pb";
+
+TEST(Compare, BadConfigsNameTheCulprit) {
+  auto expect = [](const std::string& extra, const std::string& needle) {
+    const absl::Status s = ValidateCompareConfig(Parse(kBase + extra));
+    EXPECT_FALSE(s.ok()) << extra;
+    EXPECT_NE(s.message().find(needle), std::string::npos) << s;
+  };
+  expect(R"pb(methods { name: "A" }
+              methods { name: "A" })pb", "\"A\" is used twice");
+  expect(R"pb(methods {
+                name: "SD"
+                override { trainer { self_distillation {} } }
+                teacher_from: "Sup"
+              })pb",
+         "teacher_from \"Sup\" must name a method listed before it");
+  expect(R"pb(methods { name: "Sup" }
+              methods { name: "X" teacher_from: "Sup" })pb",
+         "teacher_from needs trainer { self_distillation");
+  expect(R"pb(methods {
+                name: "F"
+                override { trainer { fixmatch { pseudo_label { threshold: 2 } } } }
+              })pb",
+         "trainer.fixmatch.pseudo_label.threshold = 2");
+  expect(R"pb(labeled_fractions: 1.5
+              methods { name: "A" })pb", "1.5 is not in (0, 1]");
+  expect(R"pb(methods { name: "MT" override { trainer { mean_teacher {} } } }
+              methods { name: "SD" override { trainer { self_distillation {} } }
+                        teacher_from: "MT" })pb",
+         "evaluates its EMA teacher");
+}
+
+TEST(Compare, TableHasMeanAndSampleStdPerFraction) {
+  const CompareConfig c = Parse(std::string(kBase) + R"pb(methods { name: "Sup" }
+                                                          methods { name: "Other" })pb");
+  std::vector<CellRecord> cells;
+  for (auto [seed, top1] : {std::pair<int, double>{0, 0.30}, {1, 0.40}}) {
+    CellRecord r;
+    r.set_method("Sup");
+    r.set_labeled_fraction(0.1f);
+    r.set_seed(seed);
+    r.set_top1(top1);
+    r.set_seconds(60 + 60 * seed);
+    r.set_parameters(2500000);
+    r.set_labeled_list_sha256("abcdef0123456789ffff");
+    cells.push_back(r);
+  }
+  const std::string md = ComparisonMarkdown(c, cells);
+  // mean 35, sample std sqrt(50) = 7.07; the 20% column has no cell.
+  EXPECT_NE(md.find("| Sup | r3d18 (width 0.5) | 2.50 | 8 | 7 | 35.0 ± 7.1 (2) | - | 1m30s |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| Other | r3d18 (width 0.5) | - | 8 | 7 | - | - | - |"), std::string::npos)
+      << md;
+  EXPECT_NE(md.find("10%/seed 0 `abcdef0123456789`"), std::string::npos) << md;
+  const std::string csv = ComparisonCsv(c, cells);
+  EXPECT_NE(csv.find("\"Sup\",\"r3d18 (width 0.5)\",2500000,8,7,35.00,7.07,2,,,0,90.0"),
+            std::string::npos)
+      << csv;
+  // A single seed has no sample std: the value alone, the CSV std empty.
+  CellRecord one = cells[0];
+  one.set_method("Other");
+  one.set_labeled_fraction(0.2f);
+  cells.push_back(one);
+  const std::string md1 = ComparisonMarkdown(c, cells);
+  EXPECT_NE(md1.find("| Other | r3d18 (width 0.5) | 2.50 | 8 | 7 | - | 30.0 (1) | 1m00s |"),
+            std::string::npos)
+      << md1;
+  EXPECT_NE(ComparisonCsv(c, cells).find("\"Other\",\"r3d18 (width 0.5)\",2500000,8,7,,,0,30.00,,1"),
+            std::string::npos)
+      << ComparisonCsv(c, cells);
+}
+
+}  // namespace
+}  // namespace tb

@@ -1,0 +1,224 @@
+#include "train/experiment_runner.h"
+
+#include <cstdio>
+#include <filesystem>
+
+#include <torch/cuda.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "backbones/backbone.h"
+#include "configs/config_loader.h"
+#include "core/checkpoint.h"
+#include "core/file_util.h"
+#include "core/records.h"
+#include "core/status_macros.h"
+#include "eval/multi_clip_evaluator.h"
+#include "eval/representation.h"
+
+namespace tb {
+
+absl::StatusOr<torch::Device> ParseDevice(const std::string& name) {
+  if (name.rfind("cuda", 0) == 0 && !torch::cuda::is_available()) {
+    return absl::FailedPreconditionError("config field device = \"" + name +
+                                         "\": this LibTorch build has no usable CUDA device "
+                                         "(set LIBTORCH to a CUDA LibTorch and rebuild)");
+  }
+  try {
+    return torch::Device(name);
+  } catch (const c10::Error&) {
+    return absl::InvalidArgumentError("config field device = \"" + name +
+                                      "\": expected cpu, cuda or cuda:N");
+  }
+}
+
+absl::Status ResolveNumClasses(ExperimentConfig* config, int num_classes) {
+  if (config->backbone().num_classes() == 0) {
+    config->mutable_backbone()->set_num_classes(num_classes);
+  } else if (config->backbone().num_classes() != num_classes) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "config field backbone.num_classes = %d but the dataset has %d classes",
+        config->backbone().num_classes(), num_classes));
+  }
+  return absl::OkStatus();
+}
+
+TrainerContext MakeTrainerContext(const ExperimentConfig& config, const torch::Device& device) {
+  TrainerContext context;
+  context.device = device;
+  context.backbone = config.backbone();
+  context.dataset = config.dataset();
+  context.total_steps = config.schedule().steps();
+  context.path = "trainer";
+  return context;
+}
+
+namespace {
+
+// One experiment's steps, in order: Prepare, then Restore (evaluation only)
+// or Train, then Evaluate.
+class ExperimentRun {
+ public:
+  ExperimentRun(const ExperimentConfig& config, const ExperimentData& data,
+                const torch::Device& device, const RunOptions& options)
+      : config_(config), data_(data), device_(device), options_(options) {}
+
+  absl::StatusOr<RunResult> Run() {
+    RETURN_IF_ERROR(Prepare());
+    if (options_.eval_only) {
+      RETURN_IF_ERROR(RestoreLatest());
+    } else {
+      RETURN_IF_ERROR(Train());
+      if (result_.training.interrupted) return result_;
+    }
+    if (!config_.evaluation().after_training() && !options_.eval_only) return result_;
+    RETURN_IF_ERROR(Evaluate());
+    return result_;
+  }
+
+ private:
+  // The run directory, the resolved config in it, and the trainer.
+  absl::Status Prepare() {
+    std::error_code ec;
+    std::filesystem::create_directories(config_.run_dir(), ec);
+    if (ec) {
+      return absl::InternalError("cannot create run_dir " + config_.run_dir() + ": " +
+                                 ec.message());
+    }
+    RETURN_IF_ERROR(
+        WriteFileAtomically(config_.run_dir() + "/config.pbtxt", ExperimentToText(config_)));
+    // Initialisation and dropout draw from LibTorch's global generator.
+    torch::manual_seed(config_.seed());
+    ASSIGN_OR_RETURN(trainer_, CreateTrainer(config_.trainer(),
+                                             MakeTrainerContext(config_, device_)));
+    Say(absl::StrFormat(
+        "experiment %s: %zu classes, %zu labeled / %lld train videos (labeled list sha256 %s), "
+        "%zu test videos, %lld parameters, device %s",
+        config_.name(), data_.class_names.size(), data_.labeled.size(),
+        static_cast<long long>(data_.num_train), data_.labeled_sha256.substr(0, 16),
+        data_.test.size(), static_cast<long long>(CountParameters(trainer_->EvaluationModel())),
+        config_.device()));
+    return absl::OkStatus();
+  }
+
+  absl::Status RestoreLatest() {
+    ASSIGN_OR_RETURN(std::string latest, LatestCheckpoint(CheckpointDir(config_)));
+    CheckpointContents contents;
+    contents.modules = trainer_->CheckpointModules();
+    RETURN_IF_ERROR(LoadCheckpoint(latest, &contents));
+    result_.training.steps_done = contents.position.step;
+    result_.final_checkpoint = latest;
+    return absl::OkStatus();
+  }
+
+  // Loads init_checkpoint into a fresh run's model, then trains.
+  absl::Status Train() {
+    const bool has_checkpoint = LatestCheckpoint(CheckpointDir(config_)).ok();
+    if (!config_.init_checkpoint().empty() && !(options_.resume && has_checkpoint)) {
+      CheckpointContents contents;
+      contents.modules = {{"model", &trainer_->InitializationModel()}};
+      absl::Status loaded = LoadCheckpoint(config_.init_checkpoint(), &contents);
+      if (!loaded.ok()) {
+        return absl::Status(loaded.code(),
+                            absl::StrCat("config field init_checkpoint: ", loaded.message()));
+      }
+    }
+    ASSIGN_OR_RETURN(result_.training,
+                     RunTraining(config_, data_, trainer_.get(), device_, options_.resume,
+                                 options_.stop, options_.quiet));
+    if (result_.training.interrupted) return absl::OkStatus();
+    ASSIGN_OR_RETURN(result_.final_checkpoint, LatestCheckpoint(CheckpointDir(config_)));
+    const TrainingOutcome& t = result_.training;
+    Say(absl::StrFormat("trained steps %lld..%lld in %.1f s (%.2f clips/s, data wait %.1f s)",
+                        static_cast<long long>(t.first_step), static_cast<long long>(t.steps_done),
+                        t.seconds, t.clips_per_second, t.data_wait_seconds));
+    return absl::OkStatus();
+  }
+
+  // Evaluates the final model and writes results.json.
+  absl::Status Evaluate() {
+    ExperimentResults& r = result_.results;
+    const TrainingOutcome& t = result_.training;
+    r.set_experiment(config_.name());
+    r.set_split(data_.split_name);
+    r.set_labeled_videos(static_cast<int32_t>(data_.labeled.size()));
+    r.set_train_videos(static_cast<int32_t>(data_.num_train));
+    r.set_labeled_fraction(config_.dataset().labeled_fraction());
+    r.set_labeled_list_sha256(data_.labeled_sha256);
+    r.set_steps(static_cast<int32_t>(t.steps_done));
+    r.set_train_seconds(t.seconds);
+    r.set_train_clips_per_s(t.clips_per_second);
+    r.set_checkpoint("final");
+    if (trainer_->HasTrainedClassifier()) {
+      RETURN_IF_ERROR(EvaluateClassifier(&r));
+    } else {
+      RETURN_IF_ERROR(EvaluateRepresentation(&r));
+    }
+    result_.evaluated = true;
+    RETURN_IF_ERROR(WriteJsonRecord(config_.run_dir() + "/results.json", r));
+    Say(absl::StrFormat("results in %s/results.json", config_.run_dir()));
+    return absl::OkStatus();
+  }
+
+  absl::Status EvaluateClassifier(ExperimentResults* r) {
+    ASSIGN_OR_RETURN(VideoAccuracy acc,
+                     EvaluateMultiClip(trainer_->EvaluationModel(), data_.test, NumClasses(),
+                                       config_.dataset(), config_.evaluation(), device_,
+                                       ExperimentPrecision(config_)));
+    r->set_protocol(absl::StrCat(EvaluationProtocol(config_.evaluation()), ", softmax averaged"));
+    *r->mutable_test() = VideoAccuracyToRecord(acc, data_.class_names);
+    Say(absl::StrFormat("test: %lld videos x %d clips: top1 %.2f%% top5 %.2f%% (%.1f s)",
+                        static_cast<long long>(acc.num_videos), acc.num_clips, 100 * acc.top1,
+                        100 * acc.top5, acc.seconds));
+    return absl::OkStatus();
+  }
+
+  absl::Status EvaluateRepresentation(ExperimentResults* r) {
+    const RepresentationEvalConfig& e = config_.representation_eval();
+    ASSIGN_OR_RETURN(RepresentationReport report,
+                     tb::EvaluateRepresentation(trainer_->EvaluationModel(), data_.train,
+                                                data_.test, NumClasses(), config_.dataset(), e,
+                                                device_, ExperimentPrecision(config_)));
+    r->set_protocol(absl::StrFormat(
+        "backbone features of %d evenly spaced clips per video, centre crop %.2f; kNN k=%d "
+        "T=%.3g on clip-averaged features",
+        e.num_clips(), e.crop_fraction(), e.knn_k(), e.knn_temperature()));
+    *r->mutable_representation() = RepresentationReportToRecord(report, data_.class_names);
+    std::string recall;
+    for (const auto& [k, v] : report.retrieval) {
+      absl::StrAppendFormat(&recall, " R@%d %.1f%%", k, 100 * v);
+    }
+    Say(absl::StrFormat(
+        "representation: kNN top1 %.2f%% (clips in order %.2f%%), linear probe top1 %.2f%%, "
+        "retrieval%s, temporal similarity %.3f (centred %.3f; between videos %.3f) (%.1f s)",
+        100 * report.knn.top1, 100 * report.knn_ordered.top1, 100 * report.probe.top1, recall,
+        report.temporal_similarity, report.centered_temporal_similarity,
+        report.cross_video_similarity, report.seconds));
+    return absl::OkStatus();
+  }
+
+  int NumClasses() const { return static_cast<int>(data_.class_names.size()); }
+
+  void Say(const std::string& line) const {
+    if (options_.quiet) return;
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+  }
+
+  const ExperimentConfig& config_;
+  const ExperimentData& data_;
+  const torch::Device device_;
+  const RunOptions& options_;
+  std::unique_ptr<Trainer> trainer_;
+  RunResult result_;
+};
+
+}  // namespace
+
+absl::StatusOr<RunResult> RunExperiment(const ExperimentConfig& config, const ExperimentData& data,
+                                        const torch::Device& device, const RunOptions& options) {
+  ExperimentRun run(config, data, device, options);
+  return run.Run();
+}
+
+}  // namespace tb
