@@ -16,6 +16,7 @@ PACKAGES=(
   libopenblas0-pthread     # replaces the reference BLAS (~30x faster matmul)
   ffmpeg                   # CLI, used by tests to cross-check the decoder
   python3-torch python3-torchvision   # reference values in tests
+  python3-crc32c           # independent TFRecord CRC check in core:event_writer_test
 )
 
 missing=()
