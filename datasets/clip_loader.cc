@@ -49,9 +49,9 @@ absl::StatusOr<ClipBatch> ClipLoader::Build(int64_t index) const {
   std::vector<float*> base;
   std::vector<int64_t> sample_floats;
   for (const ViewShape& v : shapes) {
-    torch::Tensor t = torch::empty({batch_size_, v.clips, 3, v.frames, s, s});
+    torch::Tensor t = torch::empty({batch_size_, v.clips, v.channels, v.frames, s, s});
     base.push_back(t.data_ptr<float>());
-    sample_floats.push_back(static_cast<int64_t>(v.clips) * 3 * v.frames * s * s);
+    sample_floats.push_back(static_cast<int64_t>(v.clips) * v.channels * v.frames * s * s);
     batch.views[v.name] = t;
   }
   batch.labels = torch::empty({batch_size_}, torch::kInt64);

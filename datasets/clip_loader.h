@@ -10,7 +10,8 @@
 // independent of the number of workers and of scheduling, and a resumed run
 // that starts at batch g sees exactly the batches of the interrupted one.
 //
-// An unreadable video either fails the batch (FAIL: the error names the file
+// An unreadable video (or, for flow views, a missing, damaged or stale
+// flow file) either fails the batch (FAIL: the error names the file
 // and the reason) or is replaced by the next readable video of the epoch's
 // order (SUBSTITUTE), counted in ClipBatch::substitutions; a batch is never
 // silently shrunk.
@@ -41,7 +42,8 @@ struct LabeledVideo {
 
 struct ClipBatch {
   // Every view of the sampler by name: [B, K, 3, T, S, S] float (K clips of
-  // the view per sample; see datasets/views.h).
+  // the view per sample; see datasets/views.h); flow views ("<view>_flow")
+  // are [B, K, 2, T, S, S].
   std::map<std::string, torch::Tensor> views;
   // The "clip" view as [B, 3, T, S, S] when the sampler has one (single-clip
   // sampling); undefined otherwise.

@@ -2,15 +2,20 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <map>
 
 #include <google/protobuf/descriptor.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/status_macros.h"
 #include "datasets/augment.h"
 #include "datasets/clip_ops.h"
 #include "datasets/clip_sampler.h"
+#include "datasets/flow/flow_clip.h"
+#include "datasets/flow/flow_file.h"
+#include "datasets/flow/flow_index.h"
 #include "datasets/video_reader.h"
 
 namespace tb {
@@ -261,9 +266,90 @@ Augmentation StrongReferenceAugmentation(const Augmentation& weak) {
   return strong;
 }
 
+namespace {
+
+// A planner plus the flow companions of some of its views: the same plans,
+// views followed by the "<view>_flow" views.
+class FlowPlanner : public SamplePlanner {
+ public:
+  FlowPlanner(std::unique_ptr<SamplePlanner> base, std::vector<ViewShape> views, FlowViews flow)
+      : base_(std::move(base)), views_(std::move(views)), flow_(std::move(flow)) {}
+  const std::vector<ViewShape>& views() const override { return views_; }
+  std::vector<ClipPlan> Plan(int64_t n, RngStream* rng) const override {
+    return base_->Plan(n, rng);
+  }
+  const FlowViews* flow() const override { return &flow_; }
+
+ private:
+  const std::unique_ptr<SamplePlanner> base_;
+  const std::vector<ViewShape> views_;
+  const FlowViews flow_;
+};
+
+absl::StatusOr<std::unique_ptr<SamplePlanner>> CreateRgbPlanner(const SamplerConfig& sampler,
+                                                                const DatasetConfig& dataset);
+
+absl::StatusOr<std::unique_ptr<SamplePlanner>> AddFlowViews(std::unique_ptr<SamplePlanner> base,
+                                                            const FlowViewOptions& options,
+                                                            const DatasetConfig& dataset) {
+  std::vector<ViewShape> views = base->views();
+  std::vector<std::string> names;
+  for (const ViewShape& v : views) names.push_back(v.name);
+  std::vector<bool> wanted(views.size(), options.views().empty());
+  for (const std::string& name : options.views()) {
+    auto it = std::find(names.begin(), names.end(), name);
+    if (it == names.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("config field sampler.flow.views: no view '",
+                                                     name, "' in this sampler (views: ",
+                                                     absl::StrJoin(names, ", "), ")"));
+    }
+    wanted[it - names.begin()] = true;
+  }
+  ASSIGN_OR_RETURN(const std::string dir, DatasetFlowDir(dataset));
+  FlowViews flow;
+  ASSIGN_OR_RETURN(flow.store, FlowStore::Open(dir));
+  flow.normalize = options.normalize();
+  const size_t rgb_views = views.size();
+  flow.companion.assign(rgb_views, -1);
+  for (size_t v = 0; v < rgb_views; ++v) {
+    if (!wanted[v]) continue;
+    flow.companion[v] = static_cast<int>(views.size());
+    ViewShape shape = views[v];
+    shape.name += "_flow";
+    shape.channels = 2;
+    views.push_back(shape);
+  }
+  flow.companion.resize(views.size(), -1);
+  return std::unique_ptr<SamplePlanner>(
+      new FlowPlanner(std::move(base), std::move(views), std::move(flow)));
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> DatasetFlowDir(const DatasetConfig& dataset) {
+  if (!dataset.flow_dir().empty()) return dataset.flow_dir();
+  if (dataset.has_manifest()) {
+    const std::filesystem::path folder =
+        std::filesystem::path(dataset.manifest().path()).parent_path();
+    return (folder.empty() ? std::filesystem::path("flow") : folder / "flow").string();
+  }
+  return absl::InvalidArgumentError(
+      "config field dataset.flow_dir: required for the flow views of a dataset that is not "
+      "read from a manifest (the folder //tools:compute_flow --out wrote)");
+}
+
 absl::StatusOr<std::unique_ptr<SamplePlanner>> CreateSamplePlanner(
     const SamplerConfig& sampler, const DatasetConfig& dataset) {
   RETURN_IF_ERROR(ValidateSampler(sampler, "sampler"));
+  ASSIGN_OR_RETURN(std::unique_ptr<SamplePlanner> planner, CreateRgbPlanner(sampler, dataset));
+  if (!sampler.has_flow()) return planner;
+  return AddFlowViews(std::move(planner), sampler.flow(), dataset);
+}
+
+namespace {
+
+absl::StatusOr<std::unique_ptr<SamplePlanner>> CreateRgbPlanner(const SamplerConfig& sampler,
+                                                                const DatasetConfig& dataset) {
   switch (sampler.kind_case()) {
     case SamplerConfig::kTclr:
       return std::unique_ptr<SamplePlanner>(new TclrPlanner(sampler.tclr(), dataset));
@@ -282,6 +368,8 @@ absl::StatusOr<std::unique_ptr<SamplePlanner>> CreateSamplePlanner(
   }
   return absl::InternalError("unhandled sampler kind");
 }
+
+}  // namespace
 
 absl::Status ValidateSamplerOptions(const SamplerConfig& s, const std::string& options_path) {
   const std::string& p = options_path;
@@ -366,6 +454,47 @@ class PartTimer {
   std::chrono::steady_clock::time_point start_;
 };
 
+// The dequantised fields the flow companions of `plans` need, each read
+// once.
+struct FlowFields {
+  int height = 0, width = 0;
+  float scale = 1;  // 1 / bound when normalising
+  std::map<int64_t, std::vector<float>> field;  // field index -> [2, H, W]
+};
+
+absl::StatusOr<FlowFields> ReadFlowFields(const std::string& video_path, int64_t n,
+                                          const FlowViews& flow,
+                                          const std::vector<ClipPlan>& plans) {
+  ASSIGN_OR_RETURN(const std::string flow_path, flow.store->FlowPathFor(video_path));
+  ASSIGN_OR_RETURN(std::unique_ptr<FlowFile> file, FlowFile::Open(flow_path));
+  const FlowFileHeader& h = file->header();
+  if (h.frame_count() != n) {
+    return absl::DataLossError(absl::StrCat(
+        "flow file ", flow_path, " was computed for ", h.frame_count(), " frames but ",
+        video_path, " has ", n, " (stale: rerun //tools:compute_flow with --overwrite)"));
+  }
+  if (n < 2) {
+    return absl::DataLossError(absl::StrCat("flow file ", flow_path, " has no field: ", video_path,
+                                            " has a single frame"));
+  }
+  FlowFields out;
+  out.height = h.height();
+  out.width = h.width();
+  if (flow.normalize) out.scale = 1.0f / h.settings().quantization().bound();
+  const size_t floats = 2 * static_cast<size_t>(out.height) * out.width;
+  for (const ClipPlan& p : plans) {
+    if (flow.companion[p.view] < 0) continue;
+    for (int64_t t : p.frames) {
+      const int64_t f = FlowFieldOfFrame(t, n);
+      if (out.field.count(f) > 0) continue;
+      std::vector<float>& xy = out.field[f];
+      xy.resize(floats);
+      RETURN_IF_ERROR(file->ReadFieldFloat(f, xy.data()));
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::Status DecodeSample(const std::string& path, const SamplePlanner& planner,
@@ -386,6 +515,11 @@ absl::Status DecodeSample(const std::string& path, const SamplePlanner& planner,
     if (p.mixup_frame >= 0) lists.push_back({p.mixup_frame});
   }
   ASSIGN_OR_RETURN(FrameUnion frames, FrameUnion::Read(*reader, lists, g.decode_short_side));
+  const FlowViews* flow = planner.flow();
+  FlowFields fields;
+  if (flow != nullptr) {
+    ASSIGN_OR_RETURN(fields, ReadFlowFields(path, n, *flow, plans));
+  }
   timer.Next(timings != nullptr ? &timings->augment_seconds : nullptr);
   const size_t frame_bytes = frames.frame_bytes();
   const int s = g.crop_size;
@@ -403,6 +537,18 @@ absl::Status DecodeSample(const std::string& path, const SamplePlanner& planner,
                             ? RandomResizedCropBox(frames.height(), frames.width(), *p.augmentation,
                                                    rng)
                             : CenterCropBox(frames.height(), frames.width(), p.centre_fraction);
+    if (flow != nullptr && flow->companion[p.view] >= 0) {
+      std::vector<const float*> clip_fields;
+      for (int64_t t : p.frames) {
+        clip_fields.push_back(fields.field.at(FlowFieldOfFrame(t, n)).data());
+      }
+      CropResizeFlowClip(clip_fields, fields.height, fields.width,
+                         MapCropBoxToField(box, frames.height(), frames.width(), fields.height,
+                                           fields.width),
+                         s, fields.scale,
+                         outputs[flow->companion[p.view]] +
+                             static_cast<size_t>(p.slot) * 2 * t_count * plane);
+    }
     float* out = outputs[p.view] + static_cast<size_t>(p.slot) * 3 * t_count * plane;
     // [0, 1] values first; photometric ops; then normalisation and erasing.
     CropResizeNormalize(rgb.data(), t_count, frames.height(), frames.width(), box, s, zero, one,

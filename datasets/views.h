@@ -10,6 +10,16 @@
 // The random draws of a sample happen in a fixed order (planning first,
 // then each clip's crop and photometric draw in plan order) from the one
 // RngStream of the sample, so a sample is the same whatever thread builds it.
+//
+// Optical flow (SamplerConfig.flow): chosen views get a companion view
+// "<view>_flow" of 2-channel clips [2, T, S, S] (x, y in px, stored by
+// //tools:compute_flow, see datasets/flow/): for every RGB clip of the view,
+// the fields of the same frame indices (frame t's flow is the field from t
+// to t + 1; a video's last frame repeats the field before it, so the flow
+// clip has T fields like the RGB clip) cut with the same crop box and flip
+// (a flip negates x). Photometric operations, RandAugment, erasing, cutout
+// and mixup are RGB-only. Flow draws no random numbers: asking for it
+// leaves every RGB clip unchanged.
 #ifndef TIMEBALANCE_DATASETS_VIEWS_H_
 #define TIMEBALANCE_DATASETS_VIEWS_H_
 
@@ -26,8 +36,21 @@ namespace tb {
 
 struct ViewShape {
   std::string name;
-  int clips = 1;   // K: clips of this view per sample
-  int frames = 8;  // T of each clip
+  int clips = 1;     // K: clips of this view per sample
+  int frames = 8;    // T of each clip
+  int channels = 3;  // C: 3 (RGB) or 2 (flow x, y)
+};
+
+class FlowStore;
+
+// The flow companions of a planner's views.
+struct FlowViews {
+  std::shared_ptr<const FlowStore> store;  // finds each video's .flow file
+  // For each view of the planner: the index of its "<view>_flow" view, or
+  // -1 (flow views themselves have -1).
+  std::vector<int> companion;
+  // Divide the px values by the files' quantisation bound.
+  bool normalize = false;
 };
 
 struct ClipPlan {
@@ -50,10 +73,14 @@ class SamplePlanner {
   virtual ~SamplePlanner() = default;
   virtual const std::vector<ViewShape>& views() const = 0;
   virtual std::vector<ClipPlan> Plan(int64_t frame_count, RngStream* rng) const = 0;
+  // The flow companions (SamplerConfig.flow); nullptr = none.
+  virtual const FlowViews* flow() const { return nullptr; }
 };
 
 // Builds the planner of `sampler` (unset kind = `clip`) for a resolved
 // DatasetConfig (its clip geometry and, for `clip`, its augmentation).
+// With sampler.flow, reads the flow index of the dataset's flow folder
+// (DatasetFlowDir); errors name it.
 absl::StatusOr<std::unique_ptr<SamplePlanner>> CreateSamplePlanner(
     const SamplerConfig& sampler, const DatasetConfig& dataset);
 
@@ -61,6 +88,11 @@ absl::StatusOr<std::unique_ptr<SamplePlanner>> CreateSamplePlanner(
 // plus RandAugment (2 operations, magnitude 9, one draw per clip) and
 // cutout (a grey square of half the crop side).
 Augmentation StrongReferenceAugmentation(const Augmentation& weak);
+
+// The folder of the dataset's stored flow: dataset.flow_dir, or else
+// <folder of the manifest>/flow for a manifest dataset; InvalidArgument for
+// a ucf101-layout dataset without flow_dir.
+absl::StatusOr<std::string> DatasetFlowDir(const DatasetConfig& dataset);
 
 // Range checks of a sampler config; errors name `path`.<kind>.field.
 absl::Status ValidateSampler(const SamplerConfig& sampler, const std::string& path);
@@ -82,9 +114,11 @@ struct SampleTimings {
 };
 
 // Decodes the sample of the video at `path` as planned and writes clip
-// (view v, slot k) at outputs[v] + k * 3 * T_v * S * S floats ([3, T, S, S]
-// each, normalised). With `timings`, adds the time spent to it (also when
-// an error ends the call).
+// (view v, slot k) at outputs[v] + k * C_v * T_v * S * S floats ([3, T, S, S]
+// each, normalised; flow views [2, T, S, S]). With `timings`, adds the time
+// spent to it (also when an error ends the call; reading flow counts as
+// decoding). A flow view's file missing, damaged or made for a different
+// frame count is an error naming the file.
 absl::Status DecodeSample(const std::string& path, const SamplePlanner& planner,
                           const ClipGeometry& geometry, RngStream* rng,
                           const std::vector<float*>& outputs,

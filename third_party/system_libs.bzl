@@ -2,7 +2,9 @@
 
 `system_libs` runs pkg-config once per library and writes a BUILD of
 `cc_library(linkopts = ...)` targets; headers live under /usr/include, which is
-a built-in include directory of the toolchain, so no `hdrs` are needed.
+a built-in include directory of the toolchain, so no `hdrs` are needed, except
+for OpenCV, whose headers are in /usr/include/opencv4: that folder is linked
+into the repository and declared (_LINKED_INCLUDES).
 
 `libtorch` points at Debian's LibTorch by default. Setting the environment
 variable LIBTORCH to an unpacked LibTorch distribution (for example a CUDA,
@@ -28,7 +30,26 @@ _PKG_CONFIG_MODULES = {
     "ffmpeg": ["libavformat", "libavcodec", "libavutil", "libswscale"],
     "gtest": ["gtest"],
     "gtest_main": ["gtest_main", "gmock"],
+    "zlib": ["zlib"],
+    # OpenCV with the contrib modules (libopencv-contrib-dev): TV-L1 optical
+    # flow for //tools:compute_flow. Only the libraries in _ONLY_LIBS below.
+    "opencv": ["opencv4"],
 }
+
+# Targets that link only some of the libraries pkg-config lists: Debian's
+# opencv4.pc names all ~55 OpenCV modules, and linking them --no-as-needed
+# would load VTK, HDF5, Tesseract, ... into every binary that uses the target.
+# Each listed library must appear in pkg-config's output (so a missing
+# package still fails here).
+_ONLY_LIBS = {
+    "opencv": ["-lopencv_optflow", "-lopencv_video", "-lopencv_imgproc", "-lopencv_core"],
+}
+
+# Targets whose -I folders below /usr/include are not built-in include
+# directories of the toolchain (OpenCV's /usr/include/opencv4): they are
+# linked into this repository and declared. Others' such flags (FFmpeg's
+# multiarch /usr/include/x86_64-linux-gnu) are built in and ignored.
+_LINKED_INCLUDES = ["opencv"]
 
 def _pkg_config(ctx, modules):
     res = ctx.execute(["pkg-config", "--libs"] + modules)
@@ -46,11 +67,29 @@ def _system_libs_impl(ctx):
     ]
     for name, modules in _PKG_CONFIG_MODULES.items():
         libs, cflags = _pkg_config(ctx, modules)
+        if name in _ONLY_LIBS:
+            for lib in _ONLY_LIBS[name]:
+                if lib not in libs:
+                    fail("pkg-config --libs %s does not list %s (run tools/install_deps.sh)" %
+                         (" ".join(modules), lib))
+            libs = [l for l in libs if not l.startswith("-l")] + _ONLY_LIBS[name]
+        subdirs = []
         for flag in cflags.split(" "):
             if flag.startswith("-I") and not flag.startswith("-I/usr/include"):
                 fail("%s needs include path %s outside /usr/include" % (name, flag))
+            if (name in _LINKED_INCLUDES and flag.startswith("-I/usr/include/") and
+                flag.rstrip("/") != "-I/usr/include"):
+                subdirs.append(flag[2:])
         lines.append("cc_library(")
         lines.append('    name = "%s",' % name)
+        if subdirs:
+            links = []
+            for i, d in enumerate(subdirs):
+                link = "%s_include_%d" % (name, i)
+                ctx.symlink(d, link)
+                links.append(link)
+            lines.append("    hdrs = glob(%s)," % repr([l + "/**" for l in links]))
+            lines.append("    includes = %s," % repr(links))
         # --no-as-needed: a component's shared library (tests link
         # dynamically) may be the only user of a system library, which the
         # final link would otherwise drop from the binary's NEEDED list.

@@ -13,10 +13,13 @@ PACKAGES=(
   libprotobuf-dev protobuf-compiler
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
   libgtest-dev libgmock-dev
+  zlib1g-dev               # compressed optical-flow files (datasets/flow)
+  libopencv-contrib-dev libopencv-dev  # TV-L1 flow (optflow), opencv4.pc
   libopenblas0-pthread     # replaces the reference BLAS (~30x faster matmul)
   ffmpeg                   # CLI, used by tests to cross-check the decoder
   python3-torch python3-torchvision   # reference values in tests
   python3-crc32c           # independent TFRecord CRC check in core:event_writer_test
+  python3-opencv           # TV-L1 reference values in datasets/flow tests
 )
 
 missing=()
