@@ -119,6 +119,9 @@ std::string Damage::reason() const {
   if (misordered_frames > 0) {
     parts.push_back(plural(misordered_frames, "frame") + " out of timestamp order");
   }
+  if (dropped_frames > 0) {
+    parts.push_back(plural(dropped_frames, "frame") + " not produced by the decoder");
+  }
   if (parts.empty()) return "";
   if (!first_message.empty()) parts.push_back("FFmpeg: " + first_message);
   return absl::StrJoin(parts, "; ");
@@ -141,7 +144,8 @@ struct RgbConverter {
     height = out_height;
     row_bytes = width * 3;
     aligned_stride = (row_bytes + 63) / 64 * 64;
-    buffer.reset(static_cast<uint8_t*>(av_malloc(static_cast<size_t>(aligned_stride) * height + 64)));
+    const size_t bytes = static_cast<size_t>(aligned_stride) * height + 64;
+    buffer.reset(static_cast<uint8_t*>(av_malloc(bytes)));
     if (!buffer) return absl::ResourceExhaustedError(path + ": out of memory");
     return absl::OkStatus();
   }
@@ -247,6 +251,7 @@ struct VideoReader::Impl {
   std::string last_decoder_message;
   std::unordered_set<int64_t> bad_frame_set;  // frame index, or -1 - packet
   std::unordered_set<int64_t> misordered_set;
+  std::unordered_set<int64_t> dropped_set;
 
   absl::Status OpenContainer();
   absl::Status OpenDecoder();
@@ -261,8 +266,14 @@ struct VideoReader::Impl {
   absl::Status NextVideoPacket(bool* eof, int64_t* decode_index);
 
   void NoteFfmpegError(const std::string& who, const std::string& text);
-  void NoteBadFrame(int64_t key);
-  void NoteMisorderedFrame(int64_t q);
+  // Records a damaged frame (or packet) `key` in `seen`, whose size goes to
+  // *count; the latest decoder message, if any, explains the first finding.
+  void NoteFrame(std::unordered_set<int64_t>* seen, int64_t* count, int64_t key);
+  void NoteBadFrame(int64_t key) { NoteFrame(&bad_frame_set, &damage.bad_frames, key); }
+  void NoteMisorderedFrame(int64_t q) {
+    NoteFrame(&misordered_set, &damage.misordered_frames, q);
+  }
+  void NoteDroppedFrame(int64_t q) { NoteFrame(&dropped_set, &damage.dropped_frames, q); }
 
   // The steps of ReadFrames: plan the request, then repeatedly seek (or
   // not) and decode until every wanted frame is converted into place.
@@ -339,16 +350,11 @@ void VideoReader::Impl::NoteFfmpegError(const std::string& who, const std::strin
   }
 }
 
-void VideoReader::Impl::NoteBadFrame(int64_t key) {
-  if (!bad_frame_set.insert(key).second) return;
-  damage.bad_frames = static_cast<int64_t>(bad_frame_set.size());
+void VideoReader::Impl::NoteFrame(std::unordered_set<int64_t>* seen, int64_t* count,
+                                  int64_t key) {
+  if (!seen->insert(key).second) return;
+  *count = static_cast<int64_t>(seen->size());
   if (damage.first_message.empty()) damage.first_message = last_decoder_message;
-}
-
-void VideoReader::Impl::NoteMisorderedFrame(int64_t q) {
-  if (misordered_set.insert(q).second) {
-    damage.misordered_frames = static_cast<int64_t>(misordered_set.size());
-  }
 }
 
 absl::Status VideoReader::Impl::OpenContainer() {
@@ -439,7 +445,9 @@ absl::Status VideoReader::Impl::BuildIndex() {
   std::vector<int64_t> frame_packets;  // decode indices of packets that make frames
   bool all_pts = true;
   RETURN_IF_ERROR(IndexPackets(&frame_packets, &all_pts));
-  if (frame_packets.empty()) return absl::InvalidArgumentError(path + ": video stream has no frames");
+  if (frame_packets.empty()) {
+    return absl::InvalidArgumentError(path + ": video stream has no frames");
+  }
   info.frame_count = static_cast<int64_t>(frame_packets.size());
   by_timestamp = all_pts;
   if (by_timestamp) BuildFrameTable(frame_packets);
@@ -687,7 +695,7 @@ absl::Status VideoReader::Impl::FinishRun(ReadState* st) {
   while (st->filled[st->next]) ++st->next;
   const int64_t p = st->wanted[st->next];
   if (st->retried_for == p) {
-    NoteBadFrame(p);
+    NoteDroppedFrame(p);
     return absl::DataLossError(absl::StrCat(path, ": decoder did not produce frame ", p, " of ",
                                             info.frame_count));
   }
@@ -734,9 +742,14 @@ int64_t VideoReader::Impl::IdentifyFrame() {
 // Step 4, convert: records what is wrong with frame q and, if it is wanted
 // and not yet in place, converts it into its first output slot.
 absl::Status VideoReader::Impl::Deliver(int64_t q, ReadState* st) {
-  // Frames leave the decoder in presentation order; one that does not, or
-  // that the decoder marks as concealed or corrupt, is damage.
+  // Frames leave the decoder in presentation order, each one decodable from
+  // `origin` (its key frame not before it) after the previous one; one that
+  // does not, one skipped, or one the decoder marks as concealed or corrupt,
+  // is damage.
   if (q <= last_out) NoteMisorderedFrame(q);
+  for (int64_t r = last_out + 1; by_timestamp && last_out >= 0 && r < q; ++r) {
+    if (frame_key[r] >= origin) NoteDroppedFrame(r);
+  }
   if (frame->decode_error_flags != 0 || (frame->flags & AV_FRAME_FLAG_CORRUPT)) NoteBadFrame(q);
   last_out = std::max(last_out, q);
   auto w = std::lower_bound(st->wanted.begin(), st->wanted.end(), q);

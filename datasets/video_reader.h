@@ -70,12 +70,15 @@ struct Damage {
   // Distinct frames the decoder output after a later one: their timestamps
   // contradict the stream's decode order.
   int64_t misordered_frames = 0;
+  // Distinct frames the decoder skipped: a later frame came out, or the
+  // stream ended, without them although their packets were decoded.
+  int64_t dropped_frames = 0;
   // The first error message FFmpeg logged for this file, if any.
   std::string first_message;
 
   bool damaged() const {
     return truncated || corrupt_packets > 0 || open_errors > 0 || bad_frames > 0 ||
-           misordered_frames > 0;
+           misordered_frames > 0 || dropped_frames > 0;
   }
   // One line, empty for an undamaged file, e.g. "truncated: 74 of 175 frames
   // decodable; 1 corrupt packet (packet 73); FFmpeg: avi: Packet corrupt ...".

@@ -1,6 +1,7 @@
 #include "datasets/video_reader.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -308,6 +309,27 @@ TEST(VideoReaderDamage, MisorderedTimestampsEndBoundedAndAreReported) {
   EXPECT_NE(damage.reason().find("out of timestamp order"), std::string::npos) << damage.reason();
 }
 
+// A 160x120 MPEG-4 AVI of 60 frames, key frames every 12, made by the
+// ffmpeg CLI; returns its bytes.
+std::string MakeMpeg4Avi(const std::string& path) {
+  if (!Encode(path, 60, "-c:v mpeg4 -g 12 -q:v 5", "160x120")) return "";
+  return ReadAll(path);
+}
+
+// Where the chunk of video packet k ("00dc", 4-byte size, data) starts in an
+// AVI written by ffmpeg, npos if there is none.
+size_t AviVideoChunk(const std::string& avi, int k) {
+  size_t at = avi.find("movi");
+  for (int i = 0; i <= k && at != std::string::npos; ++i) at = avi.find("00dc", at + 1);
+  return at;
+}
+
+uint32_t LittleEndian32(const std::string& bytes, size_t at) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(bytes[at + i]);
+  return v;
+}
+
 // The other hang the drill found: an AVI that lost one packet (its chunk
 // header zeroed), read far from the start. Seeking to a frame's key frame
 // lands after it, so the reader reopens the file at the start, and used to
@@ -316,14 +338,10 @@ TEST(VideoReaderDamage, MisorderedTimestampsEndBoundedAndAreReported) {
 TEST(VideoReaderDamage, UnreachableKeyFrameEndsBounded) {
   if (!Exists(kFfmpeg)) GTEST_SKIP() << "ffmpeg CLI not installed";
   const std::string path = TmpDir() + "/lost_packet.avi";
-  ASSERT_TRUE(Encode(path, 60, "-c:v mpeg4 -g 12 -q:v 5", "160x120"));
-  std::string bytes = ReadAll(path);
-  // The chunk headers of the video packets ("00dc" + size) follow "movi".
-  size_t at = bytes.find("movi");
+  std::string bytes = MakeMpeg4Avi(path);
+  const size_t at = AviVideoChunk(bytes, 10);
   ASSERT_NE(at, std::string::npos);
-  for (int k = 0; k <= 10 && at != std::string::npos; ++k) at = bytes.find("00dc", at + 1);
-  ASSERT_NE(at, std::string::npos);
-  bytes.replace(at, 8, std::string(8, '\0'));  // packet 10's header
+  bytes.replace(at, 8, std::string(8, '\0'));  // packet 10's chunk header
   WriteAll(path, bytes);
 
   auto reader = VideoReader::Open(path);
@@ -335,6 +353,42 @@ TEST(VideoReaderDamage, UnreachableKeyFrameEndsBounded) {
   auto frames = (*reader)->ReadFrames({n - 1, n / 2, n / 3, 1}, 0);
   EXPECT_TRUE(frames.ok()) << frames.status();
   ExpectWithinLimits(**reader, 59, 4);
+}
+
+// A packet whose picture header is blanked (start code kept): the decoder
+// makes no frame of it. Reading a frame after it used to restart from the
+// key frame for ever ("frame 1 was passed"); now the read goes to the end of
+// the stream, once more from the start, then names the missing frame.
+TEST(VideoReaderDamage, FrameTheDecoderSkipsEndsBoundedAndIsReported) {
+  if (!Exists(kFfmpeg)) GTEST_SKIP() << "ffmpeg CLI not installed";
+  const std::string path = TmpDir() + "/blank_picture.avi";
+  const std::string clean = MakeMpeg4Avi(path);
+  for (int blanked : {1, 2}) {
+    SCOPED_TRACE(blanked);
+    std::string bytes = clean;
+    const size_t at = AviVideoChunk(bytes, blanked);
+    ASSERT_NE(at, std::string::npos);
+    const uint32_t size = LittleEndian32(bytes, at + 4);
+    ASSERT_GT(size, 4u);
+    ASSERT_EQ(bytes.substr(at + 8, 4), std::string("\0\0\1\xb6", 4));  // VOP start code
+    bytes.replace(at + 12, size - 4, std::string(size - 4, '\0'));
+    WriteAll(path, bytes);
+    auto reader = VideoReader::Open(path);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    auto frames = (*reader)->ReadFrames({0, 3, 1}, 0);
+    ExpectWithinLimits(**reader, 60, 3);
+    const Damage& damage = (*reader)->damage();
+    EXPECT_EQ(damage.dropped_frames, 1) << damage.reason();
+    EXPECT_NE(damage.reason().find("1 frame not produced by the decoder"), std::string::npos)
+        << damage.reason();
+    if (blanked == 1) {
+      ASSERT_FALSE(frames.ok());
+      EXPECT_EQ(frames.status().code(), absl::StatusCode::kDataLoss);
+      EXPECT_EQ(frames.status().message(), path + ": decoder did not produce frame 1 of 60");
+    } else {
+      EXPECT_TRUE(frames.ok()) << frames.status();  // frame 2 is not wanted
+    }
+  }
 }
 
 // A cut AVI (the header still declares every frame) used to be accepted as a

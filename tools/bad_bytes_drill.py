@@ -85,8 +85,11 @@ def build_fixtures(folder):
             continue
         path = os.path.join(folder, name)
         if not os.path.exists(path):
+            # bitexact: no random Matroska segment UID, no version strings,
+            # so a seed gives the same bytes on every machine with this ffmpeg.
             subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
-                           + SOURCE + args + [path + ".tmp" + os.path.splitext(name)[1]],
+                           + SOURCE + args + ["-fflags", "+bitexact", "-flags:v", "+bitexact",
+                                              path + ".tmp" + os.path.splitext(name)[1]],
                            check=True)
             os.replace(path + ".tmp" + os.path.splitext(name)[1], path)
         with open(path, "rb") as f:

@@ -18,6 +18,7 @@
 // output cannot be written; 2 bad flags, or a frame index outside
 // [0, frame_count).
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,7 +29,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "core/checkpoint.h"
 #include "datasets/video_reader.h"
 #include "tools/cli_util.h"
 
@@ -42,6 +42,18 @@ DEFINE_bool(allow_damaged, false,
 namespace {
 
 constexpr char kTool[] = "decode_frames";
+
+// Writes the frames to `path`; a failed write removes what it wrote. (A plain
+// write rather than core/checkpoint's atomic one keeps LibTorch, and its
+// second of start-up time, out of this tool.)
+absl::Status WriteFrames(const std::string& path, const std::vector<uint8_t>& rgb) {
+  std::ofstream file(path, std::ios::binary | std::ios::trunc);
+  file.write(reinterpret_cast<const char*>(rgb.data()), static_cast<std::streamsize>(rgb.size()));
+  file.close();
+  if (file) return absl::OkStatus();
+  std::remove(path.c_str());
+  return absl::UnavailableError("cannot write " + path);
+}
 
 // Exit code 1 naming the file and what is wrong with it.
 int DamagedError(const tb::Damage& damage) {
@@ -85,8 +97,7 @@ int Run() {
   if (!decoded.ok()) return tb::ToolError(kTool, tb::kExitDataError, decoded.status());
   // Decoding can reveal damage the index did not show.
   if (damage.damaged() && !FLAGS_allow_damaged) return DamagedError(damage);
-  const std::string bytes(decoded->rgb.begin(), decoded->rgb.end());
-  absl::Status written = tb::WriteFileAtomically(FLAGS_out, bytes);
+  absl::Status written = WriteFrames(FLAGS_out, decoded->rgb);
   if (!written.ok()) return tb::ToolError(kTool, tb::kExitDataError, written);
   const std::string damage_json =
       damage.damaged() ? ",\"damage\":" + tb::JsonString(damage.reason()) : "";
@@ -95,7 +106,7 @@ int Run() {
               tb::JsonString(FLAGS_video).c_str(), info.width, info.height,
               static_cast<long long>(info.frame_count), info.fps,
               absl::StrJoin(frames, ",").c_str(), tb::JsonString(FLAGS_out).c_str(),
-              bytes.size(), damage.damaged() ? "true" : "false", damage_json.c_str());
+              decoded->rgb.size(), damage.damaged() ? "true" : "false", damage_json.c_str());
   return 0;
 }
 
@@ -105,8 +116,8 @@ int main(int argc, char** argv) {
   if (int rc = tb::InitTool(kTool,
                             "Writes frames of a video as raw RGB24 and prints its size, frame "
                             "count and fps as JSON.\n  decode_frames --video=V --frames=0,5,17 "
-                            "--out=FILE [--allow_damaged]\nExit codes: 0 ok, 1 unreadable or damaged "
-                            "video or I/O error, 2 bad flags or frame index.",
+                            "--out=FILE [--allow_damaged]\nExit codes: 0 ok, 1 unreadable or "
+                            "damaged video or I/O error, 2 bad flags or frame index.",
                             &argc, &argv)) {
     return rc;
   }
