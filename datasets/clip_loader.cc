@@ -21,14 +21,16 @@ std::shared_ptr<const SamplePlanner> DefaultPlanner(const DatasetConfig& config)
 
 ClipLoader::ClipLoader(std::vector<LabeledVideo> videos, const DatasetConfig& config,
                        int batch_size, uint64_t seed, int64_t first_batch,
-                       std::shared_ptr<const SamplePlanner> planner)
+                       std::shared_ptr<const SamplePlanner> planner,
+                       SlowVideoOptions slow_video)
     : videos_(std::move(videos)),
       config_(config),
       geometry_(ClipGeometryFromConfig(config)),
       planner_(planner != nullptr ? std::move(planner) : DefaultPlanner(config)),
       batch_size_(batch_size),
       seed_(seed),
-      batches_per_epoch_(std::max<int64_t>(1, static_cast<int64_t>(videos_.size()) / batch_size)) {
+      batches_per_epoch_(std::max<int64_t>(1, static_cast<int64_t>(videos_.size()) / batch_size)),
+      slow_videos_(slow_video) {
   CHECK(!videos_.empty()) << "ClipLoader needs at least one video";
   CHECK_GT(batch_size, 0);
   prefetcher_ = std::make_unique<OrderedPrefetcher<absl::StatusOr<ClipBatch>>>(
@@ -70,6 +72,7 @@ absl::StatusOr<ClipBatch> ClipLoader::Build(int64_t index) const {
       status = DecodeSample(videos_[video].path, *planner_, geometry_, &rng, outputs, &timings);
       decode_nanos_ += static_cast<int64_t>(timings.decode_seconds * 1e9);
       augment_nanos_ += static_cast<int64_t>(timings.augment_seconds * 1e9);
+      slow_videos_.Observe(videos_[video].path, timings.decode_seconds);
       if (status.ok()) {
         labels[j] = videos_[video].label;
         batch.videos.push_back(video);

@@ -15,6 +15,11 @@
 // and the reason) or is replaced by the next readable video of the epoch's
 // order (SUBSTITUTE), counted in ClipBatch::substitutions; a batch is never
 // silently shrunk.
+//
+// A video whose decode takes far longer than its peers' (by default more
+// than 10x the running median and more than 1 s; SlowVideoOptions) is logged
+// with LOG(WARNING) naming the file and the time, and counted in
+// slow_video_count() for the training log.
 #ifndef TIMEBALANCE_DATASETS_CLIP_LOADER_H_
 #define TIMEBALANCE_DATASETS_CLIP_LOADER_H_
 
@@ -30,6 +35,7 @@
 #include "absl/status/statusor.h"
 #include "core/ordered_prefetcher.h"
 #include "datasets/datasets.pb.h"
+#include "datasets/slow_video_monitor.h"
 #include "datasets/video_clips.h"
 #include "datasets/views.h"
 
@@ -62,9 +68,11 @@ class ClipLoader {
   // `first_batch` (0 for a fresh run, the step count when resuming).
   // `planner` says which views a sample has; nullptr = one clip per sample
   // with the config's clip geometry and augmentation.
+  // `slow_video` says which decodes count as slow.
   ClipLoader(std::vector<LabeledVideo> videos, const DatasetConfig& config, int batch_size,
              uint64_t seed, int64_t first_batch,
-             std::shared_ptr<const SamplePlanner> planner = nullptr);
+             std::shared_ptr<const SamplePlanner> planner = nullptr,
+             SlowVideoOptions slow_video = {});
 
   // Blocks until the next batch is ready.
   absl::StatusOr<ClipBatch> Next() { return prefetcher_->Next(); }
@@ -79,6 +87,10 @@ class ClipLoader {
   // workers they can grow up to W times as fast as the wall clock.
   double decode_seconds() const { return decode_nanos_.load() * 1e-9; }
   double augment_seconds() const { return augment_nanos_.load() * 1e-9; }
+  // Decodes (of one sample, substitution attempts included) that took far
+  // longer than the running median, each also logged as a warning naming
+  // the file; summed since construction.
+  int64_t slow_video_count() const { return slow_videos_.slow_count(); }
 
   // The batch with global index `index` (what the workers run).
   absl::StatusOr<ClipBatch> Build(int64_t index) const;
@@ -94,6 +106,7 @@ class ClipLoader {
   const int64_t batches_per_epoch_;
   mutable std::atomic<int64_t> decode_nanos_{0};
   mutable std::atomic<int64_t> augment_nanos_{0};
+  mutable SlowVideoMonitor slow_videos_;
   // Last member: its workers call Build() and must stop before the rest goes.
   std::unique_ptr<OrderedPrefetcher<absl::StatusOr<ClipBatch>>> prefetcher_;
 };

@@ -93,6 +93,30 @@ TEST_F(ClipLoaderTest, MeasuresDecodeAndAugmentTimeSeparately) {
   EXPECT_GE(loader.wait_seconds(), 0.0);
 }
 
+TEST_F(ClipLoaderTest, CountsSlowDecodes) {
+  config_.mutable_loader()->set_num_workers(1);
+  // Thresholds of zero make every decode slow, huge ones none: the counting
+  // is checked without depending on how long decoding takes.
+  SlowVideoOptions always;
+  always.factor = 0;
+  always.min_seconds = 0;
+  always.min_samples = 0;
+  ClipLoader counting(videos_, config_, 2, /*seed=*/5, 0, nullptr, always);
+  ASSERT_TRUE(counting.Next().ok());
+  const int64_t before = counting.slow_video_count();
+  EXPECT_GE(before, 2);
+  ASSERT_TRUE(counting.Build(10).ok());  // two more decodes, one per sample
+  EXPECT_GE(counting.slow_video_count(), before + 2);
+
+  SlowVideoOptions never;
+  never.factor = 1e9;
+  never.min_seconds = 1e9;
+  never.min_samples = 0;
+  ClipLoader quiet(videos_, config_, 2, /*seed=*/5, 0, nullptr, never);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(quiet.Next().ok());
+  EXPECT_EQ(quiet.slow_video_count(), 0);
+}
+
 TEST_F(ClipLoaderTest, UnreadableVideoFailsOrIsSubstitutedNeverDropped) {
   std::vector<LabeledVideo> broken = videos_;
   for (auto& v : broken) v.path = testing::TmpPath("missing.avi");

@@ -4,9 +4,12 @@
 # videos made with the ffmpeg CLI: MPEG-4 part 2 AVI like UCF101/HMDB51,
 # H.264 MP4 with B-frames like Kinetics):
 #   decode_frames   bytes equal to `ffmpeg -f rawvideo -pix_fmt rgb24` frames;
+#   decode_frames   a cut (damaged) AVI named with the reason, exit 1 unless
+#                   --allow_damaged;
 #   prepare_dataset counts, labels and splits of the manifests; missing,
-#                   zero-byte, truncated, non-video and wrong-extension files
-#                   named with the reason; --on_error=fail/skip;
+#                   zero-byte, truncated, damaged, non-video and
+#                   wrong-extension files named with the reason;
+#                   --on_error=fail/skip;
 #   make_split      sizes, class balance, seed determinism, the hash,
 #                   --from_list validation.
 set -uo pipefail
@@ -65,6 +68,19 @@ expect 2 -- "$BIN/decode_frames" --video=clip.avi --frames=1,x --out=f.rgb
 has err.txt "'x'"
 expect 2 -- "$BIN/decode_frames" --video=clip.avi --frame=1 --out=f.rgb
 has err.txt "--frame=1"
+expect 0 -- "$BIN/decode_frames" --video=clip.avi --frames=1 --out=f.rgb
+has out.txt '"damaged":false}'
+# A cut AVI: its header declares 175 frames, fewer are left. Damaged, named
+# with the reason, unless --allow_damaged.
+video full.avi 175 -c:v mpeg4 -q:v 4
+head -c $(( $(stat -c %s full.avi) * 42 / 100 )) full.avi > cut.avi
+expect 1 -- "$BIN/decode_frames" --video=cut.avi --frames=0,3 --out=f.rgb
+has err.txt "decode_frames: error: cut.avi: damaged: truncated: "
+has err.txt " of 175 frames decodable; 1 corrupt packet"
+has err.txt "--allow_damaged"
+expect 0 -- "$BIN/decode_frames" --video=cut.avi --frames=0,3 --out=f.rgb --allow_damaged
+has out.txt '"damaged":true,"damage":"truncated: '
+[ "$(stat -c %s f.rgb)" -eq $((2 * 64 * 48 * 3)) ] || fail "--allow_damaged: want 2 frames"
 
 # ---------------------------------------------------------------- UCF101
 mkdir -p ucf/UCF-101 ucf/ucfTrainTestlist
@@ -171,12 +187,29 @@ has err.txt "035LtPeUFTE_000013_000023.mp4: empty file (0 bytes)"
 has err.txt "-5Jx2sy3hS0_000000_000010.mp4: "
 has err.txt "3E7Jib8Yq5M_000014_000024.mp4: "
 has err.txt "train.csv:2"
-has err.txt "4 of 6 videos are missing or undecodable"
+has err.txt "4 of 6 videos are missing, undecodable or damaged"
 expect 0 -- "$BIN/prepare_dataset" --format=kinetics --root=k400bad/videos \
   --annotations=k400bad/annotations --out=bad.manifest --on_error=skip
 has out.txt '"videos":2,"train":1,"test":1,"skipped":4'
 has err.txt "skipped 4 of 6 videos"
 [ "$(count bad.manifest 'relative_path:')" -eq 2 ] || fail "skip: want 2 videos in the manifest"
+
+# A damaged video in a list: reported with the reason; --on_error decides.
+mkdir -p dmg/videos/a dmg/videos/b dmg/lists
+avi dmg/videos/a/ok.avi 6; avi dmg/videos/b/ok.avi 6; cp cut.avi dmg/videos/b/cut.avi
+printf 'a/ok.avi 0\nb/cut.avi 1\n' > dmg/lists/train.txt
+printf 'b/ok.avi 1\n' > dmg/lists/test.txt
+expect 1 -- "$BIN/prepare_dataset" --format=list --root=dmg/videos --annotations=dmg/lists \
+  --out=dmg.manifest
+has err.txt "b/cut.avi: damaged: truncated: "
+has err.txt "of 175 frames decodable"
+has err.txt "train.txt:2"
+has err.txt "1 of 3 videos are missing, undecodable or damaged"
+[ -e dmg.manifest ] && fail "a damaged video under --on_error=fail wrote a manifest"
+expect 0 -- "$BIN/prepare_dataset" --format=list --root=dmg/videos --annotations=dmg/lists \
+  --out=dmg.manifest --on_error=skip
+has out.txt '"videos":2,"train":1,"test":1,"skipped":1'
+grep -q 'cut.avi' dmg.manifest && fail "skip: the damaged video is in the manifest"
 
 # Wrong extension in an annotation list, unknown format, bad flags.
 mkdir -p lst

@@ -8,10 +8,17 @@
 //
 // Frame i is the i-th frame of a full decode in presentation order (the same
 // frames as `ffmpeg -i v.avi -f rawvideo -pix_fmt rgb24`), decoded with
-// VideoReader's frame-accurate seeking. Exit codes: 0 ok; 1 the video cannot
-// be read or decoded, or the output cannot be written; 2 bad flags, or a
-// frame index outside [0, frame_count).
+// VideoReader's frame-accurate seeking. A damaged video (cut short, corrupt
+// packets, frames decoded with errors or out of timestamp order; see
+// tb::Damage) is an error naming the file and the reason unless
+// --allow_damaged, which writes the frames that decode and adds the reason to
+// the JSON line ("damaged":true,"damage":"...").
+//
+// Exit codes: 0 ok; 1 the video cannot be read or decoded, is damaged, or the
+// output cannot be written; 2 bad flags, or a frame index outside
+// [0, frame_count).
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,10 +36,20 @@
 DEFINE_string(video, "", "Video file to decode. Required.");
 DEFINE_string(frames, "", "Comma-separated 0-based frame indices, any order, repeats allowed.");
 DEFINE_string(out, "", "Output file for the raw RGB24 frames. Required.");
+DEFINE_bool(allow_damaged, false,
+            "Decode a damaged video (cut short, corrupt packets, frames decoded with errors) "
+            "instead of failing; the JSON line names the damage.");
 
 namespace {
 
 constexpr char kTool[] = "decode_frames";
+
+// Exit code 1 naming the file and what is wrong with it.
+int DamagedError(const tb::Damage& damage) {
+  return tb::ToolError(kTool, tb::kExitDataError,
+                       absl::StrCat(FLAGS_video, ": damaged: ", damage.reason(),
+                                    " (--allow_damaged decodes it anyway)"));
+}
 
 int Run() {
   if (FLAGS_video.empty()) return tb::ToolError(kTool, tb::kExitUsageError, "--video is required");
@@ -55,6 +72,8 @@ int Run() {
     return tb::ToolError(kTool, tb::kExitDataError, reader.status());
   }
   const tb::VideoInfo& info = (*reader)->info();
+  const tb::Damage& damage = (*reader)->damage();
+  if (damage.damaged() && !FLAGS_allow_damaged) return DamagedError(damage);
   for (int64_t index : frames) {
     if (index < 0 || index >= info.frame_count) {
       return tb::ToolError(kTool, tb::kExitUsageError,
@@ -65,15 +84,19 @@ int Run() {
   }
   absl::StatusOr<tb::Frames> decoded = (*reader)->ReadFrames(frames, /*short_side=*/0);
   if (!decoded.ok()) return tb::ToolError(kTool, tb::kExitDataError, decoded.status());
-  const std::string bytes(decoded->rgb.begin(), decoded->rgb.end());
-  absl::Status written = tb::WriteFileAtomically(FLAGS_out, bytes);
+  // Decoding can reveal damage the index did not show.
+  if (damage.damaged() && !FLAGS_allow_damaged) return DamagedError(damage);
+  absl::Status written = tb::WriteFileAtomically(
+      FLAGS_out, std::string(decoded->rgb.begin(), decoded->rgb.end()));
   if (!written.ok()) return tb::ToolError(kTool, tb::kExitDataError, written);
+  const std::string damage_json =
+      damage.damaged() ? ",\"damage\":" + tb::JsonString(damage.reason()) : "";
   std::printf("{\"video\":%s,\"width\":%d,\"height\":%d,\"frame_count\":%lld,\"fps\":%.6g,"
-              "\"frames\":[%s],\"out\":%s,\"bytes\":%zu}\n",
+              "\"frames\":[%s],\"out\":%s,\"bytes\":%zu,\"damaged\":%s%s}\n",
               tb::JsonString(FLAGS_video).c_str(), info.width, info.height,
               static_cast<long long>(info.frame_count), info.fps,
               absl::StrJoin(frames, ",").c_str(), tb::JsonString(FLAGS_out).c_str(),
-              bytes.size());
+              decoded->rgb.size(), damage.damaged() ? "true" : "false", damage_json.c_str());
   return 0;
 }
 
@@ -83,8 +106,8 @@ int main(int argc, char** argv) {
   if (int rc = tb::InitTool(kTool,
                             "Writes frames of a video as raw RGB24 and prints its size, frame "
                             "count and fps as JSON.\n  decode_frames --video=V --frames=0,5,17 "
-                            "--out=FILE\nExit codes: 0 ok, 1 unreadable video or I/O error, 2 bad "
-                            "flags or frame index.",
+                            "--out=FILE [--allow_damaged]\nExit codes: 0 ok, 1 unreadable or "
+                            "damaged video or I/O error, 2 bad flags or frame index.",
                             &argc, &argv)) {
     return rc;
   }

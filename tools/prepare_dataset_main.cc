@@ -9,8 +9,10 @@
 //
 // Formats: ucf101, hmdb51, kinetics, list (datasets/formats/listing.h).
 // Every listed video is opened (frame count, fps, size), its first and last
-// frames are decoded, and its bytes are hashed (SHA-256). Each missing or
-// undecodable video is reported with its path and the reason. With
+// frames are decoded, and its bytes are hashed (SHA-256). Each missing,
+// undecodable or damaged video (cut short, corrupt packets, frames decoded
+// with errors: "damaged: <reason>") is reported with its path and the
+// reason. With
 // --on_error=fail (default) any such video means no manifest is written and
 // exit code 1; with --on_error=skip the manifest is written without them and
 // their count is printed. Exit codes: 0 ok, 1 data errors (bad annotations,
@@ -39,8 +41,8 @@ DEFINE_string(out, "", "Manifest file to write. Required.");
 DEFINE_string(name, "", "Dataset name recorded in the manifest (default from the format).");
 DEFINE_int32(threads, 0, "Indexing threads (0 = all hardware threads).");
 DEFINE_string(on_error, "fail",
-              "Missing or undecodable videos: 'fail' (no manifest, exit 1) or 'skip' (leave "
-              "them out and count them).");
+              "Missing, undecodable or damaged videos: 'fail' (no manifest, exit 1) or 'skip' "
+              "(leave them out and count them).");
 DEFINE_bool(verify_decode, true, "Decode the first and last frame of every video.");
 DEFINE_int32(reencode_short_side, 0,
              "If > 0, write re-encoded copies with this short side into --reencode_dir and "
@@ -125,7 +127,8 @@ int Run() {
   const size_t bad = result->problems.size();
   if (bad > 0 && FLAGS_on_error == "fail") {
     return tb::ToolError(kTool, tb::kExitDataError,
-                         absl::StrCat(bad, " of ", total, " videos are missing or undecodable; ",
+                         absl::StrCat(bad, " of ", total,
+                                      " videos are missing, undecodable or damaged; ",
                                       "manifest not written (--on_error=skip writes it without "
                                       "them)"));
   }
@@ -147,8 +150,8 @@ int Run() {
   absl::Status written = tb::WriteManifest(FLAGS_out, manifest);
   if (!written.ok()) return tb::ToolError(kTool, tb::kExitDataError, written);
   if (bad > 0) {
-    std::fprintf(stderr, "%s: skipped %zu of %lld videos (missing or undecodable)\n", kTool, bad,
-                 static_cast<long long>(total));
+    std::fprintf(stderr, "%s: skipped %zu of %lld videos (missing, undecodable or damaged)\n",
+                 kTool, bad, static_cast<long long>(total));
   }
   std::printf("{\"manifest\":%s,\"dataset\":%s,\"classes\":%d,\"videos\":%d,\"train\":%d,"
               "\"test\":%d,\"skipped\":%zu}\n",
@@ -164,8 +167,8 @@ int main(int argc, char** argv) {
           kTool,
           "Indexes a dataset split (ucf101, hmdb51, kinetics, list) and writes a manifest.\n"
           "  prepare_dataset --format=F --root=VIDEOS --annotations=SPLITS --split=1 --out=M\n"
-          "Exit codes: 0 ok, 1 data errors (annotations, missing/undecodable videos), 2 bad "
-          "flags.",
+          "Exit codes: 0 ok, 1 data errors (annotations, missing/undecodable/damaged videos), "
+          "2 bad flags.",
           &argc, &argv)) {
     return rc;
   }

@@ -42,6 +42,11 @@ absl::Status Describe(const std::string& path, bool verify_decode, ManifestVideo
     std::vector<int64_t> ends = {0, info.frame_count - 1};
     RETURN_IF_ERROR(reader->ReadFrames(ends, /*short_side=*/16).status());
   }
+  // Damage found by indexing or by the test decode: the file is not what it
+  // claims to be, even though some frames decode.
+  if (reader->damage().damaged()) {
+    return absl::DataLossError("damaged: " + reader->damage().reason());
+  }
   ASSIGN_OR_RETURN(std::string hash, Sha256File(path));
   out->set_frame_count(info.frame_count);
   out->set_fps(info.fps);

@@ -4,8 +4,10 @@
 // with VideoReader (frame count, frame rate, size), optionally test-decoded
 // (first and last frame), hashed (SHA-256 of the file), and optionally
 // re-encoded, on several threads. A video that is missing, empty, not a
-// regular file or not decodable is reported with its path and the reason;
-// the caller decides whether that fails the whole manifest.
+// regular file, not decodable or damaged (VideoReader's Damage: cut short,
+// corrupt packets, frames decoded with errors; reason "damaged: ...") is
+// reported with its path and the reason; the caller decides whether that
+// fails the whole manifest.
 #ifndef TIMEBALANCE_DATASETS_FORMATS_INDEXER_H_
 #define TIMEBALANCE_DATASETS_FORMATS_INDEXER_H_
 
@@ -36,7 +38,7 @@ struct IndexOptions {
 
 struct VideoProblem {
   std::string path;    // the video file
-  std::string reason;  // e.g. "file not found", "empty file (0 bytes)"
+  std::string reason;  // e.g. "file not found", "damaged: truncated: 74 of 175 frames decodable"
   std::string origin;  // annotation file:line that listed it
 };
 
