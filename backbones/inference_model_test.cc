@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/record_function.h>
 #include <torch/torch.h>
 
 #include "absl/strings/match.h"
@@ -312,6 +312,44 @@ BackboneConfig R3dTiny() {
   EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(
       "r3d18 { width_multiplier: 0.125 } num_classes: 5", &config));
   return config;
+}
+
+// Counts the batch_norm operator calls on this thread while alive.
+thread_local int t_batch_norm_calls = 0;
+class BatchNormCallCounter {
+ public:
+  BatchNormCallCounter() {
+    t_batch_norm_calls = 0;
+    handle_ = at::addThreadLocalCallback(
+        at::RecordFunctionCallback(
+            [](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
+              if (std::string(fn.name()) == "aten::batch_norm") ++t_batch_norm_calls;
+              return nullptr;
+            })
+            .scopes({at::RecordScope::FUNCTION}));
+  }
+  ~BatchNormCallCounter() { at::removeCallback(handle_); }
+  int calls() const { return t_batch_norm_calls; }
+
+ private:
+  at::CallbackHandle handle_;
+};
+
+TEST(InferenceModel, FoldedR3dRunsNoBatchNorm) {
+  std::shared_ptr<VideoBackbone> model = *CreateBackbone(R3dTiny());
+  const torch::Tensor clip = torch::randn({1, 3, 8, 32, 32});
+  {
+    BatchNormCallCounter counter;
+    model->eval();
+    torch::NoGradGuard no_grad;
+    model->forward(clip);
+    EXPECT_EQ(counter.calls(), 20);
+  }
+  auto folded = InferenceModel::Create(R3dTiny(), *model);
+  ASSERT_TRUE(folded.ok()) << folded.status();
+  BatchNormCallCounter counter;
+  ASSERT_TRUE(folded->Logits(clip).ok());
+  EXPECT_EQ(counter.calls(), 0);
 }
 
 TEST(InferenceModel, CreateLeavesTheRngStreamAlone) {
