@@ -134,7 +134,10 @@ class InferenceModel {
   // it per `options`. `trained` is only read; the torch RNG state is restored
   // afterwards (building a backbone draws initial weights). InvalidArgument
   // when `trained` does not fit `config` (the message lists the names) or
-  // `options` are invalid; errors of FoldBatchNorms otherwise.
+  // `options` are invalid; Unimplemented when the prepared model cannot run
+  // the probe clip for lack of a kernel (kBf16Weights with slow_r50 or
+  // slowfast_r50: LibTorch 1.13 has no bf16 max_pool3d on CPU); errors of
+  // FoldBatchNorms otherwise.
   static absl::StatusOr<InferenceModel> Create(const BackboneConfig& config,
                                                const VideoBackbone& trained,
                                                const InferenceOptions& options = {});
