@@ -39,7 +39,7 @@
 #include "backbones/inference_model.h"
 #include "core/autocast.h"
 #include "core/threads.h"
-#include "tools/cli_util.h"
+#include "core/cli.h"
 
 DEFINE_string(backbone, "r3d18 {}",
               "BackboneConfig text proto fragment, e.g. 'r3d18 { width_multiplier: 0.125 }'.");
