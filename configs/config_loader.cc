@@ -103,6 +103,8 @@ void ValidateTrainerConfig(const ExperimentConfig& e, FieldChecker* c) {
   c->Require(t.unlabeled_batch_size() >= 0, "unlabeled_batch_size", t.unlabeled_batch_size(),
              "must be >= 0 (0 = labeled_batch_size)");
   c->Require(t.max_grad_norm() >= 0, "max_grad_norm", t.max_grad_norm(), "must be >= 0");
+  c->Require(t.skip_nonfinite_steps() >= 0, "skip_nonfinite_steps", t.skip_nonfinite_steps(),
+             "must be >= 0");
   if (!c->ok()) return;
   TrainerScope scope;
   scope.path = c->path();

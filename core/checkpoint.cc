@@ -8,16 +8,22 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
+#include <mutex>
 #include <regex>
 #include <sstream>
 
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
+#include <ATen/Context.h>
+#include <glog/logging.h>
+#include <torch/cuda.h>
 #include <torch/serialize.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/file_util.h"
+#include "core/sha256.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
 
@@ -27,11 +33,125 @@ namespace {
 
 torch::Tensor ScalarI64(int64_t v) { return torch::tensor({v}, torch::kInt64); }
 
+std::vector<c10::Device> GeneratorDevices() {
+  std::vector<c10::Device> devices = {c10::Device(c10::kCPU)};
+  for (int64_t i = 0; i < static_cast<int64_t>(torch::cuda::device_count()); ++i) {
+    devices.emplace_back(c10::kCUDA, static_cast<c10::DeviceIndex>(i));
+  }
+  return devices;
+}
+
+// The recorded digest of `path`, or "" when it has no sidecar.
+absl::StatusOr<std::string> RecordedDigest(const std::string& path) {
+  absl::StatusOr<std::string> sidecar = ReadFileToString(ChecksumPath(path));
+  if (absl::IsNotFound(sidecar.status())) return std::string();
+  if (!sidecar.ok()) return sidecar.status();
+  const std::string digest = sidecar->substr(0, sidecar->find_first_of(" \n"));
+  if (digest.size() != 64) {
+    return absl::DataLossError(absl::StrCat("checksum file ", ChecksumPath(path),
+                                            " does not start with a SHA-256 digest"));
+  }
+  return digest;
+}
+
+// The checkpoint's bytes after checking them against the sidecar.
+absl::StatusOr<std::string> ReadVerified(const std::string& path) {
+  if (!fs::exists(path)) return absl::NotFoundError("checkpoint not found: " + path);
+  ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
+  ASSIGN_OR_RETURN(std::string recorded, RecordedDigest(path));
+  if (recorded.empty()) {
+    LOG(WARNING) << "checkpoint " << path << " has no " << ChecksumPath(path)
+                 << "; loading it unverified";
+    return bytes;
+  }
+  const std::string actual = Sha256Hex(bytes);
+  if (actual != recorded) {
+    return absl::DataLossError(absl::StrCat("checkpoint ", path, " is corrupt: its SHA-256 is ",
+                                            actual, " but ", ChecksumPath(path), " records ",
+                                            recorded));
+  }
+  return bytes;
+}
+
 }  // namespace
 
+std::string CaptureGlobalRngState() {
+  // [count][length, bytes]... with 8-byte little-endian integers.
+  std::string packed;
+  auto put = [&packed](uint64_t v) {
+    for (int i = 0; i < 8; ++i) packed.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  const std::vector<c10::Device> devices = GeneratorDevices();
+  put(devices.size());
+  for (const c10::Device& device : devices) {
+    at::Generator generator = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    const torch::Tensor state = generator.get_state().contiguous();
+    put(state.nbytes());
+    packed.append(static_cast<const char*>(state.data_ptr()), state.nbytes());
+  }
+  return packed;
+}
+
+absl::Status RestoreGlobalRngState(const std::string& packed) {
+  size_t at = 0;
+  auto get = [&](uint64_t* v) {
+    if (at + 8 > packed.size()) return false;
+    *v = 0;
+    for (int i = 0; i < 8; ++i) *v |= static_cast<uint64_t>(static_cast<uint8_t>(packed[at + i])) << (8 * i);
+    at += 8;
+    return true;
+  };
+  const std::vector<c10::Device> devices = GeneratorDevices();
+  uint64_t count = 0;
+  if (!get(&count) || count != devices.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the checkpoint's random generator states are for ", count, " generator(s) but this "
+        "machine has ", devices.size(), " (1 CPU + ", devices.size() - 1,
+        " CUDA); resume on the same kind of machine"));
+  }
+  std::vector<std::string> states;
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t n = 0;
+    if (!get(&n) || at + n > packed.size()) {
+      return absl::InvalidArgumentError("the checkpoint's random generator states are truncated");
+    }
+    states.push_back(packed.substr(at, n));
+    at += n;
+  }
+  return CallTorch("restoring the random generators", [&] {
+    for (size_t i = 0; i < devices.size(); ++i) {
+      at::Generator generator = at::globalContext().defaultGenerator(devices[i]);
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      torch::Tensor state = torch::empty({static_cast<int64_t>(states[i].size())}, torch::kUInt8);
+      std::memcpy(state.data_ptr(), states[i].data(), states[i].size());
+      generator.set_state(state);
+    }
+  });
+}
+
+std::string ChecksumPath(const std::string& path) { return path + ".sha256"; }
+
+absl::Status VerifyCheckpoint(const std::string& path) { return ReadVerified(path).status(); }
+
+std::string ModuleSha256(const torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  Sha256 sha;
+  auto add = [&sha](const std::string& name, const torch::Tensor& t) {
+    const torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+    const std::string header =
+        absl::StrCat(name, " ", c10::toString(c.scalar_type()), " ", c10::str(c.sizes()), "\n");
+    sha.Update(header.data(), header.size());
+    sha.Update(c.data_ptr(), c.nbytes());
+  };
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) add(p.key(), p.value());
+  for (const auto& b : module.named_buffers(/*recurse=*/true)) add(b.key(), b.value());
+  return sha.HexDigest();
+}
+
 absl::Status SaveCheckpoint(const std::string& path, const CheckpointContents& contents) {
-  const std::string tmp = TempFileName(path);
-  absl::Status s = CallTorch("saving checkpoint " + path, [&] {
+  std::ostringstream bytes;
+  RETURN_IF_ERROR(CallTorch("saving checkpoint " + path, [&] {
     torch::serialize::OutputArchive archive;
     for (const auto& [name, module] : contents.modules) {
       torch::serialize::OutputArchive sub;
@@ -48,13 +168,24 @@ absl::Status SaveCheckpoint(const std::string& path, const CheckpointContents& c
     archive.write("position/epoch", ScalarI64(p.epoch));
     archive.write("position/seed", ScalarI64(static_cast<int64_t>(p.seed)));
     archive.write("position/config", c10::IValue(p.config_text));
-    archive.save_to(tmp);
-  });
-  if (!s.ok()) {
-    std::remove(tmp.c_str());
-    return s;
-  }
-  return CommitTempFile(tmp, path);
+    for (size_t i = 0; i < p.rng_states.size(); ++i) {
+      // Bytes as a uint8 tensor (a pickled string must be valid UTF-8).
+      const std::string& bytes = p.rng_states[i];
+      torch::Tensor t = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
+      std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+      archive.write(absl::StrCat("position/rng/", i), t);
+    }
+    archive.write("position/rng_count", ScalarI64(static_cast<int64_t>(p.rng_states.size())));
+    archive.save_to(bytes);
+  }));
+  const std::string data = bytes.str();
+  // The sidecar goes first: a run killed between the two writes leaves a
+  // sidecar without its checkpoint (ignored), never a checkpoint that cannot
+  // be verified.
+  RETURN_IF_ERROR(WriteFileAtomically(
+      ChecksumPath(path),
+      absl::StrCat(Sha256Hex(data), "  ", fs::path(path).filename().string(), "\n")));
+  return WriteFileAtomically(path, data);
 }
 
 namespace {
@@ -73,44 +204,57 @@ absl::StatusOr<TrainingPosition> ReadPosition(torch::serialize::InputArchive& ar
     c10::IValue config;
     archive.read("position/config", config);
     p.config_text = config.toStringRef();
+    // Checkpoints written before the generator states were recorded have
+    // none.
+    if (archive.try_read("position/rng_count", t)) {
+      const int64_t count = t.item<int64_t>();
+      for (int64_t i = 0; i < count; ++i) {
+        torch::Tensor state;
+        archive.read(absl::StrCat("position/rng/", i), state);
+        state = state.contiguous();
+        p.rng_states.emplace_back(static_cast<const char*>(state.data_ptr()), state.nbytes());
+      }
+    }
     return p;
   });
 }
 
-absl::Status CheckReadable(const std::string& path) {
-  if (!fs::exists(path)) return absl::NotFoundError("checkpoint not found: " + path);
-  return absl::OkStatus();
+absl::StatusOr<std::unique_ptr<torch::serialize::InputArchive>> OpenVerified(
+    const std::string& path) {
+  ASSIGN_OR_RETURN(std::string bytes, ReadVerified(path));
+  auto archive = std::make_unique<torch::serialize::InputArchive>();
+  RETURN_IF_ERROR(CallTorch("opening checkpoint " + path, [&] {
+    std::istringstream in(bytes);
+    archive->load_from(in);
+  }));
+  return archive;
 }
 
 }  // namespace
 
 absl::Status LoadCheckpoint(const std::string& path, CheckpointContents* contents) {
-  RETURN_IF_ERROR(CheckReadable(path));
-  torch::serialize::InputArchive archive;
-  RETURN_IF_ERROR(CallTorch("opening checkpoint " + path, [&] { archive.load_from(path); }));
+  ASSIGN_OR_RETURN(std::unique_ptr<torch::serialize::InputArchive> archive, OpenVerified(path));
   for (auto& [name, module] : contents->modules) {
     RETURN_IF_ERROR(CallTorch("loading module '" + name + "' from " + path, [&] {
       torch::serialize::InputArchive sub;
-      archive.read("module/" + name, sub);
+      archive->read("module/" + name, sub);
       module->load(sub);
     }));
   }
   for (auto& [name, optimizer] : contents->optimizers) {
     RETURN_IF_ERROR(CallTorch("loading optimizer '" + name + "' from " + path, [&] {
       torch::serialize::InputArchive sub;
-      archive.read("optimizer/" + name, sub);
+      archive->read("optimizer/" + name, sub);
       optimizer->load(sub);
     }));
   }
-  ASSIGN_OR_RETURN(contents->position, ReadPosition(archive, path));
+  ASSIGN_OR_RETURN(contents->position, ReadPosition(*archive, path));
   return absl::OkStatus();
 }
 
 absl::StatusOr<TrainingPosition> ReadCheckpointPosition(const std::string& path) {
-  RETURN_IF_ERROR(CheckReadable(path));
-  torch::serialize::InputArchive archive;
-  RETURN_IF_ERROR(CallTorch("opening checkpoint " + path, [&] { archive.load_from(path); }));
-  return ReadPosition(archive, path);
+  ASSIGN_OR_RETURN(std::unique_ptr<torch::serialize::InputArchive> archive, OpenVerified(path));
+  return ReadPosition(*archive, path);
 }
 
 std::string CheckpointPath(const std::string& dir, int64_t step) {
@@ -139,16 +283,28 @@ std::vector<std::pair<int64_t, std::string>> ListCheckpoints(const std::string& 
 
 absl::StatusOr<std::string> LatestCheckpoint(const std::string& dir) {
   auto found = ListCheckpoints(dir);
-  if (found.empty()) return absl::NotFoundError("no checkpoint (ckpt_*.pt) in " + dir);
-  return found.back().second;
+  for (auto it = found.rbegin(); it != found.rend(); ++it) {
+    absl::Status verified = VerifyCheckpoint(it->second);
+    if (verified.ok()) return it->second;
+    LOG(WARNING) << "skipping " << it->second << ": " << verified.message();
+  }
+  return absl::NotFoundError("no usable checkpoint (ckpt_*.pt) in " + dir);
 }
 
 absl::Status PruneCheckpoints(const std::string& dir, int keep) {
   auto found = ListCheckpoints(dir);
+  std::error_code ec;
   for (int i = 0; i + keep < static_cast<int>(found.size()); ++i) {
-    std::error_code ec;
-    fs::remove(found[i].second, ec);
-    if (ec) return absl::InternalError("cannot remove " + found[i].second + ": " + ec.message());
+    for (const std::string& file : {found[i].second, ChecksumPath(found[i].second)}) {
+      fs::remove(file, ec);
+      if (ec) return absl::InternalError("cannot remove " + file + ": " + ec.message());
+    }
+  }
+  // Temporary files of writers that were killed before renaming them.
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.path().filename().string().find(".tmp.") != std::string::npos) {
+      fs::remove(entry.path(), ec);
+    }
   }
   return absl::OkStatus();
 }

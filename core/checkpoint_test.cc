@@ -1,5 +1,6 @@
 #include "core/checkpoint.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -104,6 +105,95 @@ TEST(Checkpoint, ErrorsNameTheFile) {
   EXPECT_EQ(bad.message().find("Exception raised from"), std::string::npos);
   EXPECT_EQ(LatestCheckpoint(TestDir() + "/empty").status().code(),
             absl::StatusCode::kNotFound);
+}
+
+TEST(Checkpoint, ChecksumIsVerifiedAndACorruptLatestIsSkipped) {
+  const std::string dir = TestDir() + "/checksum";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  TinyNet net;
+  for (int step : {2, 4}) {
+    CheckpointContents c{{{"model", net.get()}}, {}, {step, 0, 1, ""}};
+    ASSERT_TRUE(SaveCheckpoint(CheckpointPath(dir, step), c).ok());
+  }
+  const std::string newest = CheckpointPath(dir, 4);
+  // The sidecar is in `sha256sum` format.
+  std::ifstream sidecar(ChecksumPath(newest));
+  std::string digest, name;
+  sidecar >> digest >> name;
+  EXPECT_EQ(digest.size(), 64u);
+  EXPECT_EQ(name, "ckpt_00000004.pt");
+  EXPECT_TRUE(VerifyCheckpoint(newest).ok());
+
+  // Flip one byte in the middle of the newest checkpoint.
+  {
+    std::fstream f(newest, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(0, std::ios::end);
+    const std::streamoff middle = f.tellg() / 2;
+    f.seekg(middle);
+    char byte = 0;
+    f.get(byte);
+    f.seekp(middle);
+    f.put(static_cast<char>(byte ^ 0x10));
+  }
+  CheckpointContents c{{{"model", net.get()}}, {}, {}};
+  const absl::Status corrupt = LoadCheckpoint(newest, &c);
+  EXPECT_EQ(corrupt.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(corrupt.message().find("ckpt_00000004.pt is corrupt"), std::string::npos) << corrupt;
+  auto latest = LatestCheckpoint(dir);
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(*latest, CheckpointPath(dir, 2));
+
+  // A checkpoint without a sidecar (written before checksums) still loads.
+  fs::remove(ChecksumPath(CheckpointPath(dir, 2)));
+  EXPECT_TRUE(LoadCheckpoint(CheckpointPath(dir, 2), &c).ok());
+}
+
+TEST(Checkpoint, GlobalRngStateRoundTrips) {
+  torch::manual_seed(5);
+  torch::rand({3});
+  const std::string state = CaptureGlobalRngState();
+  ASSERT_GT(state.size(), 16u);
+  const torch::Tensor first = torch::rand({4});
+  const torch::Tensor dropout = torch::dropout(torch::ones({16}), 0.5, /*train=*/true);
+  torch::manual_seed(123);  // anything in between
+  ASSERT_TRUE(RestoreGlobalRngState(state).ok());
+  EXPECT_TRUE(torch::equal(torch::rand({4}), first));
+  EXPECT_TRUE(torch::equal(torch::dropout(torch::ones({16}), 0.5, true), dropout));
+  EXPECT_EQ(RestoreGlobalRngState("").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RestoreGlobalRngState(state.substr(0, state.size() - 1)).code(),
+            absl::StatusCode::kInvalidArgument);
+
+  // Saved and loaded with a checkpoint.
+  const std::string path = TestDir() + "/rng.pt";
+  TinyNet net;
+  CheckpointContents saved{{{"model", net.get()}}, {}, {1, 0, 0, "", {state}}};
+  ASSERT_TRUE(SaveCheckpoint(path, saved).ok());
+  CheckpointContents loaded{{{"model", net.get()}}, {}, {}};
+  ASSERT_TRUE(LoadCheckpoint(path, &loaded).ok());
+  EXPECT_EQ(loaded.position.rng_states, std::vector<std::string>{state});
+}
+
+TEST(Checkpoint, ModuleSha256SeesEveryBit) {
+  torch::manual_seed(3);
+  TinyNet a;
+  torch::manual_seed(3);
+  TinyNet b;
+  EXPECT_EQ(ModuleSha256(*a), ModuleSha256(*b));
+  EXPECT_EQ(ModuleSha256(*a).size(), 64u);
+  {
+    torch::NoGradGuard no_grad;
+    // The smallest change of one weight.
+    float* w = b->fc->weight.data_ptr<float>();
+    w[0] = std::nextafter(w[0], 1e9f);
+  }
+  EXPECT_NE(ModuleSha256(*a), ModuleSha256(*b));
+  // Buffers count too: the same parameters, other BatchNorm statistics.
+  torch::manual_seed(3);
+  TinyNet c;
+  EXPECT_EQ(ModuleSha256(*c), ModuleSha256(*a));
+  c->bn->running_var.fill_(2);
+  EXPECT_NE(ModuleSha256(*c), ModuleSha256(*a));
 }
 
 TEST(Threads, ConfigureThreadsSetsIntraOpCount) {

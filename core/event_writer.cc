@@ -207,4 +207,13 @@ absl::Status EventWriter::Close() {
   return s;
 }
 
+absl::StatusOr<std::unique_ptr<EventWriter>> CreateUniqueEventWriter(const std::string& dir,
+                                                                     const std::string& suffix) {
+  absl::StatusOr<std::unique_ptr<EventWriter>> writer = EventWriter::Create(dir, suffix);
+  for (int n = 1; n <= 100 && absl::IsAlreadyExists(writer.status()); ++n) {
+    writer = EventWriter::Create(dir, suffix.empty() ? absl::StrCat(n) : absl::StrCat(suffix, ".", n));
+  }
+  return writer;
+}
+
 }  // namespace tb

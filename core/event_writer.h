@@ -64,6 +64,14 @@ std::string EventFileName(int64_t unix_seconds, const std::string& hostname,
 // Text tab, which renders Markdown, shows it verbatim: use it for configs.
 std::string MarkdownPreformatted(std::string_view text);
 
+class EventWriter;
+
+// EventWriter::Create with `suffix`, or, when that name is taken (a writer
+// of the same directory started in the same second, e.g. a run resumed at
+// once after being killed), with `suffix`.1, .2, ...
+absl::StatusOr<std::unique_ptr<EventWriter>> CreateUniqueEventWriter(const std::string& dir,
+                                                                     const std::string& suffix);
+
 class EventWriter {
  public:
   // Buffered bytes above which an Add* call writes the buffer out.

@@ -113,7 +113,7 @@ kill -INT "$pid"
 wait "$pid"
 rc=$?
 [ "$rc" -eq 130 ] || fail "interrupted run exited $rc, want 130: $(tail -3 run1.txt)"
-stopped=$(ls run/checkpoints | sed -E 's/ckpt_0*([0-9]+)\.pt/\1/' | sort -n | tail -1)
+stopped=$(ls run/checkpoints | grep -E '^ckpt_[0-9]+\.pt$' | sed -E 's/ckpt_0*([0-9]+)\.pt/\1/' | sort -n | tail -1)
 [ -n "$stopped" ] && [ "$stopped" -gt 0 ] || fail "no checkpoint after interrupt"
 # Without --resume an existing run is not overwritten.
 expect_error 1 "--resume" -- "$BIN" --config=exp.pbtxt --run_dir=run
@@ -127,6 +127,49 @@ if [ "$stopped" -lt 12 ]; then
 fi
 grep -q '"top1"' run/results.json || fail "no results.json"
 grep -q 'num_classes: 4' run/config.pbtxt || fail "resolved config lacks num_classes"
+
+# Every run writes TensorBoard events next to metrics.jsonl.
+ls run/events.out.tfevents.* >/dev/null 2>&1 || fail "no TensorBoard event file in run/"
+
+# Non-finite loss: an absurd learning rate makes the loss NaN or infinite
+# after the first update; the run stops before updating the model, exit 1,
+# naming the step and the term; the last good checkpoint is kept.
+"$BIN" --config=exp.pbtxt --run_dir=nan_run --override='optimizer { adam { lr: 1e30 } } schedule { steps: 8 checkpoint_every: 1 }' \
+  >nan.txt 2>nan_err.txt
+rc=$?
+[ "$rc" -eq 1 ] || fail "a NaN run exited $rc, want 1: $(tail -3 nan_err.txt)"
+grep -qE "timebalance: error: step [0-9]+: the loss is (-?nan|-?inf)" nan_err.txt \
+  || fail "NaN error lacks the step: $(cat nan_err.txt)"
+grep -qE "(non-finite terms: .*loss_ce|gradients)" nan_err.txt || fail "NaN error lacks the term: $(cat nan_err.txt)"
+grep -q "Last good checkpoint: nan_run/checkpoints/ckpt_" nan_err.txt \
+  || fail "NaN error lacks the last good checkpoint: $(cat nan_err.txt)"
+# ...or tolerates a few such steps when asked, counting them.
+"$BIN" --config=exp.pbtxt --run_dir=nan_skip --override='optimizer { adam { lr: 1e30 } } schedule { steps: 6 log_every: 6 } trainer { skip_nonfinite_steps: 10 }' \
+  >nan_skip.txt 2>&1 || fail "skip_nonfinite_steps run failed: $(tail -3 nan_skip.txt)"
+grep -q '"nonfinite_steps": [1-9]' nan_skip/metrics.jsonl || fail "skipped steps not counted: $(cat nan_skip/metrics.jsonl)"
+
+# Storage fault: a file-size limit makes the next checkpoint write fail
+# (EFBIG); the run exits 1 naming the file, and the previous checkpoint still
+# loads: a resume without the limit continues from it.
+"$BIN" --config=exp.pbtxt --run_dir=full --override='schedule { steps: 2 checkpoint_every: 2 }' >full1.txt 2>&1 \
+  || fail "first leg failed: $(tail -3 full1.txt)"
+(trap '' XFSZ; ulimit -f 64; exec "$BIN" --config=exp.pbtxt --run_dir=full --resume \
+  --override='schedule { steps: 4 checkpoint_every: 2 }') >full2.txt 2>full2_err.txt
+rc=$?
+[ "$rc" -eq 1 ] || fail "a full disk exited $rc, want 1: $(cat full2_err.txt)"
+grep -q "ckpt_00000004.pt" full2_err.txt || fail "the write error does not name the checkpoint: $(cat full2_err.txt)"
+"$BIN" --config=exp.pbtxt --run_dir=full --resume --override='schedule { steps: 4 checkpoint_every: 2 }' \
+  >full3.txt 2>&1 || fail "resume after the storage fault failed: $(tail -3 full3.txt)"
+grep -q "resumed from full/checkpoints/ckpt_00000002.pt at step 2" full3.txt \
+  || fail "did not resume from the last good checkpoint: $(cat full3.txt)"
+
+# Two processes on one run directory: the second is refused, naming the first.
+"$BIN" --config=exp.pbtxt --run_dir=busy --override="schedule { steps: 100000 }" >busy1.txt 2>&1 &
+pid=$!
+for _ in $(seq 1 300); do [ -s busy/lock ] && break; sleep 0.1; done
+expect_error 1 "run directory busy is in use by pid $pid on host" -- \
+  "$BIN" --config=exp.pbtxt --run_dir=busy --resume
+kill -9 "$pid"; wait "$pid" 2>/dev/null
 
 if [ "$failures" -ne 0 ]; then echo "$failures failure(s)"; exit 1; fi
 echo "all CLI checks passed"

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <glog/logging.h>
 #include <torch/cuda.h>
 
 #include "absl/strings/str_cat.h"
@@ -10,8 +11,10 @@
 #include "backbones/backbone.h"
 #include "configs/config_loader.h"
 #include "core/checkpoint.h"
+#include "core/event_writer.h"
 #include "core/file_util.h"
 #include "core/records.h"
+#include "core/run_lock.h"
 #include "core/status_macros.h"
 #include "eval/multi_clip_evaluator.h"
 #include "eval/representation.h"
@@ -77,14 +80,10 @@ class ExperimentRun {
   }
 
  private:
-  // The run directory, the resolved config in it, and the trainer.
+  // The run directory (locked for this process), the resolved config in it,
+  // and the trainer.
   absl::Status Prepare() {
-    std::error_code ec;
-    std::filesystem::create_directories(config_.run_dir(), ec);
-    if (ec) {
-      return absl::InternalError("cannot create run_dir " + config_.run_dir() + ": " +
-                                 ec.message());
-    }
+    ASSIGN_OR_RETURN(lock_, RunDirLock::Acquire(config_.run_dir()));
     RETURN_IF_ERROR(
         WriteFileAtomically(config_.run_dir() + "/config.pbtxt", ExperimentToText(config_)));
     // Initialisation and dropout draw from LibTorch's global generator.
@@ -149,6 +148,7 @@ class ExperimentRun {
     r.set_train_seconds(t.seconds);
     r.set_train_clips_per_s(t.clips_per_second);
     r.set_checkpoint("final");
+    r.set_model_sha256(ModuleSha256(trainer_->EvaluationModel()));
     if (trainer_->HasTrainedClassifier()) {
       RETURN_IF_ERROR(EvaluateClassifier(&r));
     } else {
@@ -156,6 +156,7 @@ class ExperimentRun {
     }
     result_.evaluated = true;
     RETURN_IF_ERROR(WriteJsonRecord(config_.run_dir() + "/results.json", r));
+    WriteEvaluationEvents(r);
     Say(absl::StrFormat("results in %s/results.json", config_.run_dir()));
     return absl::OkStatus();
   }
@@ -197,6 +198,30 @@ class ExperimentRun {
     return absl::OkStatus();
   }
 
+  // The evaluation as TensorBoard scalars at the final step, next to the
+  // training curves (a missing event file is a warning: results.json is the
+  // record).
+  void WriteEvaluationEvents(const ExperimentResults& r) const {
+    auto events = CreateUniqueEventWriter(config_.run_dir(), "eval");
+    if (!events.ok()) {
+      LOG(WARNING) << "no TensorBoard evaluation events: " << events.status();
+      return;
+    }
+    std::vector<std::pair<std::string, double>> scalars;
+    if (r.has_test()) {
+      scalars = {{"test/top1", r.test().top1()}, {"test/top5", r.test().top5()}};
+    } else {
+      scalars = {{"representation/knn_top1", r.representation().knn_top1()},
+                 {"representation/probe_top1", r.representation().probe_top1()},
+                 {"representation/temporal_similarity",
+                  r.representation().temporal_similarity()}};
+    }
+    for (const auto& [tag, value] : scalars) {
+      const absl::Status added = (*events)->AddScalar(tag, r.steps(), value);
+      if (!added.ok()) LOG(WARNING) << "TensorBoard evaluation events: " << added;
+    }
+  }
+
   int NumClasses() const { return static_cast<int>(data_.class_names.size()); }
 
   void Say(const std::string& line) const {
@@ -209,6 +234,7 @@ class ExperimentRun {
   const ExperimentData& data_;
   const torch::Device device_;
   const RunOptions& options_;
+  std::unique_ptr<RunDirLock> lock_;
   std::unique_ptr<Trainer> trainer_;
   RunResult result_;
 };

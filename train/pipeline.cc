@@ -16,6 +16,7 @@
 #include "core/checkpoint.h"
 #include "core/file_util.h"
 #include "core/records.h"
+#include "core/run_lock.h"
 #include "core/sha256.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
@@ -59,6 +60,7 @@ class Pipeline {
     }
     // Every stage config is checked before any compute.
     RETURN_IF_ERROR(ValidatePipelineConfig(base_));
+    ASSIGN_OR_RETURN(std::unique_ptr<RunDirLock> lock, RunDirLock::Acquire(base_.run_dir()));
     for (const std::string& s : stages) {
       ASSIGN_OR_RETURN(bool interrupted, RunStage(s, Selected(s)));
       if (interrupted) {

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 
 #include <glog/logging.h>
@@ -15,9 +16,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "configs/config_loader.h"
 #include "core/autocast.h"
 #include "core/checkpoint.h"
+#include "core/event_writer.h"
 #include "core/format.h"
 #include "core/records.h"
 #include "core/status_macros.h"
@@ -86,6 +89,9 @@ struct Loaders {
   double augment_seconds() const {
     return labeled->augment_seconds() + (unlabeled ? unlabeled->augment_seconds() : 0);
   }
+  int64_t slow_videos() const {
+    return labeled->slow_video_count() + (unlabeled ? unlabeled->slow_video_count() : 0);
+  }
 };
 
 // Clips per sample of a planner's views.
@@ -120,13 +126,16 @@ absl::StatusOr<Loaders> MakeLoaders(const ExperimentConfig& config, const Experi
 }
 
 // Progress of the current log window: averaged metrics, throughput and the
-// loaders' wait / decode / augment time, printed and appended to
-// metrics.jsonl every schedule.log_every steps.
+// loaders' wait / decode / augment time, printed, appended to metrics.jsonl
+// and written as TensorBoard scalars (events.out.tfevents.* in the run
+// directory, with the resolved config as a text summary) every
+// schedule.log_every steps.
 class ProgressLog {
  public:
   ProgressLog(const ExperimentConfig& config, const Loaders& loaders, int64_t first_step,
-              bool quiet)
+              bool quiet, std::unique_ptr<EventWriter> events)
       : quiet_(quiet),
+        events_(std::move(events)),
         total_steps_(config.schedule().steps()),
         first_step_(first_step),
         loaders_(loaders),
@@ -135,6 +144,10 @@ class ProgressLog {
         window_start_(start_),
         window_decode_(loaders.decode_seconds()),
         window_augment_(loaders.augment_seconds()) {}
+
+  // Counts a step skipped for a non-finite loss (reported as
+  // nonfinite_steps, the run's total so far).
+  void AddSkipped() { ++skipped_; }
 
   void AddStep(const std::map<std::string, double>& metrics, double wait_seconds) {
     ++window_steps_;
@@ -153,10 +166,17 @@ class ProgressLog {
     std::string json = absl::StrFormat("{\"step\": %d, \"lr\": %.6g", step, lr);
     last->clear();
     for (const auto& [name, sum] : window_sums_) {
-      const double mean = sum / window_steps_;
+      const double mean = sum / std::max<int64_t>(1, window_steps_);
       (*last)[name] = mean;
       absl::StrAppendFormat(&line, " %s %.4f", name, mean);
       absl::StrAppendFormat(&json, ", %s: %.6g", JsonString(name), mean);
+      Scalar("train/" + name, step, mean);
+    }
+    if (skipped_ > 0) {
+      (*last)["nonfinite_steps"] = skipped_;
+      absl::StrAppendFormat(&line, " nonfinite_steps %d", skipped_);
+      absl::StrAppendFormat(&json, ", \"nonfinite_steps\": %d", skipped_);
+      Scalar("train/nonfinite_steps", step, skipped_);
     }
     // Per clip, in worker milliseconds (workers run in parallel with the
     // trainer; only data-wait stalls it).
@@ -169,10 +189,23 @@ class ProgressLog {
                           "augment %.1f ms/clip eta %s",
                           lr, rate, 100.0 * window_wait_ / std::max(1e-9, window_seconds),
                           decode_ms, augment_ms, FormatDuration(eta));
+    const int64_t slow = loaders_.slow_videos();
+    if (slow > 0) absl::StrAppendFormat(&line, " slow-videos %d", slow);
     absl::StrAppendFormat(&json,
                           ", \"clips_per_s\": %.3f, \"data_wait_s\": %.3f, "
-                          "\"decode_ms_per_clip\": %.3f, \"augment_ms_per_clip\": %.3f}\n",
-                          rate, window_wait_, decode_ms, augment_ms);
+                          "\"decode_ms_per_clip\": %.3f, \"augment_ms_per_clip\": %.3f, "
+                          "\"slow_videos\": %d}\n",
+                          rate, window_wait_, decode_ms, augment_ms, slow);
+    Scalar("train/lr", step, lr);
+    Scalar("loader/clips_per_s", step, rate);
+    Scalar("loader/data_wait_share", step, window_wait_ / std::max(1e-9, window_seconds));
+    Scalar("loader/decode_ms_per_clip", step, decode_ms);
+    Scalar("loader/augment_ms_per_clip", step, augment_ms);
+    Scalar("loader/slow_videos", step, static_cast<double>(slow));
+    if (events_ != nullptr) {
+      const absl::Status flushed = events_->Flush();
+      if (!flushed.ok()) EventError(flushed);
+    }
     if (!quiet_) {
       std::printf("%s\n", line.c_str());
       std::fflush(stdout);
@@ -189,7 +222,22 @@ class ProgressLog {
   double seconds() const { return SecondsSince(start_); }
 
  private:
+  void Scalar(const std::string& tag, int64_t step, double value) {
+    if (events_ == nullptr) return;
+    const absl::Status added = events_->AddScalar(tag, step, value);
+    if (!added.ok()) EventError(added);
+  }
+
+  // Event files are a view of metrics.jsonl: a write error is reported once
+  // and stops the events, not the run.
+  void EventError(const absl::Status& status) {
+    LOG(WARNING) << "TensorBoard events stop here: " << status;
+    events_.reset();
+  }
+
   const bool quiet_;
+  std::unique_ptr<EventWriter> events_;
+  int64_t skipped_ = 0;
   const int64_t total_steps_;
   const int64_t first_step_;
   const Loaders& loaders_;
@@ -226,7 +274,7 @@ class TrainingLoop {
     if (ec) return absl::InternalError("cannot create " + ckpt_dir_ + ": " + ec.message());
     RETURN_IF_ERROR(Restore(resume));
     ASSIGN_OR_RETURN(loaders_, MakeLoaders(config_, data_, *trainer_, outcome_.first_step));
-    ProgressLog log(config_, loaders_, outcome_.first_step, quiet);
+    ProgressLog log(config_, loaders_, outcome_.first_step, quiet, OpenEvents());
     trainer_->SetTraining(true);
     int64_t step = outcome_.first_step;
     const ScheduleConfig& schedule = config_.schedule();
@@ -239,14 +287,13 @@ class TrainingLoop {
       }
       const double lr = LearningRateAt(schedule, BaseLearningRate(config_.optimizer()), step);
       const double wait_before = loaders_.wait_seconds();
-      ASSIGN_OR_RETURN(StepResult result, TrainStep(step, lr));
+      ASSIGN_OR_RETURN(StepOutcome done, TrainStep(step, lr));
       ++step;
-      const double loss_value = result.loss.item<double>();
-      if (!std::isfinite(loss_value)) {
-        return absl::InternalError(absl::StrCat("loss became ", loss_value, " at step ", step,
-                                                "; lower optimizer lr or check the data"));
+      if (done.skipped) {
+        log.AddSkipped();
+      } else {
+        log.AddStep(done.result.metrics, loaders_.wait_seconds() - wait_before);
       }
-      log.AddStep(result.metrics, loaders_.wait_seconds() - wait_before);
       if (step % schedule.log_every() == 0 || step == schedule.steps()) {
         log.Flush(step, lr, &outcome_.last_metrics);
       }
@@ -286,13 +333,28 @@ class TrainingLoop {
       contents_.position.config_text = wanted_config;
     }
     outcome_.first_step = contents_.position.step;
+    // Dropout masks and every other draw from LibTorch's generators continue
+    // where the interrupted run left them.
+    if (!contents_.position.rng_states.empty()) {
+      RETURN_IF_ERROR(RestoreGlobalRngState(contents_.position.rng_states[0]));
+    } else {
+      LOG(WARNING) << *latest << " holds no random generator state (written before they were "
+                   << "recorded): dropout masks after the resume differ from an uninterrupted "
+                   << "run";
+    }
     LOG(INFO) << "resumed from " << *latest << " at step " << outcome_.first_step;
     return absl::OkStatus();
   }
 
+  struct StepOutcome {
+    StepResult result;
+    bool skipped = false;  // non-finite loss, update skipped
+  };
+
   // One optimizer step at learning rate `lr`: the batches, the trainer's
-  // loss under the configured autocast, backward, clipping, the update.
-  absl::StatusOr<StepResult> TrainStep(int64_t step, double lr) {
+  // loss under the configured autocast, backward, clipping, the update. A
+  // non-finite loss is caught before the update (NonFinite).
+  absl::StatusOr<StepOutcome> TrainStep(int64_t step, double lr) {
     ASSIGN_OR_RETURN(ClipBatch lb, loaders_.labeled->Next());
     ClipBatch ub;
     StepBatches batches{&lb, nullptr, step};
@@ -306,11 +368,29 @@ class TrainingLoop {
       AutocastScope autocast(device_, ExperimentPrecision(config_));
       step_result = trainer_->Step(batches);
     }
-    ASSIGN_OR_RETURN(StepResult result, std::move(step_result));
-    RETURN_IF_ERROR(CallTorch("optimizer step", [&] {
+    StepOutcome out;
+    ASSIGN_OR_RETURN(out.result, std::move(step_result));
+    StepResult& result = out.result;
+    const double loss_value = result.loss.item<double>();
+    if (!std::isfinite(loss_value)) {
+      ASSIGN_OR_RETURN(out.skipped, NonFinite(step, loss_value, result.metrics));
+      optimizer_->zero_grad();
+      return out;
+    }
+    bool finite_gradients = true;
+    RETURN_IF_ERROR(CallTorch("backward pass", [&] {
       optimizer_->zero_grad();
       result.loss.backward();
       // Gradients are ready here: the place for a data-parallel all-reduce.
+      finite_gradients = FiniteGradients();
+    }));
+    if (!finite_gradients) {
+      result.metrics["gradients"] = std::numeric_limits<double>::quiet_NaN();
+      ASSIGN_OR_RETURN(out.skipped, NonFinite(step, loss_value, result.metrics));
+      optimizer_->zero_grad();
+      return out;
+    }
+    RETURN_IF_ERROR(CallTorch("optimizer step", [&] {
       if (config_.trainer().max_grad_norm() > 0) {
         torch::nn::utils::clip_grad_norm_(trainer_->TrainableParameters(),
                                           config_.trainer().max_grad_norm());
@@ -318,12 +398,65 @@ class TrainingLoop {
       optimizer_->step();
     }));
     trainer_->AfterOptimizerStep(step);
-    return result;
+    return out;
+  }
+
+  // Whether every gradient is finite (a finite loss can still overflow in
+  // the backward pass; such an update would poison the next checkpoint).
+  bool FiniteGradients() {
+    std::vector<torch::Tensor> flags;
+    for (const torch::Tensor& p : trainer_->TrainableParameters()) {
+      if (p.grad().defined()) flags.push_back(torch::isfinite(p.grad()).all());
+    }
+    return flags.empty() || torch::stack(flags).all().item<bool>();
+  }
+
+  // A non-finite loss at `step` (0-based): true when the step may be skipped
+  // (trainer.skip_nonfinite_steps), otherwise the error that stops the run,
+  // naming the step, the terms and the last good checkpoint.
+  absl::StatusOr<bool> NonFinite(int64_t step, double loss,
+                                 const std::map<std::string, double>& metrics) {
+    if (nonfinite_skipped_ < config_.trainer().skip_nonfinite_steps()) {
+      ++nonfinite_skipped_;
+      LOG(WARNING) << "step " << step + 1 << ": loss " << loss << ", update skipped ("
+                   << nonfinite_skipped_ << " of trainer.skip_nonfinite_steps = "
+                   << config_.trainer().skip_nonfinite_steps() << ")";
+      return true;
+    }
+    std::vector<std::string> terms;
+    for (const auto& [name, value] : metrics) {
+      if (!std::isfinite(value)) terms.push_back(absl::StrCat(name, " = ", value));
+    }
+    absl::StatusOr<std::string> last = LatestCheckpoint(ckpt_dir_);
+    return absl::AbortedError(absl::StrCat(
+        "step ", step + 1, ": the loss is ", loss,
+        terms.empty() ? "" : absl::StrCat(" (non-finite terms: ", absl::StrJoin(terms, ", "), ")"),
+        "; stopped before updating the model. Last good checkpoint: ",
+        last.ok() ? *last : "none (no checkpoint written yet)",
+        ". Lower optimizer lr or check the data, then rerun with --resume; "
+        "trainer.skip_nonfinite_steps tolerates a few such steps"));
+  }
+
+  // The run's TensorBoard event file, with the resolved config as text at
+  // the first step of this invocation; null (with a warning) when it cannot
+  // be created: events are a view of metrics.jsonl, not the record.
+  std::unique_ptr<EventWriter> OpenEvents() {
+    absl::StatusOr<std::unique_ptr<EventWriter>> events =
+        CreateUniqueEventWriter(config_.run_dir(), "");
+    if (!events.ok()) {
+      LOG(WARNING) << "no TensorBoard events for this run: " << events.status();
+      return nullptr;
+    }
+    const absl::Status text = (*events)->AddText(
+        "config", outcome_.first_step, MarkdownPreformatted(contents_.position.config_text));
+    if (!text.ok()) LOG(WARNING) << "TensorBoard events: " << text;
+    return std::move(*events);
   }
 
   absl::Status Save(int64_t at_step) {
     contents_.position.step = at_step;
     contents_.position.epoch = at_step / loaders_.labeled->batches_per_epoch();
+    contents_.position.rng_states = {CaptureGlobalRngState()};
     RETURN_IF_ERROR(SaveCheckpoint(CheckpointPath(ckpt_dir_, at_step), contents_));
     return PruneCheckpoints(ckpt_dir_, config_.schedule().keep_checkpoints());
   }
@@ -337,6 +470,7 @@ class TrainingLoop {
   CheckpointContents contents_;
   Loaders loaders_;
   TrainingOutcome outcome_;
+  int nonfinite_skipped_ = 0;
 };
 
 }  // namespace
