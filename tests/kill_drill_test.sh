@@ -33,7 +33,7 @@ drill moco --config="$CONFIGS/ssl_invariant_r3d18tiny_8x2_synth_ci.pbtxt" \
   --override="$DATA trainer { ssl { objective { rho_moco { queue_size: 24 projection { out: 16 } } } } labeled_batch_size: 4 } schedule { steps: 16 checkpoint_every: 3 }"
 STAGES='schedule { steps: 6 checkpoint_every: 2 }'
 drill pipeline --config="$CONFIGS/timebalance_r3d18tiny_synth_ci.pbtxt" \
-  --override="$DATA dataset { labeled_fraction: 0.25 } timebalance { pretrain_invariant { $STAGES } pretrain_distinctive { $STAGES } finetune { $STAGES } distill { $STAGES } supervised_baseline { $STAGES } }"
+  --override="${DATA%\}} labeled_fraction: 0.25 } timebalance { pretrain_invariant { $STAGES } pretrain_distinctive { $STAGES } finetune { $STAGES } distill { $STAGES } supervised_baseline { $STAGES } }"
 # The drill must see a difference when there is one: a reference and a
 # "drill" that differ in one step count are reported NOT IDENTICAL.
 mkdir -p neg && cp -r drill_supervised/reference neg/reference && cp -r drill_supervised/reference neg/drill
