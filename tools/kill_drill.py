@@ -8,11 +8,13 @@ where an uninterrupted run ends.
 
 The command after `--` is run with `{dir}` replaced by a run directory:
   1. once uninterrupted, in WORK/reference (its wall time T is measured);
-  2. then in WORK/drill, killed with SIGKILL at N moments drawn uniformly
-     from [--min_delay, T] seconds after each start (a seeded RNG: the same
-     drill twice kills at the same moments), each time restarted with
-     --resume_flag appended (default --resume) until N kills have landed, and
-     finally run to completion.
+  2. then in WORK/drill, killed with SIGKILL at N moments, each drawn
+     uniformly from [--min_delay, --min_delay + 2 (T - --min_delay) / N]
+     seconds after the (re)start (a seeded RNG: the same drill twice kills
+     at the same moments), each time restarted with --resume_flag appended
+     (default --resume) until N kills have landed, and finally run to
+     completion. A run that finishes before its kill ends the drill early;
+     the verdict line says how many kills landed (none = exit 1).
 Then every results.json under both directories (the run's, each pipeline
 stage's, each comparison cell's), comparison.csv and every cell_done.pbtxt
 are compared after removing what may differ (wall times, throughput,
@@ -129,7 +131,11 @@ def main(argv):
     landed = restarts = 0
     resume = False
     while landed < args.kills:
-        delay = rng.uniform(args.min_delay, max(args.min_delay, t_ref))
+        # Each restart resumes the remaining work, so delays spread over
+        # [min_delay, min_delay + 2 (T - min_delay) / N] (mean: an N-th of the
+        # run) let all N kills land inside the run instead of after its end.
+        span = 2.0 * max(0.0, t_ref - args.min_delay) / max(1, args.kills)
+        delay = rng.uniform(args.min_delay, args.min_delay + span)
         proc, out = start(cmd(drill_dir, resume), log)
         resume = True
         try:
@@ -171,6 +177,9 @@ def main(argv):
         else:
             shas = re.findall(r"'model_sha256': '([0-9a-f]{12})", str(ref[rel]))
             print(f"identical {rel}" + (f" (model {', '.join(shas)}...)" if shas else ""))
+    if landed == 0:
+        print("kill_drill: no kill landed before the run finished (lower --min_delay)")
+        return 1
     print(f"kill_drill: {landed} kills, {restarts} restarts, {len(ref)} files compared, "
           f"{mismatches} different: {'IDENTICAL' if mismatches == 0 else 'NOT IDENTICAL'}")
     return 0 if mismatches == 0 else 1
