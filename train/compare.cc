@@ -385,10 +385,16 @@ class Comparison {
       teacher_fingerprint = it->second.fingerprint();
     }
     // The fingerprint leaves out where the cell runs and how many threads it
-    // uses (neither changes what is computed beyond float rounding).
+    // uses (neither changes what is computed beyond float rounding), and
+    // where its teacher's checkpoint lies (the teacher's own fingerprint
+    // stands for it), so a cell's key does not depend on the output folder.
     e.clear_run_dir();
     ExperimentConfig keyed = e;
     keyed.clear_num_threads();
+    if (!m.teacher_from().empty()) {
+      ASSIGN_OR_RETURN(std::string * keyed_teacher, TeacherField(&keyed, m.name()));
+      keyed_teacher->clear();
+    }
     const std::string fingerprint = Sha256Hex(ToTextProto(keyed) + teacher_fingerprint);
     const std::string dir =
         (fs::path(options_.out_dir) / "cells" / Slug(m.name()) /
