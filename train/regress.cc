@@ -210,6 +210,7 @@ std::string DataDir(const std::string& out_dir, const std::string& name) {
 // What a metric reads, for lines and the history.
 std::string DescribeMetric(const RegressionEntry& e) {
   if (e.has_performance()) {
+    if (!e.performance().has_denominator()) return e.performance().numerator().label();
     return absl::StrCat(e.performance().numerator().label(), " / ",
                         e.performance().denominator().label());
   }
@@ -434,11 +435,15 @@ class SuiteChecker {
       case RegressionEntry::kPerformance: {
         const PerformanceSource& p = e.performance();
         if (p.repeats() < 1) return Bad(n, "performance.repeats must be >= 1");
-        if (!p.has_numerator() || !p.has_denominator()) {
-          return Bad(n, "performance needs a numerator and a denominator");
+        if (!p.has_numerator()) return Bad(n, "performance needs a numerator");
+        if (!p.has_denominator() && !p.numerator().has_command()) {
+          return Bad(n, "performance needs a denominator unless its numerator is a command "
+                        "that prints a ratio");
         }
         RETURN_IF_ERROR(CheckMeasurement(n, "numerator", p.numerator()));
-        RETURN_IF_ERROR(CheckMeasurement(n, "denominator", p.denominator()));
+        if (p.has_denominator()) {
+          RETURN_IF_ERROR(CheckMeasurement(n, "denominator", p.denominator()));
+        }
         break;
       }
       default:
@@ -1061,7 +1066,8 @@ class Runner {
           status = num.status();
           break;
         }
-        absl::StatusOr<double> den = Measure(e, p.denominator(), r);
+        absl::StatusOr<double> den = p.has_denominator() ? Measure(e, p.denominator(), r)
+                                                         : absl::StatusOr<double>(1.0);
         if (!den.ok()) {
           status = den.status();
           break;
@@ -1325,8 +1331,7 @@ class Runner {
         for (const auto& [num, den] : perf_parts_.at(i)) {
           parts.push_back(absl::StrCat(Num(num), "/", Num(den)));
         }
-        absl::StrAppend(&out.line, "  [", e.performance().numerator().label(), " / ",
-                        e.performance().denominator().label(), ": ", absl::StrJoin(parts, ", "),
+        absl::StrAppend(&out.line, "  [", DescribeMetric(e), ": ", absl::StrJoin(parts, ", "),
                         "]");
       }
       Say(out.line);
@@ -1487,8 +1492,11 @@ absl::StatusOr<Expected> UpdatedExpected(const RegressionEntry& e, const Measure
   if (published && !e.expected().provenance().source().empty()) {
     x.mutable_provenance()->set_source(e.expected().provenance().source());
   }
-  const bool recorded = e.has_expected() && !e.expected().not_recorded();
-  if (recorded && !m.is_text && e.kind() == RegressionEntry::STATISTICAL && !allow_wider_band) {
+  // A band can only widen once a spread was recorded (a first recording,
+  // or a published value without the suite's own runs yet, sets it).
+  const bool had_spread = e.has_expected() && !e.expected().not_recorded() &&
+                          e.expected().per_seed_size() > 0;
+  if (had_spread && !m.is_text && e.kind() == RegressionEntry::STATISTICAL && !allow_wider_band) {
     const double before = BandHalfWidth(e, e.expected());
     const double after = BandHalfWidth(e, x);
     if (after > before * (1 + 1e-9) + 1e-12) {
@@ -1544,10 +1552,20 @@ absl::StatusOr<std::string> RewriteExpected(const std::string& text, const std::
         entry_tree->GetLocationRange(expected_field, -1);
     std::string indent;
     size_t begin, end;
+    // The block's lines are indented by the column of `expected` when it
+    // starts its line, else by the line's indentation + 2 (an entry on one
+    // line), the same rule for a new block so that rewriting is idempotent.
+    auto line_indent = [&](size_t pos) {
+      size_t bol = text.rfind('\n', pos == 0 ? 0 : pos - 1);
+      bol = bol == std::string::npos || pos == 0 ? 0 : bol + 1;
+      const size_t first = text.find_first_not_of(" \t", bol);
+      return std::make_pair(first - bol, first == pos);
+    };
     if (range.start.line >= 0) {
       begin = offset(range.start);
       end = offset(range.end);
-      indent.assign(static_cast<size_t>(range.start.column), ' ');
+      const auto [ws, starts_line] = line_indent(begin);
+      indent.assign(starts_line ? ws : ws + 2, ' ');
     } else {
       // No expected block yet: before the entry's closing brace.
       end = offset(entry_range.end);
@@ -1557,7 +1575,9 @@ absl::StatusOr<std::string> RewriteExpected(const std::string& text, const std::
       size_t bol = text.rfind('\n', begin);
       bol = bol == std::string::npos ? 0 : bol + 1;
       const bool brace_alone = text.find_first_not_of(" \t", bol) == begin;
-      indent.assign(static_cast<size_t>(entry_range.start.column) + 2, ' ');
+      indent.assign(brace_alone ? static_cast<size_t>(entry_range.start.column) + 2
+                                : line_indent(begin).first + 2,
+                    ' ');
       if (brace_alone) {
         begin = end = bol;
       }
