@@ -137,6 +137,20 @@ run update2 --suite=suite.pbtxt --update
 run pass2 --suite=suite.pbtxt
 [ "$rc" -eq 0 ] || fail "after --update exited $rc: $(cat pass2.txt)"
 
+# 6b. Deterministic values of another machine kind are not compared here:
+# skipped with a message, not failed; --update adds this kind's values and
+# keeps the other kind's.
+sed 's/machine_kind: "[^"]*"/machine_kind: "pdp11 NONE, LibTorch 0"/' suite.pbtxt > kind.pbtxt
+run kind --suite=kind.pbtxt
+[ "$rc" -eq 0 ] || fail "other machine kind exited $rc, want 0: $(cat kind.txt)"
+grep -q "SKIP recorded on pdp11 NONE, LibTorch 0 only" kind.txt || fail "no skip line: $(cat kind.txt)"
+grep -q "^1 passed, 0 failed, 4 skipped" kind.txt || fail "closing line: $(cat kind.txt)"
+run kind_update --suite=kind.pbtxt --update
+[ "$rc" -eq 0 ] || fail "--update on a new machine kind exited $rc: $(cat kind_update.txt)"
+grep -q "other_machines" kind.pbtxt || fail "the other kind's values were dropped"
+run kind_pass --suite=kind.pbtxt
+grep -q "^5 passed, 0 failed$" kind_pass.txt || fail "after adding this kind: $(cat kind_pass.txt)"
+
 # 7. A config that no longer exists, a metric path that is missing: exit 2.
 sed 's#configs/supervised_r3d18tiny_8x4_synth_ci.pbtxt#configs/gone.pbtxt#' suite.pbtxt > gone.pbtxt
 run gone --suite=gone.pbtxt

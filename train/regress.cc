@@ -1,6 +1,7 @@
 #include "train/regress.h"
 
 #include <fcntl.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -600,7 +601,8 @@ class Runner {
       return absl::InvalidArgumentError(absl::StrCat(o_.suite_path, ": ", s.message()));
     }
     RETURN_IF_ERROR(SelectEntries());
-    if (!o_.update) {
+    // (A child process only runs its group; the parent judges.)
+    if (!o_.update && o_.internal_group < 0) {
       std::vector<std::string> missing;
       for (int i : selected_) {
         const RegressionEntry& e = suite_.entries(i);
@@ -658,7 +660,11 @@ class Runner {
     RETURN_IF_ERROR(Judge());
     Say(absl::StrFormat("regress: %s in %s", o_.update ? "update" : "run",
                         FormatDuration(SecondsSince(start))));
-    Say(absl::StrFormat("%d passed, %d failed", result_.passed, result_.failed));
+    Say(absl::StrFormat("%d passed, %d failed%s", result_.passed, result_.failed,
+                        result_.skipped > 0
+                            ? absl::StrFormat(", %d skipped (no value for this machine kind)",
+                                              result_.skipped)
+                            : ""));
     return result_;
   }
 
@@ -1249,7 +1255,21 @@ class Runner {
     Say(absl::StrFormat("%-36s %-13s %-22s %-26s %-22s %s", "entry", "kind", "expected",
                         "measured", "band", "verdict"));
     for (int i : selected_) {
-      const RegressionEntry& e = suite_.entries(i);
+      const RegressionEntry& full = suite_.entries(i);
+      // The record this machine kind is compared with (deterministic
+      // entries keep one per kind).
+      const Expected* chosen =
+          full.has_expected() ? ExpectedFor(full, provenance.machine_kind()) : nullptr;
+      const bool other_kind_only =
+          chosen == nullptr && full.has_expected() && !full.expected().not_recorded();
+      RegressionEntry view = full;
+      if (chosen != nullptr) {
+        *view.mutable_expected() = *chosen;
+      } else {
+        view.mutable_expected()->Clear();
+        view.mutable_expected()->set_not_recorded(true);
+      }
+      const RegressionEntry& e = view;
       EntryOutcome out;
       out.name = e.name();
       RegressionHistoryRecord h;
@@ -1272,7 +1292,27 @@ class Runner {
       }
       std::string verdict;
       std::string measured_text = "-";
-      if (auto err = errors_.find(i); err != errors_.end()) {
+      if (other_kind_only && !o_.update) {
+        std::vector<std::string> kinds;
+        kinds.push_back(full.expected().provenance().machine_kind());
+        for (const Expected& x : full.expected().other_machines()) {
+          kinds.push_back(x.provenance().machine_kind());
+        }
+        out.skipped = true;
+        verdict = absl::StrCat("SKIP recorded on ", absl::StrJoin(kinds, "; "),
+                               " only; this machine is ", provenance.machine_kind(),
+                               " (add its values with --update on it)");
+        h.set_verdict("skipped");
+        h.set_message(verdict.substr(5));
+        if (auto it = measured_.find(i); it != measured_.end()) {
+          measured_text = MeasuredText(e, it->second);
+          if (it->second.is_text) {
+            h.set_measured_text(it->second.text);
+          } else {
+            h.set_measured(it->second.mean);
+          }
+        }
+      } else if (auto err = errors_.find(i); err != errors_.end()) {
         out.error_exit = err->second.first;
         verdict = absl::StrCat("ERROR ", err->second.second);
         h.set_verdict("error");
@@ -1308,7 +1348,7 @@ class Runner {
           }
           if (o_.update) {
             absl::StatusOr<Expected> x =
-                UpdatedExpected(e, m, provenance, o_.allow_wider_bands);
+                UpdatedExpected(full, m, provenance, o_.allow_wider_bands);
             if (!x.ok()) {
               refused.push_back(std::string(x.status().message()));
               out.passed = false;
@@ -1318,7 +1358,8 @@ class Runner {
               updates[i] = *x;
               out.passed = true;
               verdict = recorded ? absl::StrCat("recorded (was ", ExpectedText(e), ": ", old, ")")
-                                 : "recorded (first value)";
+                        : other_kind_only ? "recorded (first value on this machine kind)"
+                                          : "recorded (first value)";
               h.set_verdict("recorded");
             }
           }
@@ -1335,7 +1376,9 @@ class Runner {
                         "]");
       }
       Say(out.line);
-      if (out.passed) {
+      if (out.skipped) {
+        ++result_.skipped;
+      } else if (out.passed) {
         ++result_.passed;
       } else {
         ++result_.failed;
@@ -1347,7 +1390,7 @@ class Runner {
     int exit_code = 0;
     for (const EntryOutcome& out : result_.entries) {
       if (out.error_exit == 2) exit_code = 2;
-      if (exit_code == 0 && !out.passed) exit_code = 1;
+      if (exit_code == 0 && !out.passed && !out.skipped) exit_code = 1;
     }
     if (o_.update) {
       bool errors = false;
@@ -1489,6 +1532,19 @@ absl::StatusOr<Expected> UpdatedExpected(const RegressionEntry& e, const Measure
   }
   if (published) x.set_published(true);
   *x.mutable_provenance() = provenance;
+  if (e.kind() != RegressionEntry::STATISTICAL && e.has_expected() &&
+      !e.expected().not_recorded()) {
+    // Keep the values of the other machine kinds.
+    auto keep = [&](const Expected& r) {
+      const std::string& kind = r.provenance().machine_kind();
+      if (kind.empty() || kind == provenance.machine_kind()) return;
+      Expected* o = x.add_other_machines();
+      *o = r;
+      o->clear_other_machines();
+    };
+    keep(e.expected());
+    for (const Expected& r : e.expected().other_machines()) keep(r);
+  }
   if (published && !e.expected().provenance().source().empty()) {
     x.mutable_provenance()->set_source(e.expected().provenance().source());
   }
@@ -1606,6 +1662,35 @@ absl::StatusOr<std::string> RewriteExpected(const std::string& text, const std::
   return out;
 }
 
+std::string CurrentMachineKind() {
+  struct utsname u;
+  const std::string arch = uname(&u) == 0 ? u.machine : "unknown";
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, isa;
+  while (std::getline(in, line)) {
+    if (!absl::StartsWith(line, "flags")) continue;
+    const std::set<std::string> flags = absl::StrSplit(line.substr(line.find(':') + 1), ' ',
+                                                      absl::SkipEmpty());
+    isa = flags.count("avx512f") ? "AVX-512" : flags.count("avx2") ? "AVX2"
+          : flags.count("avx")   ? "AVX"
+                                 : "no AVX";
+    break;
+  }
+  return absl::StrCat(arch, isa.empty() ? "" : " ", isa, ", LibTorch ", TORCH_VERSION);
+}
+
+const Expected* ExpectedFor(const RegressionEntry& e, const std::string& machine_kind) {
+  if (e.kind() == RegressionEntry::STATISTICAL || !e.has_expected()) return &e.expected();
+  const Expected& x = e.expected();
+  if (x.provenance().machine_kind().empty() || x.provenance().machine_kind() == machine_kind) {
+    return &x;
+  }
+  for (const Expected& o : x.other_machines()) {
+    if (o.provenance().machine_kind() == machine_kind) return &o;
+  }
+  return nullptr;
+}
+
 Provenance CurrentProvenance(const std::string& root) {
   Provenance p;
   const CodeState code = GitState(root);
@@ -1614,6 +1699,7 @@ Provenance CurrentProvenance(const std::string& root) {
   p.set_machine(CpuModel());
   p.set_cores(CoreCount());
   p.set_libtorch(TORCH_VERSION);
+  p.set_machine_kind(CurrentMachineKind());
   p.set_source("regress --update");
   return p;
 }

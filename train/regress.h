@@ -71,7 +71,8 @@ Verdict Judge(const RegressionEntry& entry, const Measured& measured);
 // The expected value `--update` records for `measured`, with `provenance`.
 // FailedPrecondition naming the entry when that would widen the band (a
 // STATISTICAL entry whose new std times std_multiplier exceeds the old band)
-// and `allow_wider_band` is false. A published value is kept.
+// and `allow_wider_band` is false. A published value is kept; DETERMINISTIC
+// and PERFORMANCE entries keep the values of other machine kinds.
 absl::StatusOr<Expected> UpdatedExpected(const RegressionEntry& entry, const Measured& measured,
                                          const Provenance& provenance, bool allow_wider_band);
 
@@ -83,8 +84,18 @@ absl::StatusOr<std::string> RewriteExpected(const std::string& suite_text,
                                             const std::map<int, Expected>& updates);
 
 // Where and when: git HEAD of `root` (+dirty), UTC date, CPU model name and
-// core count, LibTorch version.
+// core count, LibTorch version, machine kind.
 Provenance CurrentProvenance(const std::string& root);
+
+// What exact values depend on: "x86_64 AVX2, LibTorch 1.13.0" (the widest
+// vector ISA of /proc/cpuinfo's flags decides LibTorch's kernels).
+std::string CurrentMachineKind();
+
+// The record a DETERMINISTIC or PERFORMANCE entry is compared with on
+// `machine_kind`: its expected value when recorded on that kind (or without
+// a kind), else the matching one of other_machines, else nullptr (the entry
+// is skipped there). STATISTICAL entries: &entry.expected().
+const Expected* ExpectedFor(const RegressionEntry& entry, const std::string& machine_kind);
 
 struct RegressOptions {
   std::string suite_path;
@@ -124,6 +135,8 @@ struct EntryOutcome {
   std::string name;
   std::string line;  // as printed
   bool passed = false;
+  // A deterministic entry with no value for this machine kind.
+  bool skipped = false;
   // 0 pass/fail by value; 2 the entry's metric could not be read (missing
   // file or path: the suite must change); 1 a runtime error.
   int error_exit = 0;
@@ -131,7 +144,7 @@ struct EntryOutcome {
 
 struct RegressResult {
   std::vector<EntryOutcome> entries;
-  int passed = 0, failed = 0;
+  int passed = 0, failed = 0, skipped = 0;
   bool interrupted = false;
   bool rewrote_suite = false;
   std::string out_dir;

@@ -121,6 +121,35 @@ TEST(RegressRulesTest, PublishedValuesAreKept) {
   EXPECT_EQ(x->per_seed_size(), 2);
 }
 
+TEST(RegressRulesTest, DeterministicValuesPerMachineKind) {
+  RegressionEntry e = Entry(
+      "name: \"d\" kind: DETERMINISTIC expected { value: 1 provenance { machine_kind: \"A\" } "
+      "other_machines { value: 2 provenance { machine_kind: \"B\" } } }");
+  ASSERT_NE(ExpectedFor(e, "A"), nullptr);
+  EXPECT_DOUBLE_EQ(ExpectedFor(e, "A")->value(), 1);
+  ASSERT_NE(ExpectedFor(e, "B"), nullptr);
+  EXPECT_DOUBLE_EQ(ExpectedFor(e, "B")->value(), 2);
+  EXPECT_EQ(ExpectedFor(e, "C"), nullptr);
+  // A record without a kind (hand-written) applies everywhere.
+  RegressionEntry any = Entry("kind: DETERMINISTIC expected { value: 3 }");
+  ASSERT_NE(ExpectedFor(any, "C"), nullptr);
+  // --update on kind B replaces B's value and keeps A's.
+  Provenance p;
+  p.set_machine_kind("B");
+  absl::StatusOr<Expected> x = UpdatedExpected(e, Values({5}), p, false);
+  ASSERT_TRUE(x.ok());
+  EXPECT_DOUBLE_EQ(x->value(), 5);
+  ASSERT_EQ(x->other_machines_size(), 1);
+  EXPECT_EQ(x->other_machines(0).provenance().machine_kind(), "A");
+  EXPECT_DOUBLE_EQ(x->other_machines(0).value(), 1);
+  // ... and on a new kind C keeps both.
+  p.set_machine_kind("C");
+  x = UpdatedExpected(e, Values({7}), p, false);
+  ASSERT_TRUE(x.ok());
+  EXPECT_EQ(x->other_machines_size(), 2);
+  EXPECT_NE(CurrentMachineKind().find("LibTorch"), std::string::npos);
+}
+
 constexpr char kSuite[] = R"(# a comment that must survive
 name: "t"
 entries {
