@@ -253,6 +253,9 @@ std::string ExperimentTable(const ExperimentResults& r) {
                                    absl::StrCat(Percent(r.test().top1()), " / ",
                                                 Percent(r.test().top5()))});
   }
+  rows.erase(std::remove_if(rows.begin(), rows.end(),
+                            [](const std::vector<std::string>& r) { return r[1].empty(); }),
+             rows.end());
   return Table({"", ""}, rows);
 }
 
@@ -834,8 +837,10 @@ std::string LineChartSvg(const std::string& title, const std::string& x_label,
 std::string BarChartSvg(const std::string& title, const std::vector<std::string>& labels,
                         const std::vector<double>& values, bool signed_values, const char* format) {
   if (labels.empty() || labels.size() != values.size()) return "";
-  const int label_w = 170, plot_w = 260, row_h = 16, top = 24;
-  const int W = label_w + plot_w + 50, H = top + row_h * static_cast<int>(labels.size()) + 8;
+  const int label_w = 170, plot_w = 260, row_h = 16, top = 24, value_w = 34;
+  // Wide enough for the title (about 7 px a character at 12 px bold).
+  const int W = std::max(label_w + plot_w + 50, 8 + 7 * static_cast<int>(title.size()));
+  const int H = top + row_h * static_cast<int>(labels.size()) + 8;
   double hi = 0;
   for (double v : values) hi = std::max(hi, std::abs(v));
   if (hi <= 0) hi = 1;
@@ -843,8 +848,9 @@ std::string BarChartSvg(const std::string& title, const std::vector<std::string>
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
       "role=\"img\"><text x=\"4\" y=\"14\" class=\"t\">%s</text>",
       W, H, W, H, HtmlEscape(title));
+  // Room for the value's text beyond the longest bar on either side.
   const double zero = signed_values ? label_w + plot_w / 2.0 : label_w;
-  const double scale = signed_values ? plot_w / 2.0 / hi : plot_w / hi;
+  const double scale = signed_values ? (plot_w / 2.0 - value_w) / hi : plot_w / hi;
   for (size_t i = 0; i < labels.size(); ++i) {
     const double v = values[i];
     const int y = top + row_h * static_cast<int>(i);
