@@ -59,6 +59,13 @@ int InitTool(const char* tool, const char* usage, int* argc, char*** argv,
   return 0;
 }
 
+int ExitCodeFor(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kInvalidArgument ||
+                 status.code() == absl::StatusCode::kNotFound
+             ? kExitUsageError
+             : kExitDataError;
+}
+
 int ToolError(const char* tool, int code, const std::string& message) {
   std::fprintf(stderr, "%s: error: %s\n", tool, message.c_str());
   return code;

@@ -33,6 +33,11 @@ int InitTool(const char* tool, const char* usage, int* argc, char*** argv,
 // "--noname" of a bool flag included); stops at "--".
 bool FindUnknownFlag(int argc, char** argv, std::string* unknown);
 
+// The exit code of a failed status: kExitUsageError for InvalidArgument and
+// NotFound (a bad flag, config or path given by the user), else
+// kExitDataError.
+int ExitCodeFor(const absl::Status& status);
+
 // Prints "<tool>: error: <message>" to stderr and returns `code`.
 int ToolError(const char* tool, int code, const std::string& message);
 int ToolError(const char* tool, int code, const absl::Status& status);

@@ -85,13 +85,7 @@ int Run() {
   options.stop = tb::InstallStopSignalHandlers();
   absl::StatusOr<tb::RegressResult> result = tb::RunRegression(options);
   if (!result.ok()) {
-    const absl::StatusCode code = result.status().code();
-    return tb::ToolError(kTool,
-                         code == absl::StatusCode::kInvalidArgument ||
-                                 code == absl::StatusCode::kNotFound
-                             ? tb::kExitUsageError
-                             : tb::kExitDataError,
-                         result.status());
+    return tb::ToolError(kTool, tb::ExitCodeFor(result.status()), result.status());
   }
   if (result->interrupted) {
     std::fprintf(stderr, "regress: interrupted; rerun the same command to continue\n");

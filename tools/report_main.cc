@@ -40,13 +40,7 @@ int main(int argc, char** argv) {
   options.title = FLAGS_title;
   absl::StatusOr<std::string> html = tb::RenderReport(options);
   if (!html.ok()) {
-    const absl::StatusCode code = html.status().code();
-    return tb::ToolError(kTool,
-                         code == absl::StatusCode::kInvalidArgument ||
-                                 code == absl::StatusCode::kNotFound
-                             ? tb::kExitUsageError
-                             : tb::kExitDataError,
-                         html.status());
+    return tb::ToolError(kTool, tb::ExitCodeFor(html.status()), html.status());
   }
   if (absl::Status s = tb::WriteFileAtomically(FLAGS_out, *html); !s.ok()) {
     return tb::ToolError(kTool, tb::kExitDataError, s);
