@@ -33,7 +33,8 @@ bool FindUnknownFlag(int argc, char** argv, std::string* unknown) {
   return false;
 }
 
-int InitTool(const char* tool, const char* usage, int* argc, char*** argv) {
+int InitTool(const char* tool, const char* usage, int* argc, char*** argv,
+             std::vector<std::string>* positional) {
   gflags::SetUsageMessage(usage);
   std::string unknown;
   if (FindUnknownFlag(*argc, *argv, &unknown)) {
@@ -47,11 +48,22 @@ int InitTool(const char* tool, const char* usage, int* argc, char*** argv) {
   }
   FLAGS_logtostderr = true;
   google::InitGoogleLogging((*argv)[0]);
+  if (positional != nullptr) {
+    for (int i = 1; i < *argc; ++i) positional->push_back((*argv)[i]);
+    return 0;
+  }
   if (*argc > 1) {
     return ToolError(tool, kExitUsageError,
                      std::string("unexpected argument '") + (*argv)[1] + "' (see --helpshort)");
   }
   return 0;
+}
+
+int ExitCodeFor(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kInvalidArgument ||
+                 status.code() == absl::StatusCode::kNotFound
+             ? kExitUsageError
+             : kExitDataError;
 }
 
 int ToolError(const char* tool, int code, const std::string& message) {

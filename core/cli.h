@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "core/records.h"  // JsonString, for the tools' JSON output lines
@@ -22,12 +23,20 @@ constexpr int kExitUsageError = 2;  // bad flags or config
 
 // Sets the usage message, parses the flags and initialises logging. Returns
 // 0 when the tool should run, or kExitUsageError after printing
-// "<tool>: error: ..." for an unknown flag or a positional argument.
-int InitTool(const char* tool, const char* usage, int* argc, char*** argv);
+// "<tool>: error: ..." for an unknown flag or a positional argument. With
+// `positional`, the arguments that are not flags are stored there instead
+// (tools taking a list of folders, e.g. //tools:report).
+int InitTool(const char* tool, const char* usage, int* argc, char*** argv,
+             std::vector<std::string>* positional = nullptr);
 
 // True when `argv[i]` names no flag gflags knows (for "--name" / "-name",
 // "--noname" of a bool flag included); stops at "--".
 bool FindUnknownFlag(int argc, char** argv, std::string* unknown);
+
+// The exit code of a failed status: kExitUsageError for InvalidArgument and
+// NotFound (a bad flag, config or path given by the user), else
+// kExitDataError.
+int ExitCodeFor(const absl::Status& status);
 
 // Prints "<tool>: error: <message>" to stderr and returns `code`.
 int ToolError(const char* tool, int code, const std::string& message);

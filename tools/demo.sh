@@ -5,7 +5,8 @@
 # fine-tuning, student distillation, and the supervised baseline under the
 # same config), then prints a table: supervised, invariant teacher,
 # distinctive teacher and TimeBalance student, overall and per class family.
-#   tools/demo.sh            (data in data/, the run in runs/demo_tb)
+#   tools/demo.sh            (data in data/, the run in runs/demo_tb, its HTML
+#                             report in runs/demo_tb/report.html)
 # Environment: DEMO_THREADS (LibTorch threads), DEMO_KEEP=1 (keep the finished
 # stages of an earlier demo run instead of starting over).
 source "$(dirname "${BASH_SOURCE[0]}")/bazel_env.sh"
@@ -15,7 +16,7 @@ CONFIG=configs/timebalance_r3d18tiny_synth_10pct.pbtxt
 RUN=runs/demo_tb
 
 t0=$(date +%s)
-bz build //tools:timebalance //tools:make_synthetic
+bz build //tools:timebalance //tools:make_synthetic //tools:report
 BIN=bazel-bin/tools/timebalance
 GEN=bazel-bin/datasets/synthetic/make_synthetic
 t_build=$(( $(date +%s) - t0 ))
@@ -32,5 +33,6 @@ if [ "${DEMO_KEEP:-0}" != 1 ]; then rm -rf "$RUN"; fi
 echo
 echo "SynthActions ($DATA), 10% labels, tiny R3D-18 (TCLR variant), test split (10 clips x centre crop per video):"
 /usr/bin/python3 tools/demo_table.py "$DATA" "$RUN/results.json"
+bazel-bin/tools/report "$RUN" --out="$RUN/report.html" --title="TimeBalance demo (SynthActions, 10% labels)"
 echo "build ${t_build} s, data ${t_data} s, total $(( $(date +%s) - t0 )) s"
 bazel shutdown >/dev/null 2>&1 || true
