@@ -234,14 +234,20 @@ absl::StatusOr<std::unique_ptr<torch::serialize::InputArchive>> OpenVerified(
 
 absl::Status LoadCheckpoint(const std::string& path, CheckpointContents* contents) {
   ASSIGN_OR_RETURN(std::unique_ptr<torch::serialize::InputArchive> archive, OpenVerified(path));
-  for (auto& [name, module] : contents->modules) {
+  // Not structured bindings: a lambda cannot capture those in C++17 (gcc
+  // allows it, clang does not).
+  for (auto& entry : contents->modules) {
+    const std::string& name = entry.first;
+    torch::nn::Module* module = entry.second;
     RETURN_IF_ERROR(CallTorch("loading module '" + name + "' from " + path, [&] {
       torch::serialize::InputArchive sub;
       archive->read("module/" + name, sub);
       module->load(sub);
     }));
   }
-  for (auto& [name, optimizer] : contents->optimizers) {
+  for (auto& entry : contents->optimizers) {
+    const std::string& name = entry.first;
+    torch::optim::Optimizer* optimizer = entry.second;
     RETURN_IF_ERROR(CallTorch("loading optimizer '" + name + "' from " + path, [&] {
       torch::serialize::InputArchive sub;
       archive->read("optimizer/" + name, sub);

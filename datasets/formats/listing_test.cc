@@ -166,5 +166,32 @@ TEST(PathLabelList, IntegerAndNamedLabels) {
   EXPECT_FALSE(ReadListing("avi", "/v", dir, 1).ok());
 }
 
+// Found by //datasets/fuzz:listing_fuzzer (the reproducer is in
+// datasets/fuzz/regressions/listing/): a label of 2147483647 without
+// classes.txt made 2^31 class names (minutes and gigabytes; the loop's
+// counter then overflowed).
+TEST(PathLabelList, LabelFarBeyondAnyClassCountIsAnError) {
+  const std::string dir = Fresh("list_huge_label");
+  Write(dir + "/train.txt", "a/x.avi 0
+b/y.mov 2147483647
+");
+  Write(dir + "/test.txt", "c/z.mpg 1
+");
+  auto l = ReadListing("list", "/v", dir, 1);
+  ASSERT_FALSE(l.ok());
+  EXPECT_EQ(l.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(l.status().message().find("train.txt:2: label 2147483647 would make 2147483648 "
+                                      "classes (at most 100000 without classes.txt"),
+            std::string::npos)
+      << l.status();
+  // The largest label allowed still works.
+  Write(dir + "/train.txt", "a/x.avi 0
+b/y.mov 99999
+");
+  l = ReadListing("list", "/v", dir, 1);
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->class_names.size(), 100000u);
+}
+
 }  // namespace
 }  // namespace tb
