@@ -2,7 +2,7 @@
 // checkpoint file's bytes, or its archive members in the records form
 // (checkpoint_fuzz_model.h), which is packed into a valid archive first;
 // either is loaded with LoadCheckpoint into a tiny model and its Adam
-// optimizer. Invariants: a load either fails with a status naming the file,
+// optimizer, with a checksum sidecar that matches the bytes. Invariants: a load either fails with a status naming the file,
 // or leaves every parameter, buffer and optimizer state tensor with the
 // model's shape and dtype, so that training continues (a forward pass and an
 // Adam step run).
@@ -16,6 +16,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "core/checkpoint.h"
+#include "core/file_util.h"
+#include "core/sha256.h"
 #include "core/fuzz/checkpoint_fuzz_model.h"
 #include "core/fuzz/fuzz_util.h"
 
@@ -60,6 +62,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!tb::fuzz::WriteArchive(path, records).ok()) return 0;
   } else {
     path = tb::fuzz::WriteScratchFile("raw.pt", bytes);
+  }
+
+  // A matching SHA-256 sidecar, as SaveCheckpoint writes, so that the
+  // archive parser (not the checksum check) sees the bytes.
+  {
+    const absl::StatusOr<std::string> written = tb::ReadFileToString(path);
+    if (!written.ok()) return 0;
+    if (!tb::WriteFileAtomically(tb::ChecksumPath(path),
+                                 tb::Sha256Hex(*written) + "  " + path + "\n")
+             .ok()) {
+      return 0;
+    }
   }
 
   tb::fuzz::CheckpointFuzzModel model;

@@ -3,6 +3,7 @@
 // writes them, before and after two Adam steps, each as raw archive bytes
 // and in the fuzzer's records form.
 //   bazel run //core/fuzz:make_checkpoint_corpus -- $PWD/core/fuzz/corpus/checkpoint
+//   rm core/fuzz/corpus/checkpoint/*.sha256   (SaveCheckpoint's sidecars)
 #include <cstdio>
 #include <fstream>
 #include <string>

@@ -172,11 +172,8 @@ TEST(PathLabelList, IntegerAndNamedLabels) {
 // counter then overflowed).
 TEST(PathLabelList, LabelFarBeyondAnyClassCountIsAnError) {
   const std::string dir = Fresh("list_huge_label");
-  Write(dir + "/train.txt", "a/x.avi 0
-b/y.mov 2147483647
-");
-  Write(dir + "/test.txt", "c/z.mpg 1
-");
+  Write(dir + "/train.txt", "a/x.avi 0\nb/y.mov 2147483647\n");
+  Write(dir + "/test.txt", "c/z.mpg 1\n");
   auto l = ReadListing("list", "/v", dir, 1);
   ASSERT_FALSE(l.ok());
   EXPECT_EQ(l.status().code(), absl::StatusCode::kInvalidArgument);
@@ -185,9 +182,7 @@ b/y.mov 2147483647
             std::string::npos)
       << l.status();
   // The largest label allowed still works.
-  Write(dir + "/train.txt", "a/x.avi 0
-b/y.mov 99999
-");
+  Write(dir + "/train.txt", "a/x.avi 0\nb/y.mov 99999\n");
   l = ReadListing("list", "/v", dir, 1);
   ASSERT_TRUE(l.ok()) << l.status();
   EXPECT_EQ(l->class_names.size(), 100000u);
