@@ -79,10 +79,10 @@ for t in "${targets[@]}"; do
     "$dir/corpus" "${seeds[@]}" > "$log" 2>&1
   rc=$?
   set -e
-  done_line="$(grep -E '^#[0-9]+ +DONE' "$log" | tail -1)"
+  done_line="$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1 || true)"
   cov="$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<< "$done_line")"
   ft="$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<< "$done_line")"
-  stat() { sed -nE "s/^stat::$1: *([0-9]+).*/\1/p" "$log" | tail -1; }
+  stat() { sed -nE "s/^stat::$1: *([0-9]+).*/\1/p" "$log" | tail -1 || true; }
   files=$(find "$dir/corpus" -type f | wc -l)
   if [ "$rc" -eq 0 ]; then
     passed=$((passed + 1)); verdict=ok
