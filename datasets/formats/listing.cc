@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -128,7 +129,9 @@ absl::StatusOr<std::vector<std::string>> KineticsCsvFiles(const std::string& ann
 bool ParseSeconds(const std::string& text, int64_t* out) {
   if (absl::SimpleAtoi(text, out)) return *out >= 0;
   double d = 0;
-  if (!absl::SimpleAtod(text, &d) || d < 0 || d != static_cast<double>(static_cast<int64_t>(d))) {
+  // Range first: casting inf, nan or a double beyond int64 is undefined
+  // (//datasets/fuzz:listing_fuzzer found "1e3081").
+  if (!absl::SimpleAtod(text, &d) || !(d >= 0 && d < 9.0e18) || std::floor(d) != d) {
     return false;
   }
   *out = static_cast<int64_t>(d);
