@@ -20,6 +20,7 @@ PACKAGES=(
   python3-torch python3-torchvision   # reference values in tests
   python3-crc32c           # independent TFRecord CRC check in core:event_writer_test
   python3-opencv           # TV-L1 reference values in datasets/flow tests
+  clang-14 libfuzzer-14-dev  # libFuzzer targets (tools/fuzz.sh, --config=fuzz)
   chromium                 # headless: //tests:report_browser_test renders the HTML report
   python3-pil              # reads that test's screenshot
 )

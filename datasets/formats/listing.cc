@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -128,7 +129,9 @@ absl::StatusOr<std::vector<std::string>> KineticsCsvFiles(const std::string& ann
 bool ParseSeconds(const std::string& text, int64_t* out) {
   if (absl::SimpleAtoi(text, out)) return *out >= 0;
   double d = 0;
-  if (!absl::SimpleAtod(text, &d) || d < 0 || d != static_cast<double>(static_cast<int64_t>(d))) {
+  // Range first: casting inf, nan or a double beyond int64 is undefined
+  // (//datasets/fuzz:listing_fuzzer found "1e3081").
+  if (!absl::SimpleAtod(text, &d) || !(d >= 0 && d < 9.0e18) || std::floor(d) != d) {
     return false;
   }
   *out = static_cast<int64_t>(d);
@@ -220,6 +223,9 @@ bool IsFile(const std::string& path) {
 }
 
 // ---------------------------------------------------------------- list
+
+// Without classes.txt, integer labels make classes 0..max label.
+constexpr int kMaxNumberedClasses = 100000;
 
 absl::StatusOr<std::vector<std::string>> ReadClassesFile(const std::string& file) {
   ASSIGN_OR_RETURN(std::vector<TextLine> lines, ReadTextLines(file));
@@ -487,8 +493,20 @@ absl::StatusOr<DatasetListing> ReadPathLabelListing(const std::string& annotatio
       label_of[listing.class_names[i]] = static_cast<int>(i);
     }
   } else if (!have_classes) {
-    int max_label = -1;
-    for (int n : numeric) max_label = std::max(max_label, n);
+    // Classes 0..max label, named by their numbers. A label far above any
+    // dataset's class count is a typo or a corrupt file, not a reason to
+    // make billions of classes.
+    size_t max_at = 0;
+    for (size_t i = 0; i < entries.size(); ++i) {
+      if (numeric[i] > numeric[max_at]) max_at = i;
+    }
+    const int max_label = numeric[max_at];
+    if (max_label >= kMaxNumberedClasses) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          entries[max_at].origin, ": label ", max_label, " would make ", int64_t{max_label} + 1,
+          " classes (at most ", kMaxNumberedClasses,
+          " without classes.txt; list the class names there)"));
+    }
     for (int i = 0; i <= max_label; ++i) listing.class_names.push_back(std::to_string(i));
   }
   const int num_classes = static_cast<int>(listing.class_names.size());

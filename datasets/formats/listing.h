@@ -21,7 +21,9 @@
 //             present (see KineticsLayout).
 //   list      <annotations>/train.txt and test.txt, lines "<path> <label>"
 //             where the label is a 0-based integer or a class name;
-//             optional classes.txt (one name per line, line order = label).
+//             optional classes.txt (one name per line, line order = label);
+//             without it, integer labels make the classes 0..max label
+//             (at most 100000).
 #ifndef TIMEBALANCE_DATASETS_FORMATS_LISTING_H_
 #define TIMEBALANCE_DATASETS_FORMATS_LISTING_H_
 

@@ -166,5 +166,43 @@ TEST(PathLabelList, IntegerAndNamedLabels) {
   EXPECT_FALSE(ReadListing("avi", "/v", dir, 1).ok());
 }
 
+// Found by //datasets/fuzz:listing_fuzzer under UBSan (reproducer
+// datasets/fuzz/regressions/listing/kinetics_seconds_1e3081_ubsan): a time
+// of "1e3081" (inf as a double) was cast to int64 before its range was
+// checked.
+TEST(Kinetics, SecondsOutOfRangeAreAnErrorNotUndefined) {
+  const std::string root = Fresh("k400_huge_seconds");
+  for (const char* seconds : {"1e3081", "1e19", "nan", "inf", "-0.5", "2.5"}) {
+    Write(root + "/a.csv", std::string("label,youtube_id,time_start,time_end,split\n"
+                                       "abseiling,a,") +
+                               seconds + ",11,train\n");
+    auto l = ReadKineticsListing(root, root + "/a.csv");
+    ASSERT_FALSE(l.ok()) << seconds;
+    EXPECT_NE(l.status().message().find("a.csv:2"), std::string::npos) << l.status();
+  }
+}
+
+// Found by //datasets/fuzz:listing_fuzzer (the reproducer is in
+// datasets/fuzz/regressions/listing/): a label of 2147483647 without
+// classes.txt made 2^31 class names (minutes and gigabytes; the loop's
+// counter then overflowed).
+TEST(PathLabelList, LabelFarBeyondAnyClassCountIsAnError) {
+  const std::string dir = Fresh("list_huge_label");
+  Write(dir + "/train.txt", "a/x.avi 0\nb/y.mov 2147483647\n");
+  Write(dir + "/test.txt", "c/z.mpg 1\n");
+  auto l = ReadListing("list", "/v", dir, 1);
+  ASSERT_FALSE(l.ok());
+  EXPECT_EQ(l.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(l.status().message().find("train.txt:2: label 2147483647 would make 2147483648 "
+                                      "classes (at most 100000 without classes.txt"),
+            std::string::npos)
+      << l.status();
+  // The largest label allowed still works.
+  Write(dir + "/train.txt", "a/x.avi 0\nb/y.mov 99999\n");
+  l = ReadListing("list", "/v", dir, 1);
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->class_names.size(), 100000u);
+}
+
 }  // namespace
 }  // namespace tb
