@@ -14,13 +14,6 @@ thread_local double t_flops = 0;
 thread_local int64_t t_convolutions = 0;
 thread_local bool t_active = false;
 thread_local int t_matmul_depth = 0;
-// LibTorch 1.13 sometimes records aten::convolution without its inputs
-// (RecordFunction::inputs() then throws "Called inputs() outside
-// RecordFunction start callback"), seen in roughly one of ten test runs. The
-// convolution is then counted at the aten::_convolution it calls, which has
-// the same leading arguments.
-thread_local bool t_conv_pending = false;
-thread_local int64_t t_missed = 0;
 
 int64_t Numel(c10::IntArrayRef sizes) {
   int64_t n = 1;
@@ -75,16 +68,7 @@ void CountMatmul(const at::RecordFunction& fn, size_t first) {
 void Count(const at::RecordFunction& fn) {
   const char* name = fn.name();
   if (std::strcmp(name, "aten::convolution") == 0) {
-    t_conv_pending = true;
-    CountConvolution(fn);  // throws when the inputs were not recorded
-    t_conv_pending = false;
-  } else if (std::strcmp(name, "aten::_convolution") == 0) {
-    if (t_conv_pending) {
-      t_conv_pending = false;
-      ++t_missed;  // undone below when the fallback succeeds
-      CountConvolution(fn);
-      --t_missed;
-    }
+    CountConvolution(fn);
   } else if (std::strcmp(name, "aten::matmul") == 0) {
     if (t_matmul_depth++ == 0) CountMatmul(fn, 0);
   } else if (t_matmul_depth > 0) {
@@ -97,22 +81,11 @@ void Count(const at::RecordFunction& fn) {
 }
 
 std::unique_ptr<at::ObserverContext> OnStart(const at::RecordFunction& fn) {
-  if (!t_active) return nullptr;
-  try {
-    Count(fn);
-  } catch (const c10::Error&) {
-    // Some composite ops are recorded without their inputs; they are not
-    // counted (see the header).
-  }
+  if (t_active) Count(fn);
   return nullptr;
 }
 
-
 void OnEnd(const at::RecordFunction& fn, at::ObserverContext*) {
-  if (t_active && t_conv_pending && std::strcmp(fn.name(), "aten::convolution") == 0) {
-    t_conv_pending = false;  // neither level had inputs
-    ++t_missed;
-  }
   if (t_active && t_matmul_depth > 0 && std::strcmp(fn.name(), "aten::matmul") == 0) {
     --t_matmul_depth;
   }
@@ -125,8 +98,6 @@ FlopCounter::FlopCounter() {
   t_flops = 0;
   t_convolutions = 0;
   t_matmul_depth = 0;
-  t_conv_pending = false;
-  t_missed = 0;
   t_active = true;
   handle_ = at::addThreadLocalCallback(
       at::RecordFunctionCallback(&OnStart, &OnEnd).needsInputs(true).scopes({at::RecordScope::FUNCTION}));
@@ -139,20 +110,10 @@ FlopCounter::~FlopCounter() {
 
 double FlopCounter::flops() const { return t_flops; }
 int64_t FlopCounter::convolutions() const { return t_convolutions; }
-int64_t FlopCounter::missed() const { return t_missed; }
-
-FlopCount CountForwardFlops(const std::function<void()>& forward, int attempts) {
-  FlopCount count;
-  for (int i = 0; i < attempts; ++i) {
-    FlopCounter counter;
-    forward();
-    if (counter.missed() == 0) {
-      count.flops = counter.flops();
-      count.convolutions = counter.convolutions();
-      return count;
-    }
-  }
-  return count;
+FlopCount CountForwardFlops(const std::function<void()>& forward) {
+  FlopCounter counter;
+  forward();
+  return FlopCount{counter.flops(), counter.convolutions()};
 }
 
 }  // namespace tb

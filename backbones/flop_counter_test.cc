@@ -35,6 +35,32 @@ TEST(FlopCounter, GroupedAndDilatedConvolution) {
                    2.0 * (6 * 5 * 6 * 6) * (2 * 27));
 }
 
+TEST(FlopCounter, BatchedLinearCountedOnceThroughMatmul) {
+  torch::NoGradGuard no_grad;
+  // A 3-D input goes through aten::matmul, which calls mm on a reshaped view:
+  // counted once, at the matmul.
+  torch::nn::Linear fc(torch::nn::LinearOptions(10, 5).bias(false));
+  const torch::Tensor x = torch::randn({2, 7, 10});
+  EXPECT_DOUBLE_EQ(CountForwardFlops([&] { fc->forward(x); }).flops, 2.0 * 2 * 7 * 10 * 5);
+}
+
+TEST(FlopCounter, EveryPassSeesEveryConvolution) {
+  // Compiled without NDEBUG, LibTorch's inline RecordFunction::inputs() read
+  // a flag the NDEBUG library never writes, and about one pass in ten lost a
+  // convolution's inputs (see //third_party:system_libs.bzl).
+  torch::NoGradGuard no_grad;
+  torch::nn::Conv3d conv(torch::nn::Conv3dOptions(3, 4, 3).padding(1));
+  const torch::Tensor x = torch::randn({1, 3, 2, 6, 6});
+  for (int pass = 0; pass < 200; ++pass) {
+    const FlopCount count = CountForwardFlops([&] {
+      conv->forward(x);
+      conv->forward(x);
+    });
+    ASSERT_EQ(count.convolutions, 2) << "pass " << pass;
+    ASSERT_DOUBLE_EQ(count.flops, 2 * 2.0 * (4 * 2 * 6 * 6) * (3 * 27)) << "pass " << pass;
+  }
+}
+
 TEST(FlopCounter, R3d18MatchesPublishedOrder) {
   // torchvision r3d_18 at 16x112x112 is commonly quoted at ~40.7 GMACs
   // (81.4 GFLOPs) per clip (conv + fc).
