@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "backbones/sync_batch_norm.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
 
@@ -89,9 +90,12 @@ void InitVideoResNetWeights(torch::nn::Module& root) {
     if (auto* conv = m->as<torch::nn::Conv3d>()) {
       torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
       if (conv->bias.defined()) torch::nn::init::zeros_(conv->bias);
-    } else if (auto* bn = m->as<torch::nn::BatchNorm3d>()) {
+    } else if (auto* bn = m->as<SyncBatchNormImpl>()) {
       torch::nn::init::ones_(bn->weight);
       torch::nn::init::zeros_(bn->bias);
+    } else if (auto* plain_bn = m->as<torch::nn::BatchNorm3d>()) {
+      torch::nn::init::ones_(plain_bn->weight);
+      torch::nn::init::zeros_(plain_bn->bias);
     } else if (auto* fc = m->as<torch::nn::Linear>()) {
       torch::nn::init::normal_(fc->weight, 0.0, 0.01);
       torch::nn::init::zeros_(fc->bias);

@@ -14,8 +14,8 @@ torch::nn::Conv3d Conv(int64_t in, int64_t out, Triple kernel, Triple stride, Tr
       torch::nn::Conv3dOptions(in, out, kernel).stride(stride).padding(padding).bias(false));
 }
 
-torch::nn::BatchNorm3d Bn(int64_t channels) {
-  return torch::nn::BatchNorm3d(torch::nn::BatchNorm3dOptions(channels).eps(1e-5).momentum(0.1));
+SyncBatchNorm Bn(int64_t channels) {
+  return SyncBatchNorm3d(torch::nn::BatchNorm3dOptions(channels).eps(1e-5).momentum(0.1));
 }
 
 StemImpl::StemImpl(int64_t out, int64_t temporal_kernel) {

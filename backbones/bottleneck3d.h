@@ -20,6 +20,8 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/pimpl.h>
 
+#include "backbones/sync_batch_norm.h"
+
 namespace tb::resnet3d {
 
 constexpr int64_t kExpansion = 4;
@@ -28,13 +30,13 @@ using Triple = torch::ExpandingArray<3>;
 // Conv3d without bias (every conv here is followed by BN).
 torch::nn::Conv3d Conv(int64_t in, int64_t out, Triple kernel, Triple stride, Triple padding);
 // BatchNorm3d with PyTorch's defaults (eps 1e-5, momentum 0.1).
-torch::nn::BatchNorm3d Bn(int64_t channels);
+SyncBatchNorm Bn(int64_t channels);
 
 struct StemImpl : torch::nn::Module {
   StemImpl(int64_t out, int64_t temporal_kernel);
   torch::Tensor forward(const torch::Tensor& x);
   torch::nn::Conv3d conv{nullptr};
-  torch::nn::BatchNorm3d bn{nullptr};
+  SyncBatchNorm bn{nullptr};
 };
 TORCH_MODULE(Stem);
 
@@ -42,7 +44,7 @@ struct BottleneckImpl : torch::nn::Module {
   BottleneckImpl(int64_t in, int64_t inner, int64_t temporal_kernel, int64_t spatial_stride);
   torch::Tensor forward(const torch::Tensor& x);
   torch::nn::Conv3d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
-  torch::nn::BatchNorm3d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
+  SyncBatchNorm bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
   torch::nn::Sequential downsample{nullptr};
 };
 TORCH_MODULE(Bottleneck);

@@ -6,6 +6,8 @@
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/batchnorm.h>
 
+#include "backbones/sync_batch_norm.h"
+
 namespace tb {
 
 torch::Tensor TemporalSlicePool(const torch::Tensor& feature_map, int64_t num_slices) {
@@ -25,7 +27,7 @@ ProjectionHeadImpl::ProjectionHeadImpl(const ProjectionHeadOptions& options)
   int64_t width = options.in_features;
   for (int i = 0; i + 1 < options.num_layers; ++i) {
     mlp_->push_back(torch::nn::Linear(torch::nn::LinearOptions(width, hidden).bias(false)));
-    mlp_->push_back(torch::nn::BatchNorm1d(hidden));
+    mlp_->push_back(SyncBatchNorm1d(torch::nn::BatchNormOptions(hidden)));
     mlp_->push_back(torch::nn::ReLU(torch::nn::ReLUOptions(true)));
     width = hidden;
   }

@@ -22,6 +22,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "backbones/sync_batch_norm.h"
 #include "core/autocast.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
@@ -123,6 +124,8 @@ std::optional<BatchNormParts> PartsIf(const Module& m) {
 }
 
 std::optional<BatchNormParts> BatchNormOf(const Module& m) {
+  // The backbones' BatchNorm (per-process statistics in eval mode).
+  if (auto p = PartsIf<SyncBatchNormImpl>(m)) return p;
   if (auto p = PartsIf<torch::nn::BatchNorm1dImpl>(m)) return p;
   if (auto p = PartsIf<torch::nn::BatchNorm2dImpl>(m)) return p;
   return PartsIf<torch::nn::BatchNorm3dImpl>(m);
@@ -130,7 +133,8 @@ std::optional<BatchNormParts> BatchNormOf(const Module& m) {
 
 // Any BatchNorm, subclasses included (for counting what is left).
 bool IsAnyBatchNorm(const Module& m) {
-  return dynamic_cast<const torch::nn::BatchNorm1dImpl*>(&m) != nullptr ||
+  return dynamic_cast<const SyncBatchNormImpl*>(&m) != nullptr ||
+         dynamic_cast<const torch::nn::BatchNorm1dImpl*>(&m) != nullptr ||
          dynamic_cast<const torch::nn::BatchNorm2dImpl*>(&m) != nullptr ||
          dynamic_cast<const torch::nn::BatchNorm3dImpl*>(&m) != nullptr;
 }

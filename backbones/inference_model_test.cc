@@ -17,6 +17,7 @@
 
 #include "absl/strings/match.h"
 #include "backbones/backbone.h"
+#include "backbones/sync_batch_norm.h"
 #include "core/autocast.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
@@ -147,7 +148,8 @@ int64_t BatchNormsOutsideSequentials(torch::nn::Module& root) {
   int64_t inside = 0, all = 0;
   for (const auto& m : root.modules()) {
     auto is_bn = [](const torch::nn::Module& x) {
-      return x.as<torch::nn::BatchNorm1dImpl>() || x.as<torch::nn::BatchNorm2dImpl>() ||
+      return x.as<SyncBatchNormImpl>() || x.as<torch::nn::BatchNorm1dImpl>() ||
+             x.as<torch::nn::BatchNorm2dImpl>() ||
              x.as<torch::nn::BatchNorm3dImpl>();
     };
     all += is_bn(*m) ? 1 : 0;

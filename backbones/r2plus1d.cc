@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/torch_status.h"
+#include "backbones/sync_batch_norm.h"
 
 namespace tb {
 namespace {
@@ -29,8 +30,8 @@ torch::nn::Conv3d Conv(int64_t in, int64_t out, Triple kernel, Triple stride, Tr
 
 // eps and momentum are spelled out because they are part of the parity
 // contract with torchvision, not because they differ from the defaults.
-torch::nn::BatchNorm3d Bn(int64_t channels) {
-  return torch::nn::BatchNorm3d(torch::nn::BatchNorm3dOptions(channels).eps(1e-5).momentum(0.1));
+SyncBatchNorm Bn(int64_t channels) {
+  return SyncBatchNorm3d(torch::nn::BatchNorm3dOptions(channels).eps(1e-5).momentum(0.1));
 }
 
 torch::nn::ReLU Relu() { return torch::nn::ReLU(torch::nn::ReLUOptions(true)); }

@@ -57,7 +57,7 @@ struct FuseImpl : torch::nn::Module {
   }
 
   torch::nn::Conv3d conv{nullptr};
-  torch::nn::BatchNorm3d bn{nullptr};
+  SyncBatchNorm bn{nullptr};
 };
 TORCH_MODULE(Fuse);
 

@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/torch_status.h"
+#include "backbones/sync_batch_norm.h"
 
 namespace tb {
 namespace {
@@ -29,8 +30,8 @@ torch::nn::Conv2d Conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) 
 
 // eps and momentum are spelled out because they are part of the parity
 // contract with torchvision, not because they differ from the defaults.
-torch::nn::BatchNorm2d Bn(int64_t channels) {
-  return torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(channels).eps(1e-5).momentum(0.1));
+SyncBatchNorm Bn(int64_t channels) {
+  return SyncBatchNorm2d(torch::nn::BatchNorm2dOptions(channels).eps(1e-5).momentum(0.1));
 }
 
 // torchvision's resnet BasicBlock (conv1, bn1, conv2, bn2, downsample.{0,1})
@@ -60,9 +61,9 @@ struct TsmBasicBlockImpl : torch::nn::Module {
 
   int64_t shift_div;
   torch::nn::Conv2d conv1{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr};
+  SyncBatchNorm bn1{nullptr};
   torch::nn::Conv2d conv2{nullptr};
-  torch::nn::BatchNorm2d bn2{nullptr};
+  SyncBatchNorm bn2{nullptr};
   torch::nn::Sequential downsample{nullptr};
 };
 TORCH_MODULE(TsmBasicBlock);
@@ -129,7 +130,7 @@ class TsmR18 : public VideoBackbone {
     for (auto& m : modules(/*include_self=*/false)) {
       if (auto* conv = m->as<torch::nn::Conv2d>()) {
         torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
-      } else if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
+      } else if (auto* bn = m->as<SyncBatchNormImpl>()) {
         torch::nn::init::ones_(bn->weight);
         torch::nn::init::zeros_(bn->bias);
       }
@@ -139,7 +140,7 @@ class TsmR18 : public VideoBackbone {
   int64_t num_classes_;
   int64_t feature_dim_;
   torch::nn::Conv2d conv1_{nullptr};
-  torch::nn::BatchNorm2d bn1_{nullptr};
+  SyncBatchNorm bn1_{nullptr};
   torch::nn::MaxPool2d maxpool_{nullptr};
   std::vector<TsmBasicBlock> blocks_;
   torch::nn::Dropout dropout_{nullptr};

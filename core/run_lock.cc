@@ -19,7 +19,17 @@ absl::StatusOr<std::unique_ptr<RunDirLock>> RunDirLock::Acquire(const std::strin
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::InternalError("cannot create run directory " + dir + ": " + ec.message());
-  const std::string path = (std::filesystem::path(dir) / "lock").string();
+  return AcquireFile((std::filesystem::path(dir) / "lock").string(), "run directory " + dir);
+}
+
+absl::StatusOr<std::unique_ptr<RunDirLock>> RunDirLock::AcquireFile(const std::string& path,
+                                                                    const std::string& what) {
+  const std::filesystem::path folder = std::filesystem::path(path).parent_path();
+  if (!folder.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(folder, ec);
+    if (ec) return absl::InternalError("cannot create " + folder.string() + ": " + ec.message());
+  }
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
     return absl::InternalError(absl::StrCat("cannot open lock file ", path, ": ",
@@ -34,8 +44,8 @@ absl::StatusOr<std::unique_ptr<RunDirLock>> RunDirLock::Acquire(const std::strin
     absl::StatusOr<std::string> holder = ReadFileToString(path);
     std::string who = holder.ok() ? std::string(absl::StripAsciiWhitespace(*holder)) : "";
     return absl::FailedPreconditionError(absl::StrCat(
-        "run directory ", dir, " is in use by ", who.empty() ? "another process" : who,
-        " (lock file ", path, "); wait for it to finish or choose another run directory"));
+        what, " is in use by ", who.empty() ? "another process" : who, " (lock file ", path,
+        "); wait for it to finish or choose another run directory"));
   }
   char host[256] = {0};
   ::gethostname(host, sizeof(host) - 1);

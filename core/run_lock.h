@@ -24,6 +24,11 @@ class RunDirLock {
  public:
   // Creates `dir` if needed and locks it.
   static absl::StatusOr<std::unique_ptr<RunDirLock>> Acquire(const std::string& dir);
+  // The same lock on an arbitrary file (created if needed, its folder
+  // too), e.g. a comparison cell's lock beside its run directory; the
+  // refusal names `what` ("cell runs/c/cells/x is in use by pid ...").
+  static absl::StatusOr<std::unique_ptr<RunDirLock>> AcquireFile(const std::string& lock_path,
+                                                                 const std::string& what);
   ~RunDirLock();
 
   RunDirLock(const RunDirLock&) = delete;

@@ -22,17 +22,22 @@ std::shared_ptr<const SamplePlanner> DefaultPlanner(const DatasetConfig& config)
 ClipLoader::ClipLoader(std::vector<LabeledVideo> videos, const DatasetConfig& config,
                        int batch_size, uint64_t seed, int64_t first_batch,
                        std::shared_ptr<const SamplePlanner> planner,
-                       SlowVideoOptions slow_video)
+                       SlowVideoOptions slow_video, LoaderShard shard)
     : videos_(std::move(videos)),
       config_(config),
       geometry_(ClipGeometryFromConfig(config)),
       planner_(planner != nullptr ? std::move(planner) : DefaultPlanner(config)),
       batch_size_(batch_size),
+      shard_(shard),
       seed_(seed),
       batches_per_epoch_(std::max<int64_t>(1, static_cast<int64_t>(videos_.size()) / batch_size)),
       slow_videos_(slow_video) {
   CHECK(!videos_.empty()) << "ClipLoader needs at least one video";
   CHECK_GT(batch_size, 0);
+  CHECK(shard.count > 0 && shard.index >= 0 && shard.index < shard.count)
+      << "shard " << shard.index << " of " << shard.count;
+  CHECK_EQ(batch_size % shard.count, 0) << "batch size " << batch_size << " over "
+                                        << shard.count << " shards";
   prefetcher_ = std::make_unique<OrderedPrefetcher<absl::StatusOr<ClipBatch>>>(
       [this](int64_t index) { return Build(index); }, config_.loader().num_workers(),
       config_.loader().prefetch_batches(), first_batch);
@@ -50,17 +55,20 @@ absl::StatusOr<ClipBatch> ClipLoader::Build(int64_t index) const {
   const int64_t s = geometry_.crop_size;
   std::vector<float*> base;
   std::vector<int64_t> sample_floats;
+  // This shard's samples: global slots [first, first + size).
+  const int size = batch_size_ / shard_.count;
+  const int first = shard_.index * size;
   for (const ViewShape& v : shapes) {
-    torch::Tensor t = torch::empty({batch_size_, v.clips, v.channels, v.frames, s, s});
+    torch::Tensor t = torch::empty({size, v.clips, v.channels, v.frames, s, s});
     base.push_back(t.data_ptr<float>());
     sample_floats.push_back(static_cast<int64_t>(v.clips) * v.channels * v.frames * s * s);
     batch.views[v.name] = t;
   }
-  batch.labels = torch::empty({batch_size_}, torch::kInt64);
+  batch.labels = torch::empty({size}, torch::kInt64);
   int64_t* labels = batch.labels.data_ptr<int64_t>();
   std::vector<float*> outputs(shapes.size());
-  for (int j = 0; j < batch_size_; ++j) {
-    const int64_t position = (in_epoch * batch_size_ + j) % n;
+  for (int j = 0; j < size; ++j) {
+    const int64_t position = (in_epoch * batch_size_ + first + j) % n;
     absl::Status status;
     for (int64_t attempt = 0; attempt < n; ++attempt) {
       const int64_t video = order[(position + attempt) % n];

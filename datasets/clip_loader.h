@@ -62,6 +62,17 @@ struct ClipBatch {
   int substitutions = 0;
 };
 
+// Which part of each global batch this loader builds: shard `index` of
+// `count` takes samples [index * B / count, (index + 1) * B / count) of the
+// batch of size B, each exactly as the unsharded loader builds it (its
+// video, clip start, crop and augmentation depend on its position in the
+// global batch), so `count` sharded loaders together see the batches of
+// one. B must be a multiple of `count`.
+struct LoaderShard {
+  int index = 0;
+  int count = 1;
+};
+
 class ClipLoader {
  public:
   // `config` must be resolved (defaults filled). Starts the workers at batch
@@ -72,7 +83,7 @@ class ClipLoader {
   ClipLoader(std::vector<LabeledVideo> videos, const DatasetConfig& config, int batch_size,
              uint64_t seed, int64_t first_batch,
              std::shared_ptr<const SamplePlanner> planner = nullptr,
-             SlowVideoOptions slow_video = {});
+             SlowVideoOptions slow_video = {}, LoaderShard shard = {});
 
   // Blocks until the next batch is ready.
   absl::StatusOr<ClipBatch> Next() { return prefetcher_->Next(); }
@@ -101,7 +112,8 @@ class ClipLoader {
   const DatasetConfig config_;
   const ClipGeometry geometry_;
   const std::shared_ptr<const SamplePlanner> planner_;
-  const int batch_size_;
+  const int batch_size_;  // global
+  const LoaderShard shard_;
   const uint64_t seed_;
   const int64_t batches_per_epoch_;
   mutable std::atomic<int64_t> decode_nanos_{0};

@@ -78,6 +78,27 @@ TEST_F(ClipLoaderTest, BatchesIndependentOfWorkerCountAndStartPoint) {
   }
 }
 
+TEST_F(ClipLoaderTest, ShardsTogetherAreTheUnshardedBatch) {
+  // Data-parallel ranks: shard r of 2 of a batch of 4 is its samples
+  // [2r, 2r + 2), clip for clip, also across an epoch boundary.
+  config_.mutable_loader()->set_num_workers(2);
+  ClipLoader whole(videos_, config_, 4, /*seed=*/9, 0);
+  ClipLoader first(videos_, config_, 4, 9, 0, nullptr, SlowVideoOptions(), LoaderShard{0, 2});
+  ClipLoader second(videos_, config_, 4, 9, 0, nullptr, SlowVideoOptions(), LoaderShard{1, 2});
+  for (int i = 0; i < 2 * whole.batches_per_epoch() + 1; ++i) {
+    auto w = whole.Next();
+    auto a = first.Next();
+    auto b = second.Next();
+    ASSERT_TRUE(w.ok() && a.ok() && b.ok());
+    ASSERT_EQ(a->clips.size(0), 2);
+    EXPECT_TRUE(torch::equal(torch::cat({a->clips, b->clips}), w->clips)) << "batch " << i;
+    EXPECT_TRUE(torch::equal(torch::cat({a->labels, b->labels}), w->labels)) << "batch " << i;
+    std::vector<std::string> paths = a->paths;
+    paths.insert(paths.end(), b->paths.begin(), b->paths.end());
+    EXPECT_EQ(paths, w->paths);
+  }
+}
+
 TEST_F(ClipLoaderTest, MeasuresDecodeAndAugmentTimeSeparately) {
   config_.mutable_loader()->set_num_workers(2);
   ClipLoader loader(videos_, config_, 2, /*seed=*/5, 0);

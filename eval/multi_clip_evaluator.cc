@@ -69,16 +69,24 @@ absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
                                                 const std::vector<LabeledVideo>& videos,
                                                 int num_classes, const DatasetConfig& dataset,
                                                 const EvaluationConfig& evaluation,
-                                                const torch::Device& device, Precision precision) {
+                                                const torch::Device& device, Precision precision,
+                                                Collectives* collectives) {
   const auto start = std::chrono::steady_clock::now();
   const ClipGeometry geometry = ClipGeometryFromConfig(dataset);
   const int num_clips = evaluation.num_clips();
   const int num_crops = NumEvaluationCrops(evaluation);
   const int num_views = num_clips * num_crops;
   const int64_t n = static_cast<int64_t>(videos.size());
+  // This rank's videos: mine[k] (every video with one rank).
+  const int64_t rank = IsDistributed(collectives) ? collectives->rank() : 0;
+  const int64_t world = IsDistributed(collectives) ? collectives->world_size() : 1;
+  std::vector<int64_t> mine;
+  for (int64_t i = rank; i < n; i += world) mine.push_back(i);
+  const int64_t count = static_cast<int64_t>(mine.size());
   using Item = absl::StatusOr<torch::Tensor>;
   OrderedPrefetcher<Item> clips(
-      [&](int64_t i) -> Item {
+      [&](int64_t k) -> Item {
+        const int64_t i = mine[k];
         torch::Tensor t = torch::empty(
             {num_views, 3, geometry.num_frames, geometry.crop_size, geometry.crop_size});
         RETURN_IF_ERROR(DecodeEvaluationClips(videos[i].path, geometry, num_clips,
@@ -86,10 +94,11 @@ absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
                                               num_crops));
         return t;
       },
-      dataset.loader().num_workers(), 2 * dataset.loader().num_workers() + 2, 0, n);
+      dataset.loader().num_workers(), 2 * dataset.loader().num_workers() + 2, 0, count);
 
   torch::Tensor probabilities = torch::zeros({n, num_classes});
   std::vector<int> labels;
+  for (const LabeledVideo& v : videos) labels.push_back(v.label);
   // Views of several videos are batched together up to evaluation.batch_size.
   std::vector<torch::Tensor> pending;
   std::vector<int64_t> pending_videos;
@@ -118,15 +127,18 @@ absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
     return absl::OkStatus();
   };
   model.eval();
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t k = 0; k < count; ++k) {
     ASSIGN_OR_RETURN(torch::Tensor t, clips.Next());
     pending.push_back(t);
-    pending_videos.push_back(i);
+    pending_videos.push_back(mine[k]);
     pending_clips += num_views;
-    labels.push_back(videos[i].label);
     if (pending_clips >= evaluation.batch_size()) RETURN_IF_ERROR(flush());
   }
   RETURN_IF_ERROR(flush());
+  if (world > 1) {
+    RETURN_IF_ERROR(CallTorch("gathering the ranks' evaluation",
+                              [&] { collectives->AllReduceSum({probabilities}); }));
+  }
   VideoAccuracy acc = AccuracyFromProbabilities(probabilities, labels, num_classes);
   acc.num_clips = num_clips;
   acc.num_crops = num_crops;

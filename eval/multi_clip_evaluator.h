@@ -9,6 +9,12 @@
 // classes)), per-class top-1 and the confusion matrix. Decoding runs on
 // worker threads ahead of the model.
 //
+// With `collectives` (data-parallel ranks, each calling with the same
+// arguments) rank r evaluates videos r, r + N, r + 2N, ... and the ranks'
+// per-video probabilities are summed into one [videos, classes] matrix (each
+// row comes from exactly one rank, the others add zeros), so every rank gets
+// the result of one process evaluating every video once.
+//
 // Example config:
 //   evaluation { num_clips: 10 crop_fraction: 0.8 batch_size: 16 }
 //   evaluation { num_clips: 10 crops: THREE crop_fraction: 1 }
@@ -23,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "backbones/backbone.h"
 #include "core/autocast.h"
+#include "core/collectives.h"
 #include "core/results.pb.h"
 #include "datasets/clip_loader.h"
 #include "datasets/datasets.pb.h"
@@ -47,7 +54,8 @@ absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
                                                 int num_classes, const DatasetConfig& dataset,
                                                 const EvaluationConfig& evaluation,
                                                 const torch::Device& device,
-                                                Precision precision = Precision::kFp32);
+                                                Precision precision = Precision::kFp32,
+                                                Collectives* collectives = nullptr);
 
 // Spatial crops per clip of `evaluation.crops`: 1 or 3.
 int NumEvaluationCrops(const EvaluationConfig& evaluation);

@@ -256,7 +256,13 @@ FeatureQueueImpl::FeatureQueueImpl(int64_t size, int64_t dim) : size_(size), dim
 int64_t FeatureQueueImpl::pointer() const { return pointer_.item<int64_t>(); }
 int64_t FeatureQueueImpl::filled() const { return filled_.item<int64_t>(); }
 
-void FeatureQueueImpl::Enqueue(const torch::Tensor& keys) {
+void FeatureQueueImpl::Enqueue(const torch::Tensor& local_keys, int64_t sample_dim) {
+  TORCH_CHECK(local_keys.dim() >= 2 && sample_dim >= 0 && sample_dim < local_keys.dim() - 1,
+              "FeatureQueue::Enqueue: keys ", local_keys.sizes(), " with sample_dim ",
+              sample_dim);
+  torch::Tensor keys = local_keys.detach();
+  if (IsDistributed(collectives_.get())) keys = AllGatherAlong(keys, sample_dim, *collectives_);
+  keys = keys.reshape({-1, keys.size(-1)});
   CheckEmbeddings(keys, 2, "FeatureQueue::Enqueue keys [N, dim]");
   TORCH_CHECK(keys.size(1) == dim_, "FeatureQueue::Enqueue: keys ", keys.sizes(),
               " do not match dim ", dim_);

@@ -32,6 +32,8 @@
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
 
+#include "core/collectives.h"
+
 namespace tb {
 namespace ssl {
 
@@ -159,15 +161,26 @@ double CosineMomentum(double base, int64_t step, int64_t total_steps);
 // - pointer int64 scalar, the row the next key is written to;
 // - filled  int64 scalar, how many real keys were enqueued, capped at size
 //           (the random rows stand in for the rest, as in MoCo).
-class FeatureQueueImpl : public torch::nn::Module {
+//
+// Data-parallel (SetCollectives with several ranks): every rank enqueues the
+// keys of the whole global batch, gathered from all ranks in the order one
+// process would have them, so the queues stay equal on every rank.
+class FeatureQueueImpl : public torch::nn::Module, public CollectiveUser {
  public:
   FeatureQueueImpl(int64_t size, int64_t dim);
 
   // Writes the rows of `keys` ([N, dim]; detached and L2-normalised here, cast
   // to the queue's dtype/device) at rows pointer, pointer + 1, ... modulo size,
   // as if one at a time: when N > size only the last `size` keys remain.
-  // pointer advances by N modulo size.
-  void Enqueue(const torch::Tensor& keys);
+  // pointer advances by N modulo size. `keys` may have more dimensions
+  // ([..., dim]): the rows are then taken in row-major order, and
+  // `sample_dim` says which dimension indexes the batch's samples (the one
+  // the ranks' keys are concatenated along).
+  void Enqueue(const torch::Tensor& keys, int64_t sample_dim = 0);
+
+  void SetCollectives(std::shared_ptr<Collectives> collectives) override {
+    collectives_ = std::move(collectives);
+  }
 
   // The keys buffer itself, [size, dim] (not a copy): a later Enqueue
   // overwrites it in place. InfoNce normalises (so copies) its queue argument,
@@ -185,6 +198,7 @@ class FeatureQueueImpl : public torch::nn::Module {
   torch::Tensor keys_;
   torch::Tensor pointer_;
   torch::Tensor filled_;
+  std::shared_ptr<Collectives> collectives_;
 };
 TORCH_MODULE(FeatureQueue);
 

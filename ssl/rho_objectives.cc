@@ -127,7 +127,7 @@ class RhoMoco : public RhoBase {
           ++pairs;
         }
       }
-      queue_->Enqueue(k.reshape({rho_ * b, -1}));
+      queue_->Enqueue(k, /*sample_dim=*/1);  // [rho, B, D]: rows clip-major
       SslLoss out;
       out.loss = total / pairs;
       out.metrics["loss_infonce"] = out.loss.item<double>();

@@ -3,7 +3,10 @@
 # comparison (every method and the TimeBalance pipeline, 3 steps each)
 # writes a table with a number in every row; a second run reuses every
 # cell; changing one method's config reruns that cell only; an unknown
-# method name is a one-line usage error (exit 2).
+# method name is a one-line usage error (exit 2). Sharding: --shard=0/2 and
+# --shard=1/2 run in parallel into one folder, then --collect, give the
+# unsharded run's tables (wall times aside); a cell whose lock another
+# process holds is skipped, never run twice.
 set -uo pipefail
 
 BIN="$TEST_SRCDIR/timebalance/tools/compare"
@@ -19,7 +22,8 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
   --min_frames=24 --max_frames=32 --min_short_side=48 --max_short_side=56 >gen.txt 2>&1 \
   || { cat gen.txt; exit 1; }
 
-"$BIN" --config="$CONFIG" --out=out --num_threads=2 >run1.txt 2>&1 || { tail -30 run1.txt; exit 1; }
+# One thread, as each shard below uses, so the shards' cells are bit-equal.
+"$BIN" --config="$CONFIG" --out=out --num_threads=1 >run1.txt 2>&1 || { tail -30 run1.txt; exit 1; }
 grep -q "11 cells run, 0 reused" run1.txt || fail "first run: $(tail -3 run1.txt)"
 for method in Supervised PseudoLabel MeanTeacher FixMatch TG-FixMatch MvPL CMPL S4L SD \
     MT+SD TimeBalance; do
@@ -31,6 +35,54 @@ grep -q "Labeled lists" out/comparison.md || fail "table lacks the labeled-list 
 [ "$(wc -l < out/cells.csv)" -eq 12 ] || fail "cells.csv has $(wc -l < out/cells.csv) lines, want 12"
 head -1 out/comparison.csv | grep -q "^method,backbone,params,frames,steps,top1_25_mean,top1_25_std,top1_25_n" \
   || fail "comparison.csv header: $(head -1 out/comparison.csv)"
+
+# Sharded: nothing finished yet -> --collect lists all 11 cells, exit 1.
+"$BIN" --config="$CONFIG" --out=sharded --collect >collect0.txt 2>collect0.err
+rc=$?
+[ "$rc" -eq 1 ] || fail "--collect on an empty folder exited $rc, want 1"
+grep -q "11 cells not finished: Supervised, 25% labels, seed 0;" collect0.err \
+  || fail "--collect did not list the missing cells: $(cat collect0.err)"
+"$BIN" --config="$CONFIG" --out=sharded --shard=0/2 --num_threads=1 >shard0.txt 2>&1 &
+pid0=$!
+"$BIN" --config="$CONFIG" --out=sharded --shard=1/2 --num_threads=1 >shard1.txt 2>&1
+rc1=$?
+wait $pid0
+rc0=$?
+[ "$rc0" -eq 0 ] && [ "$rc1" -eq 0 ] || { tail -20 shard0.txt shard1.txt; fail "shards exited $rc0 / $rc1"; }
+ran0=$(sed -n 's/.*compare: \([0-9]*\) cells run.*/\1/p' shard0.txt)
+ran1=$(sed -n 's/.*compare: \([0-9]*\) cells run.*/\1/p' shard1.txt)
+# Groups in matrix order, SD and MT+SD with their teacher Supervised: shard 0
+# takes groups 0 2 4 6 8 (Supervised+SD+MT+SD, MeanTeacher, TG-FixMatch, CMPL,
+# TimeBalance: 7 cells), shard 1 the other 4.
+[ "$ran0/$ran1" = "7/4" ] || fail "shards ran $ran0 + $ran1 cells, want 7 + 4"
+grep -q "SD, 25% labels, seed 0: running" shard0.txt || fail "SD did not run with its teacher's shard"
+"$BIN" --config="$CONFIG" --out=sharded --collect >collect.txt 2>collect.err \
+  || fail "--collect after both shards: $(cat collect.err)"
+grep -q "compare: 11 cells finished" collect.txt || fail "collect: $(tail -2 collect.txt)"
+# The same tables: drop the wall-time columns (the last of comparison.csv,
+# seconds in cells.csv) and the Markdown table's last column.
+cut -d, -f1-8 out/comparison.csv > want.csv
+cut -d, -f1-8 sharded/comparison.csv > got.csv
+cmp -s want.csv got.csv || fail "sharded comparison.csv differs: $(diff want.csv got.csv)"
+cut -d, -f1-5,7- out/cells.csv | sort > want_cells.csv
+cut -d, -f1-5,7- sharded/cells.csv | sort > got_cells.csv
+cmp -s want_cells.csv got_cells.csv || fail "sharded cells.csv differs: $(diff want_cells.csv got_cells.csv)"
+sed -E 's/\| [^|]* \|$//' out/comparison.md > want.md
+sed -E 's/\| [^|]* \|$//' sharded/comparison.md > got.md
+cmp -s want.md got.md || fail "sharded comparison.md differs: $(diff want.md got.md)"
+
+# A cell another process holds is skipped, not run twice.
+cell=$(ls -d out/cells/supervised/f25_s0_* | head -1)
+mkdir -p locked/cells/supervised
+flock "locked/cells/supervised/$(basename "$cell").lock" sleep 60 &
+holder=$!
+sleep 0.5
+"$BIN" --config="$CONFIG" --out=locked --methods=Supervised >lock.txt 2>&1 || fail "locked cell: $(tail -3 lock.txt)"
+kill $holder 2>/dev/null; wait $holder 2>/dev/null
+grep -q "running elsewhere" lock.txt || fail "a locked cell was not skipped: $(cat lock.txt)"
+grep -q "0 cells run, 0 reused, 1 running elsewhere" lock.txt || fail "locked: $(tail -1 lock.txt)"
+"$BIN" --config="$CONFIG" --out=out --shard=2/2 >bad.txt 2>bad.err
+[ $? -eq 2 ] && grep -q "is not i/N" bad.err || fail "--shard=2/2: $(cat bad.err)"
 
 "$BIN" --config="$CONFIG" --out=out --num_threads=2 >run2.txt 2>&1 || { tail -30 run2.txt; exit 1; }
 grep -q "0 cells run, 11 reused" run2.txt || fail "second run did not reuse: $(tail -3 run2.txt)"

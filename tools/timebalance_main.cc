@@ -7,9 +7,15 @@
 //   bazel run //tools:timebalance -- --config=configs/X.pbtxt --run_dir=runs/x
 //       [--override='optimizer { adam { lr: 0.01 } }'] [--resume] [--stages=a,b]
 //
-// Exit codes: 0 done, 1 runtime error (missing data, unreadable video, I/O),
-// 2 bad flags or config, 128 + signal when interrupted (a checkpoint was
-// written first; rerun with --resume to continue).
+// Launched by torchrun (or srun) as several processes, it trains data-parallel
+// (docs/DISTRIBUTED.md):
+//   torchrun --no_python --nproc_per_node=2 --redirects=1 --tee=1 --log_dir=DIR \
+//       bazel-bin/tools/timebalance --config=configs/X.pbtxt --run_dir=runs/x
+//
+// Exit codes: 0 done, 1 runtime error (missing data, unreadable video, I/O,
+// a lost rank), 2 bad flags, config or launch environment, 128 + signal when
+// interrupted (a checkpoint was written first; rerun with --resume to
+// continue).
 #include <unistd.h>
 
 #include <atomic>
@@ -27,6 +33,7 @@
 #include "core/threads.h"
 #include "datasets/formats/experiment_data.h"
 #include "core/cli.h"
+#include "train/distributed.h"
 #include "train/experiment_runner.h"
 #include "train/pipeline.h"
 
@@ -83,11 +90,32 @@ int Run() {
   absl::Status classes =
       tb::ResolveNumClasses(&config, static_cast<int>(data->class_names.size()));
   if (!classes.ok()) return tb::ToolError("timebalance", tb::kExitUsageError, classes);
-  std::printf("%d threads\n", threads);
+  absl::StatusOr<tb::DistributedEnv> env = tb::DistributedEnvFromEnvironment();
+  if (!env.ok()) return tb::ToolError("timebalance", tb::kExitUsageError, env.status());
+  std::shared_ptr<tb::ProcessGroupCollectives> group;
+  if (env->world_size > 1) {
+    absl::StatusOr<std::shared_ptr<tb::ProcessGroupCollectives>> connected =
+        tb::ConnectProcessGroup(*env, config.distributed());
+    if (!connected.ok()) return Fail(connected.status());
+    group = *connected;
+    if (config.distributed().backend() == tb::DistributedConfig::NCCL) {
+      device = group->device();
+    }
+  }
+  if (env->rank == 0) {
+    std::printf("%d threads", threads);
+    if (group) {
+      std::printf(", rank 0 of %d (%s, %s at %s:%d)", env->world_size, env->launcher.c_str(),
+                  tb::BackendName(config.distributed().backend()).c_str(),
+                  env->master_addr.c_str(), env->master_port);
+    }
+    std::printf("\n");
+  }
 
   const std::atomic<bool>* stop = tb::InstallStopSignalHandlers();
   if (config.has_timebalance()) {
     tb::PipelineOptions options;
+    options.distributed = group;
     options.resume = FLAGS_resume;
     options.stop = stop;
     if (!FLAGS_stages.empty()) {
@@ -102,6 +130,7 @@ int Run() {
   options.resume = FLAGS_resume;
   options.eval_only = FLAGS_eval_only;
   options.stop = stop;
+  options.distributed = group;
   absl::StatusOr<tb::RunResult> result = tb::RunExperiment(config, *data, *device, options);
   if (!result.ok()) return Fail(result.status());
   return result->training.interrupted ? Interrupted() : 0;

@@ -6,7 +6,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <set>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -18,6 +20,7 @@
 #include "core/file_util.h"
 #include "core/format.h"
 #include "core/records.h"
+#include "core/run_lock.h"
 #include "core/sha256.h"
 #include "core/status_macros.h"
 #include "datasets/formats/experiment_data.h"
@@ -317,6 +320,7 @@ class Comparison {
     if (ec) return absl::InternalError("cannot create " + options_.out_dir + ": " + ec.message());
     RETURN_IF_ERROR(WriteTextRecord(options_.out_dir + "/compare_config.pbtxt", c_));
     total_ = c_.methods_size() * c_.labeled_fractions_size() * c_.seeds_size();
+    AssignShards();
     for (float fraction : c_.labeled_fractions()) {
       for (uint64_t seed : c_.seeds()) {
         // Finished cells of this (fraction, seed) by method, for teacher_from.
@@ -336,6 +340,12 @@ class Comparison {
   // --methods, --fractions and --seeds must name parts of the matrix.
   absl::Status CheckSelection() const {
     if (options_.out_dir.empty()) return absl::InvalidArgumentError("--out is required");
+    if (options_.shard_count < 1 || options_.shard_index < 0 ||
+        options_.shard_index >= options_.shard_count) {
+      return absl::InvalidArgumentError(absl::StrCat("--shard: ", options_.shard_index, "/",
+                                                     options_.shard_count,
+                                                     " is not i/N with 0 <= i < N"));
+    }
     for (const std::string& name : options_.methods) {
       bool found = false;
       for (const CompareMethod& m : c_.methods()) found |= m.name() == name;
@@ -358,12 +368,52 @@ class Comparison {
     return absl::OkStatus();
   }
 
-  bool Selected(const std::string& name, float fraction, uint64_t seed) const {
+  bool InSelection(const std::string& name, float fraction, uint64_t seed) const {
     bool m = options_.methods.empty(), f = options_.fractions.empty(), s = options_.seeds.empty();
     for (const std::string& x : options_.methods) m |= x == name;
     for (float x : options_.fractions) f |= std::abs(x - fraction) < 1e-6;
     for (uint64_t x : options_.seeds) s |= x == seed;
     return m && f && s;
+  }
+
+  // The method a cell's teacher_from chain starts at (itself without one).
+  std::string RootMethod(const CompareMethod& m) const {
+    std::string name = m.name(), teacher = m.teacher_from();
+    while (!teacher.empty()) {
+      name = teacher;
+      teacher.clear();
+      for (const CompareMethod& t : c_.methods()) {
+        if (t.name() == name) teacher = t.teacher_from();
+      }
+    }
+    return name;
+  }
+
+  // Which shard runs each selected cell: groups (fraction, seed, root method)
+  // numbered in matrix order among the selected cells, group g to shard
+  // g mod N. Depends only on the config and the selection flags, so every
+  // invocation computes the same assignment.
+  void AssignShards() {
+    std::map<std::tuple<int, int, std::string>, int> group;
+    for (int fi = 0; fi < c_.labeled_fractions_size(); ++fi) {
+      for (int si = 0; si < c_.seeds_size(); ++si) {
+        for (const CompareMethod& m : c_.methods()) {
+          if (!InSelection(m.name(), c_.labeled_fractions(fi), c_.seeds(si))) continue;
+          const auto key = std::make_tuple(fi, si, RootMethod(m));
+          const int g = group.emplace(key, static_cast<int>(group.size())).first->second;
+          shard_of_[std::make_tuple(fi, si, m.name())] = g % options_.shard_count;
+        }
+      }
+    }
+  }
+
+  bool Selected(const std::string& name, float fraction, uint64_t seed) const {
+    if (options_.collect) return false;
+    int fi = 0, si = 0;
+    while (fi < c_.labeled_fractions_size() && std::abs(c_.labeled_fractions(fi) - fraction) > 1e-6) ++fi;
+    while (si < c_.seeds_size() && c_.seeds(si) != seed) ++si;
+    auto it = shard_of_.find(std::make_tuple(fi, si, name));
+    return it != shard_of_.end() && it->second == options_.shard_index;
   }
 
   // Reuses, runs or skips one cell; returns true when interrupted.
@@ -378,6 +428,7 @@ class Comparison {
       auto it = done_here->find(m.teacher_from());
       if (it == done_here->end()) {
         if (run) Say(absl::StrCat(where, ": skipped (teacher ", m.teacher_from(), " not finished)"));
+        NoteMissing(m, fraction, seed);
         return false;
       }
       ASSIGN_OR_RETURN(std::string * teacher, TeacherField(&e, m.name()));
@@ -404,7 +455,25 @@ class Comparison {
     e.set_run_dir(dir);
     const std::string record_path = dir + "/cell_done.pbtxt";
     absl::StatusOr<CellRecord> previous = ReadTextRecord<CellRecord>(record_path);
-    if (!run && !previous.ok()) return false;
+    // A cell another invocation is running: take its lock first, then look
+    // for its record again (it may have finished meanwhile).
+    std::unique_ptr<RunDirLock> lock;
+    if (run && !(previous.ok() && previous->fingerprint() == fingerprint)) {
+      absl::StatusOr<std::unique_ptr<RunDirLock>> held =
+          RunDirLock::AcquireFile(dir + ".lock", "cell " + dir);
+      if (!held.ok() && held.status().code() == absl::StatusCode::kFailedPrecondition) {
+        Say(absl::StrCat(where, ": running elsewhere (", held.status().message(), "); skipped"));
+        ++result_.elsewhere;
+        return false;
+      }
+      RETURN_IF_ERROR(held.status());
+      lock = std::move(*held);
+      previous = ReadTextRecord<CellRecord>(record_path);
+    }
+    if (!run && !(previous.ok() && previous->fingerprint() == fingerprint)) {
+      NoteMissing(m, fraction, seed);
+      return false;
+    }
     // The labeled list's contents (not only its path) must match.
     ASSIGN_OR_RETURN(ExperimentData data, LoadExperimentData(e.dataset()));
     if (previous.ok() && previous->fingerprint() == fingerprint) {
@@ -513,6 +582,13 @@ class Comparison {
     return WriteFileAtomically(options_.out_dir + "/cells.csv", cells_csv);
   }
 
+  void NoteMissing(const CompareMethod& m, float fraction, uint64_t seed) {
+    if (options_.collect) {
+      result_.missing.push_back(
+          absl::StrCat(m.name(), ", ", Percent(fraction), " labels, seed ", seed));
+    }
+  }
+
   void Say(const std::string& line) const {
     if (options_.quiet) return;
     std::printf("%s\n", line.c_str());
@@ -523,6 +599,8 @@ class Comparison {
   const CompareOptions& options_;
   CompareResult result_;
   int total_ = 0, index_ = 0;
+  // (fraction index, seed index, method) -> shard, for the selected cells.
+  std::map<std::tuple<int, int, std::string>, int> shard_of_;
 };
 
 }  // namespace

@@ -42,6 +42,18 @@ struct CompareOptions {
   std::vector<std::string> methods;
   std::vector<float> fractions;
   std::vector<uint64_t> seeds;
+  // A deterministic part of the selection, for N invocations (a Slurm job
+  // array, N machines) sharing the output folder: the selected cells are
+  // grouped so that a cell and the cells whose teacher_from leads to it stay
+  // together; the groups, in matrix order (fraction, seed, method), go to
+  // shards 0, 1, ..., N-1, 0, ... Each cell also takes a lock
+  // (<cell folder>.lock) while it runs: a cell held by another invocation is
+  // skipped here ("running elsewhere"), never run twice.
+  int shard_index = 0;
+  int shard_count = 1;
+  // Run nothing: build the tables from the finished cells in out_dir and
+  // list the cells that have not finished (CompareResult::missing).
+  bool collect = false;
   const std::atomic<bool>* stop = nullptr;
   bool quiet = false;
 };
@@ -49,6 +61,11 @@ struct CompareOptions {
 struct CompareResult {
   std::vector<CellRecord> cells;  // finished cells, in run order
   int reused = 0, ran = 0;
+  // Selected cells held by another invocation's lock (skipped).
+  int elsewhere = 0;
+  // With `collect`: the cells of the matrix without a finished record, as
+  // "method, 10% labels, seed 0".
+  std::vector<std::string> missing;
   bool interrupted = false;
   std::string markdown, csv;  // the table, as written
 };

@@ -83,9 +83,11 @@ class ExperimentRun {
   // The run directory (locked for this process), the resolved config in it,
   // and the trainer.
   absl::Status Prepare() {
-    ASSIGN_OR_RETURN(lock_, RunDirLock::Acquire(config_.run_dir()));
-    RETURN_IF_ERROR(
-        WriteFileAtomically(config_.run_dir() + "/config.pbtxt", ExperimentToText(config_)));
+    if (rank() == 0) {
+      ASSIGN_OR_RETURN(lock_, RunDirLock::Acquire(config_.run_dir()));
+      RETURN_IF_ERROR(
+          WriteFileAtomically(config_.run_dir() + "/config.pbtxt", ExperimentToText(config_)));
+    }
     // Initialisation and dropout draw from LibTorch's global generator.
     torch::manual_seed(config_.seed());
     ASSIGN_OR_RETURN(trainer_, CreateTrainer(config_.trainer(),
@@ -124,7 +126,7 @@ class ExperimentRun {
     }
     ASSIGN_OR_RETURN(result_.training,
                      RunTraining(config_, data_, trainer_.get(), device_, options_.resume,
-                                 options_.stop, options_.quiet));
+                                 options_.stop, options_.quiet, options_.distributed));
     if (result_.training.interrupted) return absl::OkStatus();
     ASSIGN_OR_RETURN(result_.final_checkpoint, LatestCheckpoint(CheckpointDir(config_)));
     const TrainingOutcome& t = result_.training;
@@ -149,12 +151,17 @@ class ExperimentRun {
     r.set_train_clips_per_s(t.clips_per_second);
     r.set_checkpoint("final");
     r.set_model_sha256(ModuleSha256(trainer_->EvaluationModel()));
+    r.set_world_size(world_size());
+    if (world_size() > 1) {
+      r.set_distributed_backend(BackendName(config_.distributed().backend()));
+    }
     if (trainer_->HasTrainedClassifier()) {
       RETURN_IF_ERROR(EvaluateClassifier(&r));
     } else {
       RETURN_IF_ERROR(EvaluateRepresentation(&r));
     }
     result_.evaluated = true;
+    if (rank() != 0) return absl::OkStatus();
     RETURN_IF_ERROR(WriteJsonRecord(config_.run_dir() + "/results.json", r));
     WriteEvaluationEvents(r);
     Say(absl::StrFormat("results in %s/results.json", config_.run_dir()));
@@ -165,7 +172,7 @@ class ExperimentRun {
     ASSIGN_OR_RETURN(VideoAccuracy acc,
                      EvaluateMultiClip(trainer_->EvaluationModel(), data_.test, NumClasses(),
                                        config_.dataset(), config_.evaluation(), device_,
-                                       ExperimentPrecision(config_)));
+                                       ExperimentPrecision(config_), collectives()));
     r->set_protocol(absl::StrCat(EvaluationProtocol(config_.evaluation()), ", softmax averaged"));
     *r->mutable_test() = VideoAccuracyToRecord(acc, data_.class_names);
     Say(absl::StrFormat("test: %lld videos x %d clips: top1 %.2f%% top5 %.2f%% (%.1f s)",
@@ -224,8 +231,14 @@ class ExperimentRun {
 
   int NumClasses() const { return static_cast<int>(data_.class_names.size()); }
 
+  Collectives* collectives() const {
+    return IsDistributed(options_.distributed.get()) ? options_.distributed.get() : nullptr;
+  }
+  int rank() const { return collectives() ? collectives()->rank() : 0; }
+  int world_size() const { return collectives() ? collectives()->world_size() : 1; }
+
   void Say(const std::string& line) const {
-    if (options_.quiet) return;
+    if (options_.quiet || rank() != 0) return;
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
   }

@@ -22,6 +22,7 @@
 #include "core/results.pb.h"
 #include "datasets/formats/experiment_data.h"
 #include "train/api/trainer.h"
+#include "train/distributed.h"
 #include "train/training_loop.h"
 
 namespace tb {
@@ -34,6 +35,10 @@ struct RunOptions {
   // loop's progress lines (metrics.jsonl and results.json are still
   // written). For tests and for callers that print their own progress.
   bool quiet = false;
+  // Data-parallel ranks (train/distributed.h); null or one rank: a single
+  // process. Every rank calls RunExperiment with the same config; rank 0
+  // owns the run directory (lock, config, checkpoints, metrics, results).
+  std::shared_ptr<ProcessGroupCollectives> distributed;
 };
 
 struct RunResult {

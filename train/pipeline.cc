@@ -60,7 +60,14 @@ class Pipeline {
     }
     // Every stage config is checked before any compute.
     RETURN_IF_ERROR(ValidatePipelineConfig(base_));
-    ASSIGN_OR_RETURN(std::unique_ptr<RunDirLock> lock, RunDirLock::Acquire(base_.run_dir()));
+    std::unique_ptr<RunDirLock> lock;
+    if (rank() == 0) {
+      absl::StatusOr<std::unique_ptr<RunDirLock>> acquired = RunDirLock::Acquire(base_.run_dir());
+      RETURN_IF_ERROR(Agree(acquired.status(), "locking the run directory"));
+      lock = std::move(*acquired);
+    } else {
+      RETURN_IF_ERROR(Agree(absl::OkStatus(), "locking the run directory"));
+    }
     for (const std::string& s : stages) {
       ASSIGN_OR_RETURN(bool interrupted, RunStage(s, Selected(s)));
       if (interrupted) {
@@ -73,6 +80,31 @@ class Pipeline {
   }
 
  private:
+  Collectives* collectives() const {
+    return IsDistributed(options_.distributed.get()) ? options_.distributed.get() : nullptr;
+  }
+  int rank() const { return collectives() ? collectives()->rank() : 0; }
+
+  // With several ranks: a barrier that also tells every rank whether some
+  // rank failed `what` (`local` is this rank's outcome). Returns `local`
+  // when it failed, an error naming the failed ranks when another did, OK
+  // when all succeeded. One process: `local`.
+  absl::Status Agree(const absl::Status& local, const std::string& what) {
+    if (collectives() == nullptr) return local;
+    const int world = collectives()->world_size();
+    torch::Tensor failed = torch::zeros({world}, torch::kFloat64);
+    if (!local.ok()) failed[rank()] = 1;
+    RETURN_IF_ERROR(CallTorch(what, [&] { collectives()->AllReduceSum({failed}); }));
+    if (!local.ok()) return local;
+    std::vector<std::string> ranks;
+    for (int r = 0; r < world; ++r) {
+      if (failed[r].item<double>() > 0) ranks.push_back(absl::StrCat(r));
+    }
+    if (ranks.empty()) return absl::OkStatus();
+    return absl::AbortedError(absl::StrCat(what, " failed on rank ", absl::StrJoin(ranks, ", "),
+                                           " (its log says why)"));
+  }
+
   bool Selected(const std::string& stage) const {
     return options_.stages.empty() ||
            std::find(options_.stages.begin(), options_.stages.end(), stage) !=
@@ -192,6 +224,7 @@ class Pipeline {
     run.resume = options_.resume;
     run.stop = options_.stop;
     run.quiet = options_.quiet;
+    run.distributed = options_.distributed;
     ASSIGN_OR_RETURN(RunResult r, RunExperiment(c, data_, device_, run));
     *finished = !r.training.interrupted;
     out->set_output(r.final_checkpoint);
@@ -211,15 +244,22 @@ class Pipeline {
           fs::exists(RecordPath(dir)) ? "out of date" : "not finished",
           " but not selected by --stages; include it"));
     }
-    RETURN_IF_ERROR(PrepareDir(stage, dir, state.fingerprint));
+    // Every rank has decided (from the same files) before rank 0 changes them.
+    RETURN_IF_ERROR(Agree(absl::OkStatus(), "stage " + stage));
+    RETURN_IF_ERROR(Agree(rank() == 0 ? PrepareDir(stage, dir, state.fingerprint)
+                                      : absl::OkStatus(),
+                          "preparing stage " + stage));
     Say(absl::StrFormat("stage %s: running (%s)", stage, dir));
     const auto start = std::chrono::steady_clock::now();
     StageRecord out;
     out.set_stage(stage);
     out.set_fingerprint(state.fingerprint);
     if (stage == kScore) {
-      ASSIGN_OR_RETURN(std::string path, Score(dir));
-      out.set_output(path);
+      // Every rank computes the scores (the same ones); rank 0 writes them,
+      // and the others wait for the file before a stage reads it.
+      absl::StatusOr<std::string> path = Score(dir);
+      RETURN_IF_ERROR(Agree(path.status(), "stage score"));
+      out.set_output(*path);
     } else {
       bool finished = false;
       RETURN_IF_ERROR(Train(stage, &out, &finished));
@@ -229,7 +269,8 @@ class Pipeline {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     state.output = out.output();
     out.set_output(fs::relative(out.output(), dir).string());
-    RETURN_IF_ERROR(WriteTextRecord(RecordPath(dir), out));
+    RETURN_IF_ERROR(Agree(rank() == 0 ? WriteTextRecord(RecordPath(dir), out) : absl::OkStatus(),
+                          "recording stage " + stage));
     state.record = out;
     state.done = true;
     result_.ran.push_back(stage);
@@ -284,6 +325,7 @@ class Pipeline {
     std::vector<std::string> paths;
     for (const auto& v : train) paths.push_back(v.path);
     const std::string path = dir + "/scores.pbtxt";
+    if (rank() != 0) return path;
     RETURN_IF_ERROR(WriteScores(
         path,
         absl::StrCat(ToOneLineTextProto(base_.timebalance().score()), "; teachers ",
@@ -340,6 +382,7 @@ class Pipeline {
                      result_.skipped.end());
       result_.stage_seconds += t->seconds();
     }
+    if (rank() != 0) return absl::OkStatus();
     RETURN_IF_ERROR(WriteJsonRecord(base_.run_dir() + "/results.json", r));
     Say(absl::StrFormat(
         "timebalance: student top1 %.2f%% top5 %.2f%% | invariant teacher top1 %.2f%% | "
@@ -350,7 +393,7 @@ class Pipeline {
   }
 
   void Say(const std::string& line) {
-    if (options_.quiet) return;
+    if (options_.quiet || rank() != 0) return;
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
   }

@@ -22,6 +22,7 @@
 #define TIMEBALANCE_TRAIN_PIPELINE_H_
 
 #include <atomic>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,7 @@
 #include "configs/experiment.pb.h"
 #include "core/results.pb.h"
 #include "datasets/formats/experiment_data.h"
+#include "train/distributed.h"
 
 namespace tb {
 
@@ -39,6 +41,11 @@ struct PipelineOptions {
   std::vector<std::string> stages;  // empty = all
   const std::atomic<bool>* stop = nullptr;
   bool quiet = false;  // no stdout lines (see RunOptions::quiet)
+  // Data-parallel ranks (train/distributed.h): every stage trains on all of
+  // them; rank 0 owns the run directory (lock, stage records, scores,
+  // results), the others follow its decisions (a barrier after each step
+  // that changes the directory). Null or one rank: a single process.
+  std::shared_ptr<ProcessGroupCollectives> distributed;
 };
 
 struct PipelineResult {

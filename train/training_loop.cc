@@ -1,6 +1,7 @@
 #include "train/training_loop.h"
 
 #include <chrono>
+#include <cstring>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "configs/config_loader.h"
+#include "backbones/sync_batch_norm.h"
 #include "core/autocast.h"
 #include "core/checkpoint.h"
 #include "core/event_writer.h"
@@ -102,15 +104,17 @@ int ClipsPerSample(const SamplePlanner& planner) {
 }
 
 absl::StatusOr<Loaders> MakeLoaders(const ExperimentConfig& config, const ExperimentData& data,
-                                    const Trainer& trainer, int64_t first_step) {
+                                    const Trainer& trainer, int64_t first_step,
+                                    const LoaderShard& shard) {
   Loaders loaders;
   const int batch_size = config.trainer().labeled_batch_size();
   ASSIGN_OR_RETURN(std::unique_ptr<SamplePlanner> planner,
                    CreateSamplePlanner(trainer.LabeledSampler(), config.dataset()));
+  // Global: every rank's clips (a rank loads clips_per_step / world).
   loaders.clips_per_step = static_cast<int64_t>(batch_size) * ClipsPerSample(*planner);
   loaders.labeled = std::make_unique<ClipLoader>(
       trainer.UsesLabels() ? data.labeled : data.train, config.dataset(), batch_size,
-      config.seed(), first_step, std::move(planner));
+      config.seed(), first_step, std::move(planner), SlowVideoOptions(), shard);
   if (!trainer.NeedsUnlabeled() || data.unlabeled.empty()) return loaders;
   const int unlabeled_batch = config.trainer().unlabeled_batch_size() > 0
                                   ? config.trainer().unlabeled_batch_size()
@@ -121,7 +125,7 @@ absl::StatusOr<Loaders> MakeLoaders(const ExperimentConfig& config, const Experi
       static_cast<int64_t>(unlabeled_batch) * ClipsPerSample(*unlabeled_planner);
   loaders.unlabeled = std::make_unique<ClipLoader>(
       data.unlabeled, config.dataset(), unlabeled_batch, config.seed() ^ kUnlabeledSeedSalt,
-      first_step, std::move(unlabeled_planner));
+      first_step, std::move(unlabeled_planner), SlowVideoOptions(), shard);
   return loaders;
 }
 
@@ -132,18 +136,23 @@ absl::StatusOr<Loaders> MakeLoaders(const ExperimentConfig& config, const Experi
 // schedule.log_every steps.
 class ProgressLog {
  public:
+  // `collectives` (may be null): the window's metrics are averaged over the
+  // ranks, and only rank 0 prints and writes.
   ProgressLog(const ExperimentConfig& config, const Loaders& loaders, int64_t first_step,
-              bool quiet, std::unique_ptr<EventWriter> events)
+              bool quiet, std::unique_ptr<EventWriter> events, Collectives* collectives)
       : quiet_(quiet),
+        writes_(collectives == nullptr || collectives->rank() == 0),
+        collectives_(collectives),
         events_(std::move(events)),
         total_steps_(config.schedule().steps()),
         first_step_(first_step),
         loaders_(loaders),
-        metrics_(fs::path(config.run_dir()) / "metrics.jsonl", std::ios::app),
         start_(Clock::now()),
         window_start_(start_),
         window_decode_(loaders.decode_seconds()),
-        window_augment_(loaders.augment_seconds()) {}
+        window_augment_(loaders.augment_seconds()) {
+    if (writes_) metrics_.open(fs::path(config.run_dir()) / "metrics.jsonl", std::ios::app);
+  }
 
   // Counts a step skipped for a non-finite loss (reported as
   // nonfinite_steps, the run's total so far).
@@ -158,6 +167,7 @@ class ProgressLog {
   // Writes the window ending at `step` and starts a new one; `last` gets the
   // window's mean metrics.
   void Flush(int64_t step, double lr, std::map<std::string, double>* last) {
+    if (IsDistributed(collectives_)) AverageOverRanks();
     const double window_seconds = SecondsSince(window_start_);
     const double clips = static_cast<double>(window_steps_) * loaders_.clips_per_step;
     const double rate = clips / std::max(1e-9, window_seconds);
@@ -206,11 +216,11 @@ class ProgressLog {
       const absl::Status flushed = events_->Flush();
       if (!flushed.ok()) EventError(flushed);
     }
-    if (!quiet_) {
+    if (!quiet_ && writes_) {
       std::printf("%s\n", line.c_str());
       std::fflush(stdout);
     }
-    metrics_ << json << std::flush;
+    if (writes_) metrics_ << json << std::flush;
     window_start_ = Clock::now();
     window_decode_ = loaders_.decode_seconds();
     window_augment_ = loaders_.augment_seconds();
@@ -222,6 +232,31 @@ class ProgressLog {
   double seconds() const { return SecondsSince(start_); }
 
  private:
+  // Replaces the window's metric sums by their mean over the ranks. Every
+  // rank runs the same trainer, so the names agree; when the ranks' counts
+  // of metrics differ (sum^2 != world * sum of squares, the same verdict on
+  // every rank) each keeps its local values.
+  void AverageOverRanks() {
+    std::vector<double> values;
+    for (const auto& entry : window_sums_) values.push_back(entry.second);
+    const double n = static_cast<double>(values.size());
+    torch::Tensor t = torch::tensor(values, torch::kFloat64);
+    torch::Tensor count = torch::tensor(std::vector<double>{n, n * n}, torch::kFloat64);
+    collectives_->AllReduceSum({count});
+    const double sum = count[0].item<double>(), squares = count[1].item<double>();
+    if (sum * sum != collectives_->world_size() * squares) {
+      LOG_FIRST_N(WARNING, 1) << "the ranks log different metrics; rank "
+                              << collectives_->rank() << " logs its own";
+      return;
+    }
+    if (values.empty()) return;
+    collectives_->AllReduceSum({t});
+    int64_t i = 0;
+    for (auto& entry : window_sums_) {
+      entry.second = t[i++].item<double>() / collectives_->world_size();
+    }
+  }
+
   void Scalar(const std::string& tag, int64_t step, double value) {
     if (events_ == nullptr) return;
     const absl::Status added = events_->AddScalar(tag, step, value);
@@ -236,6 +271,8 @@ class ProgressLog {
   }
 
   const bool quiet_;
+  const bool writes_;
+  Collectives* const collectives_;
   std::unique_ptr<EventWriter> events_;
   int64_t skipped_ = 0;
   const int64_t total_steps_;
@@ -255,11 +292,14 @@ class ProgressLog {
 class TrainingLoop {
  public:
   TrainingLoop(const ExperimentConfig& config, const ExperimentData& data, Trainer* trainer,
-               const torch::Device& device)
+               const torch::Device& device,
+               std::shared_ptr<ProcessGroupCollectives> distributed)
       : config_(config),
         data_(data),
         trainer_(trainer),
         device_(device),
+        distributed_(IsDistributed(distributed.get()) ? std::move(distributed) : nullptr),
+        rank_(distributed_ ? distributed_->rank() : 0),
         ckpt_dir_(CheckpointDir(config)),
         optimizer_(MakeOptimizer(config.optimizer(), trainer->TrainableParameters())) {
     contents_.modules = trainer_->CheckpointModules();
@@ -273,13 +313,21 @@ class TrainingLoop {
     fs::create_directories(ckpt_dir_, ec);
     if (ec) return absl::InternalError("cannot create " + ckpt_dir_ + ": " + ec.message());
     RETURN_IF_ERROR(Restore(resume));
-    ASSIGN_OR_RETURN(loaders_, MakeLoaders(config_, data_, *trainer_, outcome_.first_step));
-    ProgressLog log(config_, loaders_, outcome_.first_step, quiet, OpenEvents());
+    LoaderShard shard;
+    if (distributed_) {
+      RETURN_IF_ERROR(StartDistributed());
+      shard = {distributed_->rank(), distributed_->world_size()};
+    }
+    ASSIGN_OR_RETURN(loaders_,
+                     MakeLoaders(config_, data_, *trainer_, outcome_.first_step, shard));
+    ProgressLog log(config_, loaders_, outcome_.first_step, quiet,
+                    rank_ == 0 ? OpenEvents() : nullptr, distributed_.get());
     trainer_->SetTraining(true);
     int64_t step = outcome_.first_step;
     const ScheduleConfig& schedule = config_.schedule();
     while (step < schedule.steps()) {
-      if (stop != nullptr && stop->load()) {
+      ASSIGN_OR_RETURN(const bool stopping, AnyRank(stop != nullptr && stop->load()));
+      if (stopping) {
         RETURN_IF_ERROR(Save(step));
         LOG(INFO) << "interrupted: checkpoint written at step " << step;
         outcome_.interrupted = true;
@@ -334,9 +382,17 @@ class TrainingLoop {
     }
     outcome_.first_step = contents_.position.step;
     // Dropout masks and every other draw from LibTorch's generators continue
-    // where the interrupted run left them.
-    if (!contents_.position.rng_states.empty()) {
-      RETURN_IF_ERROR(RestoreGlobalRngState(contents_.position.rng_states[0]));
+    // where the interrupted run left them (each rank its own).
+    const std::vector<std::string>& states = contents_.position.rng_states;
+    const int world = distributed_ ? distributed_->world_size() : 1;
+    if (static_cast<int>(states.size()) == world) {
+      RETURN_IF_ERROR(RestoreGlobalRngState(states[rank_]));
+    } else if (!states.empty()) {
+      LOG(WARNING) << *latest << " holds the random generator states of " << states.size()
+                   << " rank(s) and this run has " << world << ": rank " << rank_
+                   << " continues with the first one's, so dropout masks after the resume "
+                   << "differ from an uninterrupted run";
+      RETURN_IF_ERROR(RestoreGlobalRngState(states[0]));
     } else {
       LOG(WARNING) << *latest << " holds no random generator state (written before they were "
                    << "recorded): dropout masks after the resume differ from an uninterrupted "
@@ -344,6 +400,59 @@ class TrainingLoop {
     }
     LOG(INFO) << "resumed from " << *latest << " at step " << outcome_.first_step;
     return absl::OkStatus();
+  }
+
+  // Every rank starts from rank 0's model at the same step, with
+  // cross-rank BatchNorm if configured and gradient averaging armed.
+  absl::Status StartDistributed() {
+    const DistributedConfig& dc = config_.distributed();
+    const int world = distributed_->world_size();
+    for (int batch : {config_.trainer().labeled_batch_size(),
+                      config_.trainer().unlabeled_batch_size()}) {
+      if (batch % world != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "trainer batch size ", batch, " is not a multiple of the ", world,
+            " ranks: each rank trains on an equal slice of every batch"));
+      }
+    }
+    return CallTorch("distributed start", [&] {
+      // The step every rank restored must agree (a checkpoint written
+      // between two ranks' reads would make them differ).
+      torch::Tensor steps = torch::tensor(
+          std::vector<double>{static_cast<double>(outcome_.first_step),
+                              static_cast<double>(outcome_.first_step * outcome_.first_step)},
+          torch::kFloat64);
+      distributed_->AllReduceSum({steps});
+      const double sum = steps[0].item<double>();
+      if (sum * sum != world * steps[1].item<double>()) {
+        throw std::runtime_error(absl::StrCat(
+            "the ranks restored different checkpoints (rank ", rank_, " is at step ",
+            outcome_.first_step, "); restart them together"));
+      }
+      std::vector<torch::Tensor> state;
+      for (const auto& [name, module] : contents_.modules) {
+        for (const torch::Tensor& p : module->parameters()) state.push_back(p.detach());
+        for (const torch::Tensor& b : module->buffers()) state.push_back(b.detach());
+      }
+      distributed_->Broadcast(state, 0);
+      for (const auto& [name, module] : contents_.modules) {
+        if (dc.sync_batchnorm()) SetBatchNormCollectives(*module, distributed_);
+        SetModuleCollectives(*module, distributed_);  // queues and the like
+      }
+      gradients_ = std::make_unique<GradientSynchronizer>(
+          trainer_->TrainableParameters(), distributed_,
+          static_cast<int64_t>(dc.bucket_mib()) << 20);
+    });
+  }
+
+  // Whether `local` holds on any rank (the same answer on every rank).
+  absl::StatusOr<bool> AnyRank(bool local) {
+    if (!distributed_) return local;
+    return CallTorch("distributed flag", [&] {
+      torch::Tensor flag = torch::full({1}, local ? 1.0 : 0.0, torch::kFloat64);
+      distributed_->AllReduceSum({flag});
+      return flag.item<double>() > 0;
+    });
   }
 
   struct StepOutcome {
@@ -372,7 +481,10 @@ class TrainingLoop {
     ASSIGN_OR_RETURN(out.result, std::move(step_result));
     StepResult& result = out.result;
     const double loss_value = result.loss.item<double>();
-    if (!std::isfinite(loss_value)) {
+    // Every rank skips (or stops) together when one rank's loss is not
+    // finite.
+    ASSIGN_OR_RETURN(const bool nonfinite_somewhere, AnyRank(!std::isfinite(loss_value)));
+    if (nonfinite_somewhere) {
       ASSIGN_OR_RETURN(out.skipped, NonFinite(step, loss_value, result.metrics));
       optimizer_->zero_grad();
       return out;
@@ -380,8 +492,11 @@ class TrainingLoop {
     bool finite_gradients = true;
     RETURN_IF_ERROR(CallTorch("backward pass", [&] {
       optimizer_->zero_grad();
+      if (gradients_) gradients_->Prepare();
       result.loss.backward();
-      // Gradients are ready here: the place for a data-parallel all-reduce.
+      // Averaged over the ranks: every rank sees the same gradients (and
+      // the same verdict on their finiteness).
+      if (gradients_) gradients_->Finish();
       finite_gradients = FiniteGradients();
     }));
     if (!finite_gradients) {
@@ -453,18 +568,61 @@ class TrainingLoop {
     return std::move(*events);
   }
 
+  // Rank 0 writes the checkpoint, with every rank's generator state.
   absl::Status Save(int64_t at_step) {
     contents_.position.step = at_step;
     contents_.position.epoch = at_step / loaders_.labeled->batches_per_epoch();
     contents_.position.rng_states = {CaptureGlobalRngState()};
-    RETURN_IF_ERROR(SaveCheckpoint(CheckpointPath(ckpt_dir_, at_step), contents_));
-    return PruneCheckpoints(ckpt_dir_, config_.schedule().keep_checkpoints());
+    if (distributed_) {
+      ASSIGN_OR_RETURN(contents_.position.rng_states,
+                       GatherStrings(contents_.position.rng_states[0]));
+    }
+    absl::Status saved = absl::OkStatus();
+    if (rank_ == 0) {
+      saved = SaveCheckpoint(CheckpointPath(ckpt_dir_, at_step), contents_);
+      if (saved.ok()) saved = PruneCheckpoints(ckpt_dir_, config_.schedule().keep_checkpoints());
+    }
+    if (!distributed_) return saved;
+    // The other ranks read the run directory after training (the final
+    // checkpoint): they wait for rank 0 here and learn whether it failed.
+    ASSIGN_OR_RETURN(bool failed, AnyRank(!saved.ok()));
+    if (!saved.ok()) return saved;
+    if (failed) {
+      return absl::AbortedError(absl::StrCat("rank 0 could not write the checkpoint of step ",
+                                             at_step, " (its log says why)"));
+    }
+    return absl::OkStatus();
+  }
+
+  // Every rank's `local` bytes, in rank order.
+  absl::StatusOr<std::vector<std::string>> GatherStrings(const std::string& local) {
+    return CallTorch("gathering the ranks' generator states", [&] {
+      const int world = distributed_->world_size();
+      torch::Tensor size = torch::zeros({world}, torch::kInt64);
+      size[rank_] = static_cast<int64_t>(local.size());
+      distributed_->AllReduceSum({size});
+      const int64_t longest = size.max().item<int64_t>();
+      torch::Tensor bytes = torch::zeros({1, longest}, torch::kUInt8);
+      std::memcpy(bytes.data_ptr<uint8_t>(), local.data(), local.size());
+      const torch::Tensor all = distributed_->AllGather(bytes);
+      std::vector<std::string> out;
+      for (int r = 0; r < world; ++r) {
+        const uint8_t* row = all[r].data_ptr<uint8_t>();
+        out.emplace_back(reinterpret_cast<const char*>(row),
+                         static_cast<size_t>(size[r].item<int64_t>()));
+      }
+      return out;
+    });
   }
 
   const ExperimentConfig& config_;
   const ExperimentData& data_;
   Trainer* trainer_;
   const torch::Device device_;
+  // Null for one process.
+  const std::shared_ptr<ProcessGroupCollectives> distributed_;
+  const int rank_;
+  std::unique_ptr<GradientSynchronizer> gradients_;
   const std::string ckpt_dir_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   CheckpointContents contents_;
@@ -482,8 +640,9 @@ std::string CheckpointDir(const ExperimentConfig& config) {
 absl::StatusOr<TrainingOutcome> RunTraining(const ExperimentConfig& config,
                                             const ExperimentData& data, Trainer* trainer,
                                             const torch::Device& device, bool resume,
-                                            const std::atomic<bool>* stop, bool quiet) {
-  TrainingLoop loop(config, data, trainer, device);
+                                            const std::atomic<bool>* stop, bool quiet,
+                                            std::shared_ptr<ProcessGroupCollectives> distributed) {
+  TrainingLoop loop(config, data, trainer, device, std::move(distributed));
   return loop.Run(resume, stop, quiet);
 }
 

@@ -14,12 +14,14 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "configs/experiment.pb.h"
 #include "datasets/formats/experiment_data.h"
 #include "train/api/trainer.h"
+#include "train/distributed.h"
 
 namespace tb {
 
@@ -37,10 +39,22 @@ struct TrainingOutcome {
 // checkpoint is written and the function returns with interrupted = true.
 // `quiet` leaves out the progress lines on stdout (metrics.jsonl is still
 // written).
+//
+// With `distributed` (several ranks; docs/DISTRIBUTED.md) every rank runs
+// this with the same config: rank r trains on its slice of each global
+// batch (trainer.labeled_batch_size / world_size samples; the batch sizes
+// must divide), gradients are averaged over the ranks (GradientSynchronizer),
+// BatchNorm layers use the global batch's statistics with
+// distributed.sync_batchnorm, the model is broadcast from rank 0 at the start
+// and after a resume, and only rank 0 writes checkpoints (with every rank's
+// random generator state), metrics and events; the logged metrics are the
+// ranks' means. `stop` on any rank stops every rank at the same step.
 absl::StatusOr<TrainingOutcome> RunTraining(const ExperimentConfig& config,
                                             const ExperimentData& data, Trainer* trainer,
                                             const torch::Device& device, bool resume,
-                                            const std::atomic<bool>* stop, bool quiet = false);
+                                            const std::atomic<bool>* stop, bool quiet = false,
+                                            std::shared_ptr<ProcessGroupCollectives> distributed =
+                                                nullptr);
 
 std::string CheckpointDir(const ExperimentConfig& config);
 
