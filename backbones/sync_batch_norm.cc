@@ -153,4 +153,16 @@ int SetBatchNormCollectives(torch::nn::Module& root, std::shared_ptr<Collectives
   return count;
 }
 
+bool HasSynchronizedBatchNorm(const torch::nn::Module& root) {
+  if (auto* self = dynamic_cast<const SyncBatchNormImpl*>(&root)) {
+    if (self->synchronized()) return true;
+  }
+  for (const std::shared_ptr<torch::nn::Module>& m : root.modules(/*include_self=*/false)) {
+    if (auto* bn = dynamic_cast<const SyncBatchNormImpl*>(m.get())) {
+      if (bn->synchronized()) return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace tb

@@ -57,6 +57,8 @@ class SyncBatchNormImpl : public torch::nn::Cloneable<SyncBatchNormImpl> {
   void set_collectives(std::shared_ptr<Collectives> collectives) {
     collectives_ = std::move(collectives);
   }
+  // Whether the statistics span several ranks.
+  bool synchronized() const { return IsDistributed(collectives_.get()); }
 
   int dims;
   torch::nn::BatchNormOptions options;
@@ -74,6 +76,10 @@ SyncBatchNorm SyncBatchNorm3d(const torch::nn::BatchNormOptions& options);
 // Sets `collectives` on every SyncBatchNorm in `root` (itself included);
 // null switches them back to per-process statistics. Returns how many.
 int SetBatchNormCollectives(torch::nn::Module& root, std::shared_ptr<Collectives> collectives);
+
+// Whether some SyncBatchNorm in `root` computes its statistics over several
+// ranks (distributed.sync_batchnorm in a data-parallel run).
+bool HasSynchronizedBatchNorm(const torch::nn::Module& root);
 
 }  // namespace tb
 

@@ -84,4 +84,11 @@ torch::Tensor AllGatherWithGradient(const torch::Tensor& x, Collectives& collect
   return AllGatherFunction::apply(x, Handle(&collectives));
 }
 
+torch::Tensor GlobalBatch(const torch::Tensor& local, int64_t dim, Collectives* collectives) {
+  if (!IsDistributed(collectives)) return local;
+  if (dim < 0) dim += local.dim();
+  const torch::Tensor front = local.transpose(0, dim).contiguous();
+  return AllGatherWithGradient(front, *collectives).transpose(0, dim);
+}
+
 }  // namespace tb

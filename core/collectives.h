@@ -83,6 +83,14 @@ torch::Tensor AllReduceSumWithGradient(const torch::Tensor& x, Collectives& coll
 // gradient of a rank's input is its slice of the gradient summed over ranks.
 torch::Tensor AllGatherWithGradient(const torch::Tensor& x, Collectives& collectives);
 
+// The global batch from every rank's slice along `dim`, differentiably
+// (AllGatherWithGradient): what one process holding the whole batch would
+// compute. `local` itself when `collectives` is null or one rank. A loss
+// over the result is the same on every rank; its gradient reaches each
+// rank's slice summed over the ranks, so after the usual averaging of
+// parameter gradients over N ranks the update equals one process's.
+torch::Tensor GlobalBatch(const torch::Tensor& local, int64_t dim, Collectives* collectives);
+
 }  // namespace tb
 
 #endif  // TIMEBALANCE_CORE_COLLECTIVES_H_

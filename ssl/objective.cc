@@ -1,5 +1,7 @@
 #include "ssl/objective.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/status_macros.h"
@@ -50,6 +52,32 @@ void EmaEncoderImpl::Update(VideoBackbone& online_backbone, ProjectionHead onlin
 torch::Tensor EmaEncoderImpl::Embed(const torch::Tensor& clips) {
   torch::NoGradGuard no_grad;
   return projection_->forward(backbone_->Features(clips)).detach();
+}
+
+torch::Tensor ShuffledBatchNormEmbed(const std::function<torch::Tensor(const torch::Tensor&)>& embed,
+                                     const torch::Tensor& clips, int64_t clips_per_video,
+                                     int64_t step, Collectives& collectives) {
+  torch::NoGradGuard no_grad;
+  const int64_t k = clips_per_video;
+  const int64_t b = clips.size(0) / k;
+  const int rank = collectives.rank();
+  const int64_t global = b * collectives.world_size();
+  std::vector<int64_t> shape = clips.sizes().vec();
+  shape[0] = b;
+  shape.insert(shape.begin(), k);
+  // [K, B, ...]: every rank's videos in global order.
+  const torch::Tensor all = AllGatherAlong(clips.reshape(shape), 1, collectives);
+  // The same permutation on every rank.
+  at::Generator generator = at::detail::createCPUGenerator(0x5f3759dfULL + step);
+  const torch::Tensor perm = at::randperm(global, generator, torch::kLong);
+  const torch::Tensor mine = perm.slice(0, rank * b, (rank + 1) * b).to(clips.device());
+  const torch::Tensor keys = embed(all.index_select(1, mine).reshape(clips.sizes()));
+  // Position j of the shuffled order holds video perm[j]; argsort(perm)[v]
+  // is where video v went.
+  const torch::Tensor shuffled_keys = AllGatherAlong(keys.reshape({k, b, -1}), 1, collectives);
+  const torch::Tensor restored =
+      shuffled_keys.index_select(1, torch::argsort(perm).to(clips.device()));
+  return restored.slice(1, rank * b, (rank + 1) * b).reshape({k * b, -1});
 }
 
 absl::StatusOr<EmaEncoder> MakeEmaEncoder(const SslContext& context,

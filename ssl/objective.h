@@ -15,6 +15,7 @@
 #ifndef TIMEBALANCE_SSL_OBJECTIVE_H_
 #define TIMEBALANCE_SSL_OBJECTIVE_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -25,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "backbones/backbone.h"
 #include "backbones/heads.h"
+#include "core/collectives.h"
 #include "core/config_check.h"
 #include "core/registry.h"
 #include "datasets/datasets.pb.h"
@@ -40,14 +42,28 @@ struct SslLoss {
 // Batch views on the training device, [B, K, 3, T, S, S] by view name.
 using ViewTensors = std::map<std::string, torch::Tensor>;
 
-class SslObjective : public torch::nn::Module {
+// In a data-parallel run the training loop hands every objective the run's
+// collectives (core/collectives.h): objectives whose loss couples the
+// samples of a batch (in-batch negatives, Sinkhorn codes) compute it over
+// the global batch with GlobalBatch(), so N ranks x B/N train as 1 x B.
+class SslObjective : public torch::nn::Module, public CollectiveUser {
  public:
   ~SslObjective() override = default;
+  void SetCollectives(std::shared_ptr<Collectives> collectives) override {
+    collectives_ = std::move(collectives);
+  }
   virtual SamplerConfig Sampler() const = 0;
   virtual absl::StatusOr<SslLoss> Loss(VideoBackbone& backbone, const ViewTensors& views) = 0;
   // After each optimizer step: EMA encoders, prototype normalisation. `step`
   // is the number of steps done.
   virtual void AfterOptimizerStep(VideoBackbone& backbone, int64_t step) {}
+
+ protected:
+  // Null in a single process.
+  Collectives* collectives() const { return collectives_.get(); }
+
+ private:
+  std::shared_ptr<Collectives> collectives_;
 };
 
 // What an objective is built from besides its options.
@@ -104,6 +120,17 @@ absl::StatusOr<EmaEncoder> MakeEmaEncoder(const SslContext& context,
 // The view `name`, checked to be [B, K, 3, T, S, S] with K == clips.
 absl::StatusOr<torch::Tensor> GetView(const ViewTensors& views, const std::string& name,
                                       int64_t clips);
+
+// MoCo's shuffled BatchNorm across ranks: the keys of `clips` ([K * b, ...]
+// clip-major, this rank's b videos) computed by `embed` ([K * b', ...] ->
+// [K * b', D]) on b videos drawn from all ranks by a permutation of the
+// global batch that is the same on every rank (seeded by `step`), then
+// returned to their videos: without synchronised BatchNorm a key's batch
+// statistics then come from other videos than its query's, which removes
+// the shortcut MoCo guards against. No gradient.
+torch::Tensor ShuffledBatchNormEmbed(const std::function<torch::Tensor(const torch::Tensor&)>& embed,
+                                     const torch::Tensor& clips, int64_t clips_per_video,
+                                     int64_t step, Collectives& collectives);
 
 // [B, K, ...] -> [K * B, ...] in clip-major order (clip k of all videos, then
 // clip k + 1), so per-clip blocks of B rows follow each other.

@@ -2,22 +2,28 @@
 // video at random times are positives of each other (rho sampler, view
 // "clips" [B, rho, 3, T, S, S]; all rho * B clips go through the online
 // backbone in one pass).
-//   rho_simclr: mean over the clip pairs (i < j) of NT-Xent(z_i, z_j).
+//   rho_simclr: mean over the clip pairs (i < j) of NT-Xent(z_i, z_j), the
+//               negatives drawn from the global batch in data-parallel runs.
 //   rho_moco:   mean over ordered pairs (i != j) of InfoNCE(q_i, k_j, queue);
 //               keys from the EMA encoder (cosine momentum schedule from
 //               base_momentum to 1); every clip's key is enqueued afterwards.
-//               No shuffled BatchNorm (single process).
+//               In a data-parallel run without synchronised BatchNorm the
+//               keys use MoCo's shuffled BN across ranks
+//               (ShuffledBatchNormEmbed); one process needs none.
 //   rho_byol:   mean over ordered pairs (i != j) of 2 - 2 cos(p_i, z'_j) with
 //               p = predictor(projection(online)), z' = EMA target
 //               projection; cosine momentum schedule.
 //   rho_swav:   swapped prediction between the rho clips of codes computed by
 //               Sinkhorn-Knopp over L2-normalised prototypes (normalised
-//               again after every step; frozen for freeze_prototypes_steps).
+//               again after every step; frozen for freeze_prototypes_steps),
+//               Sinkhorn over the global batch in data-parallel runs.
 // The EMA encoders are updated at the start of each Loss() from the online
 // weights of the previous step (MoCo's order); the first call copies them.
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "backbones/sync_batch_norm.h"
+#include "core/collectives.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
 #include "datasets/clip_ops.h"
@@ -60,6 +66,10 @@ class RhoBase : public SslObjective {
     const torch::Tensor z = projection_->forward(backbone.Features(clips));
     return z.view({rho_, b, z.size(1)});
   }
+  // Online() over the global batch of a data-parallel run, [rho, B, d].
+  torch::Tensor GlobalOnline(VideoBackbone& backbone, const torch::Tensor& clips, int64_t b) {
+    return GlobalBatch(Online(backbone, clips, b), 1, collectives());
+  }
   void AfterOptimizerStep(VideoBackbone&, int64_t step) override { step_.fill_(step); }
 
   const int rho_;
@@ -78,7 +88,7 @@ class RhoSimclr : public RhoBase {
     ASSIGN_OR_RETURN(torch::Tensor clips, Clips(views));
     return CallTorch("rho_simclr loss", [&] {
       const int64_t b = clips.size(0) / rho_;
-      const torch::Tensor z = Online(backbone, clips, b);
+      const torch::Tensor z = GlobalOnline(backbone, clips, b);
       torch::Tensor total = torch::zeros({}, z.options());
       int pairs = 0;
       for (int i = 0; i < rho_; ++i) {
@@ -116,7 +126,14 @@ class RhoMoco : public RhoBase {
       key_->Update(backbone, projection_, m);
       const int64_t b = clips.size(0) / rho_;
       const torch::Tensor q = Online(backbone, clips, b);
-      const torch::Tensor k = key_->Embed(clips).view({rho_, b, -1});
+      torch::Tensor k;
+      if (IsDistributed(collectives()) && !HasSynchronizedBatchNorm(*key_)) {
+        k = ShuffledBatchNormEmbed([&](const torch::Tensor& x) { return key_->Embed(x); }, clips,
+                                   rho_, step_.item<int64_t>(), *collectives())
+                .view({rho_, b, -1});
+      } else {
+        k = key_->Embed(clips).view({rho_, b, -1});
+      }
       const torch::Tensor negatives = queue_->Keys().clone();
       torch::Tensor total = torch::zeros({}, q.options());
       int pairs = 0;
@@ -202,7 +219,7 @@ class RhoSwav : public RhoBase {
     ASSIGN_OR_RETURN(torch::Tensor clips, Clips(views));
     return CallTorch("rho_swav loss", [&] {
       const int64_t b = clips.size(0) / rho_;
-      const torch::Tensor z = Online(backbone, clips, b);
+      const torch::Tensor z = GlobalOnline(backbone, clips, b);
       const bool frozen = step_.item<int64_t>() < options_.freeze_prototypes_steps();
       const torch::Tensor c = frozen ? prototypes_.detach() : prototypes_;
       std::vector<torch::Tensor> scores;

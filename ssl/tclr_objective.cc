@@ -11,10 +11,12 @@
 // temporal slices, projected by the same MLP (shared weights) for L_GL.
 //
 // L = ic_weight * L_IC + ll_weight * L_LL + gl_weight * L_GL (ssl/losses.h
-// documents each term). `instance_contrastive` defaults to L_IC only;
+// documents each term; in a data-parallel run L_IC's negatives come from
+// the global batch). `instance_contrastive` defaults to L_IC only;
 // `tclr` to all three. Loss terms are averaged over videos (TCLR's code sums
 // L_LL and L_GL over the videos of a batch; averaging only rescales them).
 #include "absl/strings/str_cat.h"
+#include "core/collectives.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
 #include "datasets/views.h"
@@ -48,10 +50,15 @@ class TclrObjective : public SslObjective {
       const torch::Tensor clips = torch::cat({ClipMajor(sparse_view), ClipMajor(dense_view)});
       const torch::Tensor map = backbone.FeatureMap(clips);
       const torch::Tensor pooled = map.mean({2, 3, 4});
-      const torch::Tensor z = projection_->forward(pooled);  // [(A + A*S) * B, D]
-      const int64_t d = z.size(1);
-      const torch::Tensor sparse = z.slice(0, 0, a * b).view({a, b, d});
-      const torch::Tensor dense = z.slice(0, a * b).view({a, slices, b, d});
+      const torch::Tensor local_z = projection_->forward(pooled);  // [(A + A*S) * b, D]
+      const int64_t d = local_z.size(1);
+      // L_IC's negatives come from the global batch in a data-parallel run;
+      // L_LL and L_GL are per video, so their local means average to the
+      // global one.
+      const torch::Tensor z = GlobalBatch(local_z.view({a + a * slices, b, d}), 1, collectives());
+      const int64_t global_b = z.size(1);
+      const torch::Tensor sparse = z.slice(0, 0, a);
+      const torch::Tensor dense = z.slice(0, a).reshape({a, slices, global_b, d});
       SslLoss out;
       torch::Tensor total = torch::zeros({}, z.options());
       if (ic_ != 0) {
@@ -60,7 +67,8 @@ class TclrObjective : public SslObjective {
         out.metrics["loss_ic"] = l.item<double>();
       }
       if (ll_ != 0) {
-        const torch::Tensor l = ssl::LocalLocalLoss(dense, options_.temperature());
+        const torch::Tensor local_dense = local_z.slice(0, a * b).view({a, slices, b, d});
+        const torch::Tensor l = ssl::LocalLocalLoss(local_dense, options_.temperature());
         total = total + ll_ * l;
         out.metrics["loss_ll"] = l.item<double>();
       }
@@ -69,7 +77,9 @@ class TclrObjective : public SslObjective {
         const torch::Tensor slice_z =
             projection_->forward(TemporalSlicePool(map.slice(0, 0, a * b), slices));
         const torch::Tensor sparse_slices = slice_z.view({a, b, d, slices}).permute({0, 3, 1, 2});
-        const torch::Tensor l = ssl::GlobalLocalLoss(sparse_slices, dense, options_.temperature());
+        const torch::Tensor local_dense = local_z.slice(0, a * b).view({a, slices, b, d});
+        const torch::Tensor l =
+            ssl::GlobalLocalLoss(sparse_slices, local_dense, options_.temperature());
         total = total + gl_ * l;
         out.metrics["loss_gl"] = l.item<double>();
       }

@@ -14,6 +14,9 @@
 #include <torch/torch.h>
 
 #include "backbones/sync_batch_norm.h"
+#include "core/collectives.h"
+#include "ssl/losses.h"
+#include "ssl/objective.h"
 
 namespace tb {
 namespace {
@@ -286,6 +289,85 @@ TEST(GradientSynchronizer, TwoRanksOfFourEqualOneRankOfEight) {
     EXPECT_LT((nets[r]->bn->running_var - reference->bn->running_var).abs().max().item<double>(),
               1e-5);
   }
+}
+
+
+// In-batch negatives over the global batch: NT-Xent of GlobalBatch()
+// embeddings on 2 ranks x 3 videos, gradients averaged as the training loop
+// does, equals one process's NT-Xent and gradient over the 6 videos.
+TEST(GlobalBatch, NtXentOnTwoRanksEqualsOneProcess) {
+  torch::manual_seed(3);
+  const torch::Tensor xa = torch::randn({6, 5}), xb = torch::randn({6, 5});
+  const torch::Tensor w0 = torch::randn({5, 4});
+  torch::Tensor w1 = w0.clone().requires_grad_(true);
+  const torch::Tensor loss1 = ssl::NtXent(xa.mm(w1), xb.mm(w1), 0.5);
+  loss1.backward();
+  const torch::Tensor grad1 = w1.grad().clone();
+  EXPECT_TRUE(torch::equal(GlobalBatch(xa, 0, nullptr), xa));  // one process: itself
+  std::vector<torch::Tensor> grads(2), losses(2);
+  RunRanks(2, [&](int rank, std::shared_ptr<ProcessGroupCollectives> c) {
+    torch::Tensor w = w0.clone().requires_grad_(true);
+    const torch::Tensor a = GlobalBatch(xa.slice(0, 3 * rank, 3 * rank + 3).mm(w), 0, c.get());
+    const torch::Tensor b = GlobalBatch(xb.slice(0, 3 * rank, 3 * rank + 3).mm(w), 0, c.get());
+    ASSERT_EQ(a.size(0), 6);
+    const torch::Tensor loss = ssl::NtXent(a, b, 0.5);
+    loss.backward();
+    torch::Tensor g = w.grad().clone();
+    c->AllReduceSum({g});
+    grads[rank] = g / 2;
+    losses[rank] = loss.detach();
+  });
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_NEAR(losses[r].item<double>(), loss1.item<double>(), 1e-6);
+    EXPECT_TRUE(torch::allclose(grads[r], grad1, 1e-5, 1e-6)) << grads[r] << grad1;
+  }
+}
+
+// MoCo's shuffled BN: keys computed on a batch drawn from all ranks come
+// back to their own videos; with a batch-dependent embedding (x minus the
+// batch mean, what BatchNorm does) each rank's key batch is a group of
+// videos from both ranks, the same partition seen from every rank.
+TEST(ShuffledBatchNorm, KeysReturnToTheirVideosAndBatchesMix) {
+  const int64_t k = 2, b = 4, features = 3;
+  // Row (clip j, video v of rank r) holds 100 r + 10 v + j + feature / 10.
+  auto clips_of = [&](int rank) {
+    torch::Tensor c = torch::empty({k * b, features});
+    for (int64_t j = 0; j < k; ++j) {
+      for (int64_t v = 0; v < b; ++v) {
+        for (int64_t f = 0; f < features; ++f) {
+          c[j * b + v][f] = 100.0 * rank + 10.0 * v + j + f / 10.0;
+        }
+      }
+    }
+    return c;
+  };
+  std::vector<torch::Tensor> same(2), centred(2);
+  RunRanks(2, [&](int rank, std::shared_ptr<ProcessGroupCollectives> c) {
+    const torch::Tensor clips = clips_of(rank);
+    same[rank] = ShuffledBatchNormEmbed([](const torch::Tensor& x) { return x * 2; }, clips, k,
+                                        /*step=*/7, *c);
+    centred[rank] = ShuffledBatchNormEmbed(
+        [](const torch::Tensor& x) { return x - x.mean(0, /*keepdim=*/true); }, clips, k, 7, *c);
+  });
+  std::vector<double> group_means;
+  for (int rank = 0; rank < 2; ++rank) {
+    const torch::Tensor clips = clips_of(rank);
+    EXPECT_TRUE(torch::equal(same[rank], clips * 2)) << "rank " << rank;
+    // clips - key = the mean of the batch the clip was embedded in.
+    const torch::Tensor shift = clips - centred[rank];
+    for (int64_t row = 0; row < k * b; ++row) {
+      const double m = shift[row][0].item<double>();
+      bool known = false;
+      for (double g : group_means) known |= std::abs(g - m) < 1e-3;
+      if (!known) group_means.push_back(m);
+    }
+  }
+  // Two batches of 8 clips in all (one per rank) that together hold every
+  // clip once (so their means add up to rank 0's 15.5 plus rank 1's 115.5),
+  // each mixing both ranks' videos (neither mean is 15.5 or 115.5).
+  ASSERT_EQ(group_means.size(), 2u);
+  EXPECT_NEAR(group_means[0] + group_means[1], 15.5 + 115.5, 1e-3);
+  for (double m : group_means) EXPECT_TRUE(m > 16 && m < 115) << m;
 }
 
 }  // namespace
