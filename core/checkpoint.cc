@@ -1,6 +1,7 @@
 #include "core/checkpoint.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -242,6 +243,10 @@ absl::Status ParseInChildFirst(const std::string& bytes, const std::string& path
     // Die by the signal itself, quietly, instead of through a handler of
     // this process's (glog's, a sanitizer's, libFuzzer's).
     for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) std::signal(sig, SIG_DFL);
+    // A hostile file crashing the probe is an expected outcome, not a bug
+    // to debug: no core file.
+    const rlimit no_core{0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
     try {
       std::istringstream in(bytes);
       torch::serialize::InputArchive archive;

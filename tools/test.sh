@@ -23,7 +23,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/bazel_env.sh"
 # clip loader and its views (video and stored-flow), the evaluators (they
 # prefetch through OrderedPrefetcher), the flow batch writer, the indexer
 # (manifest_test), the SynthActions writer, the event writer, the slow-video
-# monitor, the RNG's thread-independence test.
+# monitor, the RNG's thread-independence test, and the distributed code
+# (ranks on threads of one process: Gloo collectives, the gradient
+# synchroniser's autograd hooks and asynchronous all-reduces, the heartbeat).
 TSAN_TESTS=(
   //core:ordered_prefetcher_test
   //core:rng_test
@@ -38,6 +40,7 @@ TSAN_TESTS=(
   //eval:multi_clip_evaluator_test
   //eval:representation_test
   //tests:compute_flow_test
+  //train:distributed_test
 )
 
 start=$(date +%s)
