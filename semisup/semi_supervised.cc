@@ -154,10 +154,12 @@ absl::StatusOr<torch::Tensor> LabeledClips(const ClipBatch& batch) {
 torch::Tensor DistillationDistance(const torch::Tensor& p_student, const torch::Tensor& p_teacher,
                                    TimeBalanceOptions::Distance distance) {
   const torch::Tensor target = p_teacher.detach();
-  if (distance == TimeBalanceOptions::KL) {
+  if (distance == TimeBalanceOptions::KL || distance == TimeBalanceOptions::KL_BATCHMEAN) {
+    // target * log(target) is 0 where target is 0, as in KLDivLoss.
     const torch::Tensor log_ratio =
         torch::log(target.clamp_min(1e-12)) - torch::log(p_student.clamp_min(1e-12));
-    return (target * log_ratio).sum(1).mean();
+    const torch::Tensor pointwise = target * log_ratio;  // [B, C]
+    return distance == TimeBalanceOptions::KL ? pointwise.mean() : pointwise.sum(1).mean();
   }
   return (p_student - target).pow(2).mean();
 }
@@ -167,9 +169,11 @@ StepResult DistillationStep(const torch::Tensor& logits, const torch::Tensor& p_
                             double labeled_weight, double unlabeled_weight,
                             TimeBalanceOptions::Distance distance) {
   const int64_t nl = labels.size(0);
-  const torch::Tensor p_s = torch::softmax(logits.to(torch::kFloat), 1);
-  const torch::Tensor ce =
-      torch::nn::functional::cross_entropy(logits.slice(0, 0, nl).to(torch::kFloat), labels);
+  // Reduced-precision (autocast) logits are upcast to fp32; fp64 stays fp64.
+  const torch::Tensor wide =
+      logits.scalar_type() == torch::kDouble ? logits : logits.to(torch::kFloat);
+  const torch::Tensor p_s = torch::softmax(wide, 1);
+  const torch::Tensor ce = torch::nn::functional::cross_entropy(wide.slice(0, 0, nl), labels);
   const torch::Tensor d_l = DistillationDistance(p_s.slice(0, 0, nl), p_teacher.slice(0, 0, nl),
                                                  distance);
   const torch::Tensor d_u = DistillationDistance(p_s.slice(0, nl), p_teacher.slice(0, nl),

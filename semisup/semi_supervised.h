@@ -100,8 +100,10 @@ absl::StatusOr<torch::Tensor> BatchView(const ClipBatch& batch, const std::strin
 // "weak"), [B, 3, T, S, S].
 absl::StatusOr<torch::Tensor> LabeledClips(const ClipBatch& batch);
 
-// D(p_student, p_teacher): MSE (mean over all elements) or KL(p_T || p_S)
-// (sum over classes, mean over rows). p_teacher is treated as a constant.
+// D(p_student, p_teacher), [B, C] each: MSE (mean over all B * C elements),
+// KL (p_T * (log p_T - log p_S), mean over all B * C elements, as the
+// official nn.KLDivLoss(reduction='mean')) or KL_BATCHMEAN (KL(p_T || p_S)
+// summed over classes, mean over rows). p_teacher is treated as a constant.
 torch::Tensor DistillationDistance(const torch::Tensor& p_student, const torch::Tensor& p_teacher,
                                    TimeBalanceOptions::Distance distance);
 
@@ -109,9 +111,9 @@ torch::Tensor DistillationDistance(const torch::Tensor& p_student, const torch::
 // labeled rows (the first labels.size(0)) followed by unlabeled rows:
 //   CE(logits_l, y) + labeled_weight * D(p_S(x_l), p_T(x_l))
 //                   + unlabeled_weight * D(p_S(x_u), p_T(x_u)),
-// p_S = softmax of the student's `logits` in fp32. Logs loss_ce,
-// loss_distill_l, loss_distill_u, train_top1, and pl_acc_all: the teacher's
-// top-1 on the unlabeled rows against their hidden labels.
+// p_S = softmax of the student's `logits` in fp32 (fp64 logits stay fp64).
+// Logs loss_ce, loss_distill_l, loss_distill_u, train_top1, and pl_acc_all:
+// the teacher's top-1 on the unlabeled rows against their hidden labels.
 StepResult DistillationStep(const torch::Tensor& logits, const torch::Tensor& p_teacher,
                             const torch::Tensor& labels, const torch::Tensor& hidden_labels,
                             double labeled_weight, double unlabeled_weight,

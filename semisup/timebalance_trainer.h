@@ -9,8 +9,9 @@
 // scores file. The student's loss is
 //   CE(f_S(x_l), y) + labeled_weight * D(softmax(f_S(x_l)), p_T(x_l))
 //                   + unlabeled_weight * D(softmax(f_S(x_u)), p_T(x_u)),
-// D = element-wise MSE (default) or KL(p_T || p_S) (DistillationStep in
-// semi_supervised.h). The student's labeled and unlabeled clips go through it
+// D = element-wise MSE (default), KL(p_T || p_S) with the official code's
+// element-wise mean (divided by B * C), or the per-clip KL (KL_BATCHMEAN)
+// (TimeBalanceOptions.Distance; DistillationStep in semi_supervised.h). The student's labeled and unlabeled clips go through it
 // in one forward pass (shared BatchNorm statistics). Logged: each term, the
 // mixture's accuracy on the labeled clips (teacher_top1_l), and its
 // pseudo-label accuracy on the unlabeled clips against their hidden labels

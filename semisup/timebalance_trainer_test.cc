@@ -3,9 +3,14 @@
 #include "semisup/semi_supervised.h"
 
 #include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include "core/testing/reference_tensors.h"
 
 namespace tb {
 namespace {
@@ -19,11 +24,61 @@ TEST(TimeBalanceTrainer, MixingAndDistancesByHand) {
   EXPECT_NEAR(DistillationDistance(p_s, torch::tensor({{1.0f, 0.0f}}), TimeBalanceOptions::MSE)
                   .item<float>(),
               0.25f, 1e-7);
-  // KL([.5, .5] || [.25, .75]) = .5 ln 2 + .5 ln(2/3).
-  EXPECT_NEAR(DistillationDistance(torch::tensor({{0.25f, 0.75f}}), torch::tensor({{0.5f, 0.5f}}),
-                                   TimeBalanceOptions::KL)
-                  .item<float>(),
-              0.5 * std::log(2.0) + 0.5 * std::log(2.0 / 3.0), 1e-6);
+  // KL([.5, .5] || [.25, .75]) = .5 ln 2 + .5 ln(2/3): KL_BATCHMEAN per clip;
+  // KL (the official KLDivLoss 'mean') also divides by the C = 2 classes.
+  const double kl = 0.5 * std::log(2.0) + 0.5 * std::log(2.0 / 3.0);
+  const torch::Tensor q = torch::tensor({{0.25f, 0.75f}}), t = torch::tensor({{0.5f, 0.5f}});
+  EXPECT_NEAR(DistillationDistance(q, t, TimeBalanceOptions::KL_BATCHMEAN).item<float>(), kl,
+              1e-6);
+  EXPECT_NEAR(DistillationDistance(q, t, TimeBalanceOptions::KL).item<float>(), kl / 2, 1e-6);
+  // The default distance is MSE, the official teacher_supervision 'l2'.
+  EXPECT_EQ(TimeBalanceOptions().distance(), TimeBalanceOptions::MSE);
+}
+
+// Mirrors TimeBalance's train_semisup.py, train_epoch: the teacher mixture
+// (1 - fd_score) * softmax(dist) + fd_score * softmax(inv), CrossEntropyLoss
+// on the labeled clips, and the teacher loss of teacher_supervision 'l2'
+// (nn.MSELoss(reduction='mean') on softmax(student)) or 'kld'
+// (nn.KLDivLoss(reduction='mean') on log_softmax(student)), weighted
+// 1 / 50 / 100 (configs/conf_semisup.py). Values and gradients with respect
+// to the student's logits from semisup/testdata/timebalance_reference.py.
+TEST(TimeBalanceTrainer, MatchesTheOfficialStudentLoss) {
+  const auto refs = ::tb::testing::RunReferenceTensors(
+      "semisup/testdata/timebalance_reference.py", "timebalance_reference.txt");
+  ASSERT_TRUE(refs.ok()) << refs.status();
+  const auto ref = [&](const std::string& name) { return refs->at(name); };
+  const auto expect_close = [](const torch::Tensor& actual, const torch::Tensor& expected,
+                               const std::string& what) {
+    ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
+    EXPECT_LT((actual - expected).abs().max().item<double>(), 1e-5) << what;
+  };
+  std::vector<torch::Tensor> mixed;
+  for (const char* part : {"_l", "_u"}) {
+    const std::string p(part);
+    mixed.push_back(MixTeachers(torch::softmax(ref("inv" + p), 1),
+                                torch::softmax(ref("dist" + p), 1), ref("s" + p)));
+    expect_close(mixed.back(), ref("teacher" + p), "p_T" + p);
+  }
+  const torch::Tensor p_t = torch::cat(mixed);
+  const torch::Tensor labels = ref("label").to(torch::kLong);
+  const torch::Tensor hidden = torch::zeros({ref("logits_u").size(0)}, torch::kLong);
+  for (const auto& [name, distance] :
+       std::vector<std::pair<std::string, TimeBalanceOptions::Distance>>{
+           {"mse", TimeBalanceOptions::MSE},
+           {"kl", TimeBalanceOptions::KL},
+           {"kl_batchmean", TimeBalanceOptions::KL_BATCHMEAN}}) {
+    const torch::Tensor logits =
+        torch::cat({ref("logits_l"), ref("logits_u")}).requires_grad_(true);
+    const StepResult result = DistillationStep(logits, p_t, labels, hidden, 50, 100, distance);
+    expect_close(result.loss, ref(name + "_loss"), name + " loss");
+    EXPECT_NEAR(result.metrics.at("loss_ce"), ref("ce").item<double>(), 1e-5);
+    EXPECT_NEAR(result.metrics.at("loss_distill_l"), ref(name + "_d_l").item<double>(), 1e-5)
+        << name;
+    EXPECT_NEAR(result.metrics.at("loss_distill_u"), ref(name + "_d_u").item<double>(), 1e-5)
+        << name;
+    result.loss.backward();
+    expect_close(logits.grad(), ref(name + "_grad_logits"), name + " gradient");
+  }
 }
 
 std::shared_ptr<VideoBackbone> Tiny(int seed) {

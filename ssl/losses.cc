@@ -89,17 +89,19 @@ torch::Tensor InstanceContrastiveLoss(const torch::Tensor& sparse, const torch::
   return loss + 2.0 * SumOfPairwiseNtXent(clips, temperature) / static_cast<double>(num_steps);
 }
 
-torch::Tensor LocalLocalLoss(const torch::Tensor& dense, double temperature) {
+torch::Tensor LocalLocalLoss(const torch::Tensor& dense, double temperature,
+                             TclrReduction reduction) {
   CheckEmbeddings(dense, 4, "LocalLocalLoss dense [2, S, B, D]");
   TORCH_CHECK(dense.size(0) == 2, "LocalLocalLoss: expected A = 2 augmentations, got ",
               dense.size(0));
   // One NT-Xent problem per video: [B, S, D] for each augmentation.
   const torch::Tensor per_video = L2Normalize(dense).transpose(1, 2);  // [2, B, S, D]
-  return BatchedNtXent(per_video[0], per_video[1], temperature).mean();
+  const torch::Tensor per_video_loss = BatchedNtXent(per_video[0], per_video[1], temperature);
+  return reduction == TclrReduction::kReference ? per_video_loss.sum() : per_video_loss.mean();
 }
 
 torch::Tensor GlobalLocalLoss(const torch::Tensor& sparse_slices, const torch::Tensor& dense,
-                              double temperature) {
+                              double temperature, TclrReduction reduction) {
   CheckEmbeddings(sparse_slices, 4, "GlobalLocalLoss sparse_slices [A, S, B, D]");
   CheckEmbeddings(dense, 4, "GlobalLocalLoss dense [A, S, B, D]");
   TORCH_CHECK(sparse_slices.sizes().slice(1) == dense.sizes().slice(1),
@@ -113,7 +115,10 @@ torch::Tensor GlobalLocalLoss(const torch::Tensor& sparse_slices, const torch::T
   // The targets are the diagonal: slice t matches clip t.
   const torch::Tensor rows = torch::log_softmax(m, -1).diagonal(0, -2, -1);  // [A, A', B, S]
   const torch::Tensor cols = torch::log_softmax(m, -2).diagonal(0, -2, -1);
-  const torch::Tensor per_pair = -(rows + cols).sum(-1) / static_cast<double>(num_steps);
+  // The reference halves the row + column sum; kMean averages each over S.
+  const double divisor =
+      reduction == TclrReduction::kReference ? 2.0 : static_cast<double>(num_steps);
+  const torch::Tensor per_pair = -(rows + cols).sum(-1) / divisor;
   return per_pair.sum(std::vector<int64_t>{0, 1}).mean();
 }
 

@@ -63,29 +63,50 @@ torch::Tensor NtXent(const torch::Tensor& a, const torch::Tensor& b, double temp
 torch::Tensor InstanceContrastiveLoss(const torch::Tensor& sparse, const torch::Tensor& dense,
                                       double temperature);
 
+// How L_LL and L_GL are reduced over videos and timesteps
+// (TclrObjectiveOptions.loss_reduction selects it for the objectives).
+enum class TclrReduction {
+  // The official TCLR / TimeBalance training code (TCLR's
+  // train_gen_all_step.py and TimeBalance's pretraining.py, train_epoch, with
+  // global_local_temporal_contrastive.py): L_LL is the SUM over the B videos
+  // of per-video NT-Xents; L_GL's row and column cross-entropies are summed
+  // over the S timesteps and divided by 2. The loss weights were tuned at this
+  // scale (at init with B = 40, S = 4 about L_IC 65, L_LL 78, L_GL 22).
+  kReference,
+  // Our earlier choice, independent of B and S: L_LL averaged over videos;
+  // L_GL's row and column terms each averaged over the S timesteps (for
+  // S = 4 half the reference's L_GL, for S = 2 equal to it).
+  kMean,
+};
+
 // TCLR's local-local loss L_LL (clips of one video at different times are
 // negatives). dense: [2, S, B, D], S >= 1. For each video b, the 2S vectors
 // v(a, t) = dense[a][t][b] form an NT-Xent of their own: the positive of
 // anchor (a, t) is (1 - a, t), the negatives are (a', t') for all t' != t
 // (both augmentations, 2S - 2 of them); other videos are not involved:
 //   L_LL(b) = NtXent(dense[0][:, b], dense[1][:, b])   (mean over 2S anchors)
-//   L_LL = (1/B) * sum_b L_LL(b)
-// The reference code sums over videos; we average (a choice), so the scale
-// does not depend on the batch size.
-torch::Tensor LocalLocalLoss(const torch::Tensor& dense, double temperature);
+//   kReference: L_LL = sum_b L_LL(b)            (the reference code's loop)
+//   kMean:      L_LL = (1/B) * sum_b L_LL(b)
+torch::Tensor LocalLocalLoss(const torch::Tensor& dense, double temperature,
+                             TclrReduction reduction = TclrReduction::kReference);
 
 // TCLR's global-local loss L_GL. sparse_slices: [A, S, B, D], temporal slice
 // t of the sparse clip's feature map (projected) under augmentation a; dense:
 // [A', S, B, D], the dense clip t under augmentation a' (normally A' = A = 2).
 // For each video b and each augmentation pair (a, a') in A x A':
 //   M[t, t'] = cos(sparse_slices[a][t][b], dense[a'][t'][b]) / tau    (S x S)
-//   l(b, a, a') = (1/S) sum_t CE(M[t, :], target t)
-//               + (1/S) sum_t' CE(M[:, t'], target t')
+//   rows(b, a, a') = sum_t  CE(M[t, :], target t)
+//   cols(b, a, a') = sum_t' CE(M[:, t'], target t')
+//   kReference: l(b, a, a') = (rows + cols) / 2
+//     (global_local_temporal_contrastive: CE summed over the 2 * B * S rows
+//     of [M; M^T], divided by 2B)
+//   kMean:      l(b, a, a') = (rows + cols) / S
 //   L_GL = (1/B) * sum_b sum_{a, a'} l(b, a, a')
-// i.e. summed over the A * A' augmentation pairs, averaged over videos (the
-// reference sums over videos; we average, as for L_LL).
+// i.e. summed over the A * A' augmentation pairs (the reference calls the
+// function once per pair and adds) and averaged over videos in both modes.
 torch::Tensor GlobalLocalLoss(const torch::Tensor& sparse_slices, const torch::Tensor& dense,
-                              double temperature);
+                              double temperature,
+                              TclrReduction reduction = TclrReduction::kReference);
 
 // MoCo's InfoNCE. query, key: [B, D] (key is detached here: it comes from the
 // momentum encoder); queue: [K, D] negatives shared by all queries (K may be

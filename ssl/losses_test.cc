@@ -4,18 +4,16 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <numeric>
-#include <sstream>
+#include <utility>
 #include <string>
 #include <vector>
 
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
-#include "core/testing/python_reference.h"
-#include "core/testing/test_util.h"
+#include "core/testing/reference_tensors.h"
 #include "gtest/gtest.h"
 
 namespace tb {
@@ -111,19 +109,27 @@ TEST(LocalLocalLoss, OrthogonalTimestepsClosedForm) {
   const torch::Tensor per_step = torch::eye(S, torch::kDouble);  // [S, D = S]
   const torch::Tensor dense = per_step.unsqueeze(1).expand({S, B, S}).unsqueeze(0).expand(
       {2, S, B, S});
-  const double expected = std::log(1.0 + (2 * S - 2) * std::exp(-1.0 / kTau));
-  EXPECT_NEAR(Value(LocalLocalLoss(dense, kTau)), expected, 1e-9);
+  const double per_video = std::log(1.0 + (2 * S - 2) * std::exp(-1.0 / kTau));
+  // REFERENCE (default) sums over the B videos, MEAN averages.
+  EXPECT_NEAR(Value(LocalLocalLoss(dense, kTau)), B * per_video, 1e-9);
+  EXPECT_NEAR(Value(LocalLocalLoss(dense, kTau, TclrReduction::kMean)), per_video, 1e-9);
   EXPECT_THROW(LocalLocalLoss(dense.slice(0, 0, 1), kTau), c10::Error);
 }
 
 TEST(GlobalLocalLoss, OrthogonalTimestepsClosedForm) {
-  // M = I / t: each row and column CE is log(1 + (S - 1) e^{-1/t}); two of them
-  // per augmentation pair, four pairs.
+  // M = I / t: each row and column CE is log(1 + (S - 1) e^{-1/t}), S rows and
+  // S columns per augmentation pair, four pairs. REFERENCE (default) halves
+  // the row + column sum: 4 * S CEs; MEAN divides it by S: 4 * 2 CEs.
   const int64_t S = 4, B = 2;
   const torch::Tensor x = torch::eye(S, torch::kDouble).unsqueeze(1).expand({S, B, S})
                               .unsqueeze(0).expand({2, S, B, S});
-  const double expected = 8.0 * std::log(1.0 + (S - 1) * std::exp(-1.0 / kTau));
-  EXPECT_NEAR(Value(GlobalLocalLoss(x, x, kTau)), expected, 1e-9);
+  const double ce = std::log(1.0 + (S - 1) * std::exp(-1.0 / kTau));
+  EXPECT_NEAR(Value(GlobalLocalLoss(x, x, kTau)), 4.0 * S * ce, 1e-9);
+  EXPECT_NEAR(Value(GlobalLocalLoss(x, x, kTau, TclrReduction::kMean)), 8.0 * ce, 1e-9);
+  // With S = 2 the two reductions agree.
+  const torch::Tensor x2 = x.slice(1, 0, 2).slice(3, 0, 2);
+  EXPECT_NEAR(Value(GlobalLocalLoss(x2, x2, kTau)),
+              Value(GlobalLocalLoss(x2, x2, kTau, TclrReduction::kMean)), 1e-12);
   EXPECT_THROW(GlobalLocalLoss(x, x.slice(1, 0, 3), kTau), c10::Error);
 }
 
@@ -243,8 +249,9 @@ TEST(TimeBalanceLosses, InvariantAndDistinctiveObjectivesPullOppositeWays) {
   // L_IC: positives identical, negatives orthogonal -> near 0.
   EXPECT_LT(ic_shared, 0.01);
   EXPECT_GT(ic_distinct, 10 * ic_shared);
-  // L_LL: all 2S vectors of a video identical -> uniform softmax, log(2S - 1).
-  EXPECT_NEAR(ll_shared, std::log(2.0 * S - 1.0), 1e-9);
+  // L_LL: all 2S vectors of a video identical -> uniform softmax, log(2S - 1)
+  // per video, summed over the B videos.
+  EXPECT_NEAR(ll_shared, B * std::log(2.0 * S - 1.0), 1e-9);
   EXPECT_LT(ll_distinct, 0.01);
 }
 
@@ -486,60 +493,46 @@ TEST(RotateClips, GradientFlowsToTheInput) {
 }
 
 // ---------------------------------------------------------------------------
-// Reference values from testdata/ssl_reference.py (loop-based, float64).
+// Reference values from Python scripts run by /usr/bin/python3 (float64).
 
-class PythonReferenceTest : public ::testing::Test {
+// The tensors of one reference script, run once per test binary.
+class ReferenceTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    const std::string out = ::tb::testing::TmpPath("ssl_reference.txt");
-    const absl::StatusOr<std::string> ran =
-        ::tb::testing::RunPythonReference("ssl/testdata/ssl_reference.py", {out});
-    if (!ran.ok()) {
-      failure_ = new std::string(std::string(ran.status().message()));
-      return;
-    }
-    refs_ = new std::map<std::string, torch::Tensor>();
-    std::ifstream in(out);
-    std::string line;
-    while (std::getline(in, line)) {
-      std::istringstream fields(line);
-      std::string name;
-      int64_t ndim = 0;
-      fields >> name >> ndim;
-      std::vector<int64_t> shape(ndim);
-      int64_t count = 1;
-      for (int64_t& s : shape) {
-        fields >> s;
-        count *= s;
-      }
-      std::vector<double> values(count);
-      for (double& v : values) fields >> v;
-      ASSERT_FALSE(fields.fail()) << "bad line for " << name;
-      (*refs_)[name] = torch::tensor(values, torch::kDouble).view(shape);
-    }
-    ASSERT_GT(refs_->size(), 40u) << "too few tensors in " << out;
-  }
+  explicit ReferenceTest(std::string script) : script_(std::move(script)) {}
 
   void SetUp() override {
-    ASSERT_EQ(failure_, nullptr) << *failure_;
-    ASSERT_NE(refs_, nullptr) << "the reference script failed";
+    static auto* cache =
+        new std::map<std::string, absl::StatusOr<std::map<std::string, torch::Tensor>>>();
+    auto it = cache->find(script_);
+    if (it == cache->end()) {
+      const std::string out = script_.substr(script_.rfind('/') + 1) + ".txt";
+      it = cache->emplace(script_, ::tb::testing::RunReferenceTensors(script_, out)).first;
+    }
+    ASSERT_TRUE(it->second.ok()) << it->second.status();
+    refs_ = &*it->second;
   }
 
-  static torch::Tensor Ref(const std::string& name) {
+  torch::Tensor Ref(const std::string& name) const {
     auto it = refs_->find(name);
-    TORCH_CHECK(it != refs_->end(), "no reference tensor '", name, "'");
+    TORCH_CHECK(it != refs_->end(), "no reference tensor '", name, "' from ", script_);
     return it->second;
   }
   // A fresh leaf copy of a reference input, for gradients.
-  static torch::Tensor Leaf(const std::string& name) {
+  torch::Tensor Leaf(const std::string& name) const {
     return Ref(name).clone().requires_grad_(true);
   }
 
-  static std::map<std::string, torch::Tensor>* refs_;
-  static std::string* failure_;
+ private:
+  std::string script_;
+  const std::map<std::string, torch::Tensor>* refs_ = nullptr;
 };
-std::map<std::string, torch::Tensor>* PythonReferenceTest::refs_ = nullptr;
-std::string* PythonReferenceTest::failure_ = nullptr;
+
+// testdata/ssl_reference.py: loop-based definitions; its L_LL and L_GL are
+// the MEAN reduction.
+class PythonReferenceTest : public ReferenceTest {
+ protected:
+  PythonReferenceTest() : ReferenceTest("ssl/testdata/ssl_reference.py") {}
+};
 
 TEST_F(PythonReferenceTest, NtXent) {
   const torch::Tensor a = Leaf("ntxent_a");
@@ -566,16 +559,16 @@ TEST_F(PythonReferenceTest, InstanceContrastiveLoss) {
 
 TEST_F(PythonReferenceTest, LocalLocalLoss) {
   const torch::Tensor dense = Leaf("ll_dense");
-  const torch::Tensor loss = LocalLocalLoss(dense, kTau);
-  ExpectClose(loss, Ref("ll"), "L_LL");
+  const torch::Tensor loss = LocalLocalLoss(dense, kTau, TclrReduction::kMean);
+  ExpectClose(loss, Ref("ll"), "L_LL (MEAN)");
   loss.backward();
   ExpectClose(dense.grad(), Ref("ll_grad_dense"), "L_LL grad");
 }
 
 TEST_F(PythonReferenceTest, GlobalLocalLoss) {
   const torch::Tensor slices = Leaf("gl_slices"), dense = Leaf("gl_dense");
-  const torch::Tensor loss = GlobalLocalLoss(slices, dense, kTau);
-  ExpectClose(loss, Ref("gl"), "L_GL");
+  const torch::Tensor loss = GlobalLocalLoss(slices, dense, kTau, TclrReduction::kMean);
+  ExpectClose(loss, Ref("gl"), "L_GL (MEAN)");
   loss.backward();
   ExpectClose(slices.grad(), Ref("gl_grad_slices"), "L_GL grad slices");
   ExpectClose(dense.grad(), Ref("gl_grad_dense"), "L_GL grad dense");
@@ -617,6 +610,80 @@ TEST_F(PythonReferenceTest, SinkhornAndSwav) {
 TEST_F(PythonReferenceTest, RotateClipsMatchesTorchRot90) {
   const torch::Tensor out = RotateClips(Ref("rot_clips"), Ref("rot_k").to(torch::kLong));
   EXPECT_TRUE(torch::equal(out, Ref("rot")));
+}
+
+// ---------------------------------------------------------------------------
+// testdata/tclr_reference.py: the official TCLR / TimeBalance reductions,
+// written from TCLR's contrastive_loss/nt_xent_original.py (NTXentLoss),
+// contrastive_loss/global_local_temporal_contrastive.py
+// (global_local_temporal_contrastive) and train_gen_all_step.py (train_epoch;
+// TimeBalance's pretraining.py, train_epoch, is the same loop with the
+// ic / tcl / tcg weights). S = 4, A = 2 as the official code hard-codes.
+
+class TclrReferenceTest : public ReferenceTest {
+ protected:
+  TclrReferenceTest() : ReferenceTest("ssl/testdata/tclr_reference.py") {}
+
+  // Our three terms with the default (REFERENCE) reduction on the script's
+  // inputs: sparse [2, B, D], slices and dense [2, S, B, D].
+  std::vector<torch::Tensor> Terms(const torch::Tensor& sparse, const torch::Tensor& slices,
+                                   const torch::Tensor& dense) const {
+    return {InstanceContrastiveLoss(sparse, dense, kTau), LocalLocalLoss(dense, kTau),
+            GlobalLocalLoss(slices, dense, kTau)};
+  }
+};
+
+// Mirrors train_epoch's loss_ic2 + loss_ic1 (NTXentLoss), loss_local_local
+// (NTXentLoss with batch_size 4, summed over the batch) and loss_global_local
+// (global_local_temporal_contrastive summed over the 2 x 2 augmentation
+// pairs): values and gradients with respect to the raw (unnormalised) inputs.
+TEST_F(TclrReferenceTest, TermsAndGradientsMatchTheOfficialReductions) {
+  const std::vector<std::string> names = {"ic", "ll", "gl"};
+  const std::vector<std::string> inputs = {"sparse", "slices", "dense"};
+  for (size_t k = 0; k < names.size(); ++k) {
+    const torch::Tensor sparse = Leaf("sparse"), slices = Leaf("slices"), dense = Leaf("dense");
+    const torch::Tensor loss = Terms(sparse, slices, dense)[k];
+    ExpectClose(loss, Ref(names[k]), names[k]);
+    loss.backward();
+    const std::vector<torch::Tensor> leaves = {sparse, slices, dense};
+    for (size_t i = 0; i < leaves.size(); ++i) {
+      const torch::Tensor grad =
+          leaves[i].grad().defined() ? leaves[i].grad() : torch::zeros_like(leaves[i]);
+      ExpectClose(grad, Ref(absl::StrCat(names[k], "_grad_", inputs[i])),
+                  absl::StrCat(names[k], " grad ", inputs[i]));
+    }
+  }
+}
+
+// TimeBalance's pretraining.py total: ic_weight * (loss_ic2 + loss_ic1) +
+// tcl_weight * loss_local_local + tcg_weight * loss_global_local with the
+// weights of configs/conf_ssl.py, conf_inv_teacher.py, conf_dist_teacher.py.
+TEST_F(TclrReferenceTest, TeacherPretrainingTotals) {
+  const std::vector<torch::Tensor> t = Terms(Ref("sparse"), Ref("slices"), Ref("dense"));
+  ExpectClose(t[0] + t[1] + t[2], Ref("total_ssl"), "conf_ssl (1, 1, 1)");
+  ExpectClose(t[0], Ref("total_inv"), "conf_inv_teacher (1, 0, 0)");
+  ExpectClose(t[1] + t[2], Ref("total_dist"), "conf_dist_teacher (0, 1, 1)");
+}
+
+// The reference's batch (B = 40, 128-d, S = 4): our terms equal the official
+// ones at full scale, in float64 and (to float precision) in float32, and
+// the MEAN reduction is the reference's L_LL / B and L_GL * 2 / S.
+TEST_F(TclrReferenceTest, ScaleAtTheReferenceBatch) {
+  const torch::Tensor sparse = Ref("init_sparse"), slices = Ref("init_slices"),
+                      dense = Ref("init_dense");
+  const std::vector<torch::Tensor> t = Terms(sparse, slices, dense);
+  ExpectClose(t[0], Ref("init_ic"), "L_IC at B = 40");
+  ExpectClose(t[1], Ref("init_ll"), "L_LL at B = 40");
+  ExpectClose(t[2], Ref("init_gl"), "L_GL at B = 40");
+  const std::vector<torch::Tensor> f =
+      Terms(sparse.to(torch::kFloat), slices.to(torch::kFloat), dense.to(torch::kFloat));
+  ExpectClose(f[0].to(torch::kDouble), Ref("init_ic"), "L_IC float32", 1e-3);
+  ExpectClose(f[1].to(torch::kDouble), Ref("init_ll"), "L_LL float32", 1e-3);
+  ExpectClose(f[2].to(torch::kDouble), Ref("init_gl"), "L_GL float32", 1e-3);
+  ExpectClose(LocalLocalLoss(dense, kTau, TclrReduction::kMean), Ref("init_ll") / 40.0,
+              "L_LL MEAN");
+  ExpectClose(GlobalLocalLoss(slices, dense, kTau, TclrReduction::kMean),
+              Ref("init_gl") * 2.0 / 4.0, "L_GL MEAN");
 }
 
 }  // namespace

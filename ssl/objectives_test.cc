@@ -5,6 +5,7 @@
 // survive a save/load round trip.
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -156,6 +157,37 @@ TEST(SslObjectives, UnsetWeightsOfInstanceContrastiveAreZero) {
   ASSERT_TRUE(loss.ok());
   EXPECT_EQ(loss->metrics.count("loss_ll"), 1u);  // explicitly set: used
   EXPECT_EQ(loss->metrics.count("loss_gl"), 0u);  // unset: 0 for this objective
+}
+
+// loss_reduction on the same weights and views: REFERENCE (default) sums
+// L_LL over the kB videos, MEAN averages it; L_GL's divisor is 2 under
+// REFERENCE and num_slices under MEAN (different at 4 slices); L_IC and the
+// invariant objective do not depend on it.
+TEST(SslObjectives, TclrLossReductionScalesLocalLocalAndGlobalLocal) {
+  std::map<std::string, std::map<std::string, double>> metrics;
+  for (const std::string reduction : {"REFERENCE", "MEAN"}) {
+    for (const std::string kind : {"tclr", "instance_contrastive"}) {
+      torch::manual_seed(7);
+      std::shared_ptr<VideoBackbone> backbone;
+      auto objective = Make(kind + " { num_slices: 4 loss_reduction: " + reduction + " }",
+                            &backbone);
+      ASSERT_NE(objective, nullptr);
+      backbone->eval();  // BatchNorm with running statistics: the same features
+      objective->eval();
+      torch::manual_seed(8);
+      auto loss = objective->Loss(*backbone, ViewsFor(objective->Sampler()));
+      ASSERT_TRUE(loss.ok()) << loss.status();
+      metrics[kind + reduction] = loss->metrics;
+      metrics[kind + reduction]["loss"] = loss->loss.item<double>();
+    }
+  }
+  const auto& ref = metrics["tclrREFERENCE"];
+  const auto& mean = metrics["tclrMEAN"];
+  EXPECT_NEAR(ref.at("loss_ic"), mean.at("loss_ic"), 1e-9);
+  EXPECT_NEAR(ref.at("loss_ll"), kB * mean.at("loss_ll"), 1e-4);
+  EXPECT_NEAR(ref.at("loss_gl"), 2.0 * mean.at("loss_gl"), 1e-4);  // S / 2 = 2
+  EXPECT_NEAR(metrics["instance_contrastiveREFERENCE"].at("loss"),
+              metrics["instance_contrastiveMEAN"].at("loss"), 1e-9);
 }
 
 TEST(SslObjectives, WrongViewsAreAnErrorNamingTheView) {

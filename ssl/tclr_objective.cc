@@ -13,8 +13,16 @@
 // L = ic_weight * L_IC + ll_weight * L_LL + gl_weight * L_GL (ssl/losses.h
 // documents each term; in a data-parallel run L_IC's negatives come from
 // the global batch). `instance_contrastive` defaults to L_IC only;
-// `tclr` to all three. Loss terms are averaged over videos (TCLR's code sums
-// L_LL and L_GL over the videos of a batch; averaging only rescales them).
+// `tclr` to all three. `loss_reduction` (default REFERENCE) reduces L_LL and
+// L_GL as the official TCLR / TimeBalance code does: L_LL summed over the
+// videos of the batch, L_GL's row + column cross-entropies summed over
+// timesteps and halved. MEAN averages L_LL over videos and L_GL's row and
+// column terms over timesteps. That is not "only a rescaling": it changes
+// the balance between the terms (L_LL shrinks by the batch size against
+// L_IC) and their strength against the optimiser's learning rate and weight
+// decay, so the reference weights (1, 1, 1) mean something else under it.
+// The invariant teacher (`instance_contrastive`, L_IC only) does not
+// depend on the reduction.
 #include "absl/strings/str_cat.h"
 #include "core/collectives.h"
 #include "core/status_macros.h"
@@ -52,9 +60,11 @@ class TclrObjective : public SslObjective {
       const torch::Tensor pooled = map.mean({2, 3, 4});
       const torch::Tensor local_z = projection_->forward(pooled);  // [(A + A*S) * b, D]
       const int64_t d = local_z.size(1);
-      // L_IC's negatives come from the global batch in a data-parallel run;
-      // L_LL and L_GL are per video, so their local means average to the
-      // global one.
+      // L_IC's negatives come from the global batch in a data-parallel run,
+      // and so does L_LL (per video, but a sum over videos under REFERENCE:
+      // computed over the gathered batch it is the one-process value on every
+      // rank). L_GL is a mean over videos in both reductions, so its local
+      // means average to the global one.
       const torch::Tensor z = GlobalBatch(local_z.view({a + a * slices, b, d}), 1, collectives());
       const int64_t global_b = z.size(1);
       const torch::Tensor sparse = z.slice(0, 0, a);
@@ -67,8 +77,7 @@ class TclrObjective : public SslObjective {
         out.metrics["loss_ic"] = l.item<double>();
       }
       if (ll_ != 0) {
-        const torch::Tensor local_dense = local_z.slice(0, a * b).view({a, slices, b, d});
-        const torch::Tensor l = ssl::LocalLocalLoss(local_dense, options_.temperature());
+        const torch::Tensor l = ssl::LocalLocalLoss(dense, options_.temperature(), Reduction());
         total = total + ll_ * l;
         out.metrics["loss_ll"] = l.item<double>();
       }
@@ -78,8 +87,8 @@ class TclrObjective : public SslObjective {
             projection_->forward(TemporalSlicePool(map.slice(0, 0, a * b), slices));
         const torch::Tensor sparse_slices = slice_z.view({a, b, d, slices}).permute({0, 3, 1, 2});
         const torch::Tensor local_dense = local_z.slice(0, a * b).view({a, slices, b, d});
-        const torch::Tensor l =
-            ssl::GlobalLocalLoss(sparse_slices, local_dense, options_.temperature());
+        const torch::Tensor l = ssl::GlobalLocalLoss(sparse_slices, local_dense,
+                                                     options_.temperature(), Reduction());
         total = total + gl_ * l;
         out.metrics["loss_gl"] = l.item<double>();
       }
@@ -89,6 +98,11 @@ class TclrObjective : public SslObjective {
   }
 
  private:
+  ssl::TclrReduction Reduction() const {
+    return options_.loss_reduction() == TclrObjectiveOptions::MEAN ? ssl::TclrReduction::kMean
+                                                                   : ssl::TclrReduction::kReference;
+  }
+
   TclrObjectiveOptions options_;
   float ic_, ll_, gl_;
   ProjectionHead projection_{nullptr};
