@@ -226,72 +226,181 @@ absl::StatusOr<TrainingPosition> ReadPosition(torch::serialize::InputArchive& ar
 // LibTorch 1.13's archive reader (TorchScript's unpickler and type parser)
 // can crash the process on a malformed archive: //core/fuzz:checkpoint_fuzzer
 // found a SEGV in ScriptTypeParser::parseClassConstant after one changed bit
-// (core/fuzz/regressions/checkpoint/libtorch_type_parser_segv). The
-// checksum sidecar catches corruption of a checkpoint SaveCheckpoint wrote,
-// but not a file without one, or one made elsewhere. So the bytes are first
-// parsed in a child process: a child that dies (or takes longer than
-// kProbeSeconds) makes the load an error naming the file, and this process
-// parses only bytes a child parsed. An exception in the child is not a
-// crash: the parse below throws it again and reports it.
+// (core/fuzz/regressions/checkpoint/libtorch_type_parser_segv). The checksum
+// sidecar catches corruption of a checkpoint SaveCheckpoint wrote, but not a
+// file without one, or one made elsewhere. And that crash is not
+// deterministic: the same bytes parsed twice may crash once and throw once
+// (seen as an intermittent SIGSEGV of the corpus test in the parent, after
+// the child had parsed the bytes without crashing). So this process never
+// parses the file's bytes: a child parses them, copies every entry into a
+// fresh archive and sends that archive's bytes back through a pipe. This
+// process parses only what LibTorch's writer wrote. A child that dies, or
+// takes longer than kProbeSeconds, makes the load an error naming the file;
+// an exception in the child comes back as its message.
 constexpr int kProbeSeconds = 120;
 
-absl::Status ParseInChildFirst(const std::string& bytes, const std::string& path) {
-  std::fflush(nullptr);
-  const pid_t pid = fork();
-  if (pid < 0) return absl::InternalError("fork() failed probing checkpoint " + path);
-  if (pid == 0) {
-    // Die by the signal itself, quietly, instead of through a handler of
-    // this process's (glog's, a sanitizer's, libFuzzer's).
-    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) std::signal(sig, SIG_DFL);
-    // A hostile file crashing the probe is an expected outcome, not a bug
-    // to debug: no core file.
-    const rlimit no_core{0, 0};
-    setrlimit(RLIMIT_CORE, &no_core);
-    try {
-      std::istringstream in(bytes);
-      torch::serialize::InputArchive archive;
-      archive.load_from(in);
-    } catch (...) {
+// Copies every entry of `in` (nested archives, tensors, other values) into
+// `out`. `training`, which every TorchScript module has, is not an entry.
+void CopyArchive(torch::serialize::InputArchive& in, torch::serialize::OutputArchive& out) {
+  for (const std::string& key : in.keys()) {
+    if (key == "training") continue;
+    torch::serialize::InputArchive nested_in;
+    if (in.try_read(key, nested_in)) {
+      torch::serialize::OutputArchive nested_out;
+      CopyArchive(nested_in, nested_out);
+      out.write(key, nested_out);
+      continue;
     }
-    _exit(0);
+    torch::Tensor tensor;
+    if (in.try_read(key, tensor)) {
+      out.write(key, tensor);
+      continue;
+    }
+    c10::IValue value;
+    if (in.try_read(key, value)) {
+      out.write(key, value);
+      continue;
+    }
+    throw std::runtime_error("entry '" + key + "' cannot be read");
   }
+}
+
+bool WriteAll(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    const ssize_t n = write(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// The child's side: parses `bytes`, writes the copy's bytes to `fd` and
+// exits 0, or writes the exception's message and exits 3.
+[[noreturn]] void ParseAndCopyInChild(const std::string& bytes, int fd) {
+  // Die by the signal itself, quietly, instead of through a handler of this
+  // process's (glog's, a sanitizer's, libFuzzer's); a hostile file crashing
+  // the child is an expected outcome, not a bug to debug: no core file.
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) std::signal(sig, SIG_DFL);
+  const rlimit no_core{0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+  std::string message;
+  try {
+    std::istringstream in(bytes);
+    torch::serialize::InputArchive archive;
+    archive.load_from(in);
+    torch::serialize::OutputArchive copy;
+    CopyArchive(archive, copy);
+    bool written = true;
+    copy.save_to([&](const void* data, size_t size) -> size_t {
+      written = written && WriteAll(fd, static_cast<const char*>(data), size);
+      return size;
+    });
+    _exit(written ? 0 : 4);
+  } catch (const std::exception& e) {
+    message = e.what();
+  } catch (...) {
+    message = "unknown exception";
+  }
+  // The first line of LibTorch's messages is the message; the rest is a
+  // C++ stack trace.
+  message = message.substr(0, message.find('\n'));
+  WriteAll(fd, message.data(), message.size());
+  _exit(3);
+}
+
+// Parses `bytes` (the file `path`) in a child; returns the bytes of an
+// archive with the same entries, written by LibTorch's writer.
+absl::StatusOr<std::string> ParseInChild(const std::string& bytes, const std::string& path) {
+  std::fflush(nullptr);
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    return absl::InternalError("pipe() failed probing checkpoint " + path);
+  }
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return absl::InternalError("fork() failed probing checkpoint " + path);
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    ParseAndCopyInChild(bytes, fds[1]);
+  }
+  close(fds[1]);
+  const int flags = fcntl(fds[0], F_GETFL);
+  fcntl(fds[0], F_SETFL, flags | O_NONBLOCK);
+  std::string out;
+  char buffer[1 << 16];
   int status = 0;
-  for (int waited_ms = 0;; waited_ms += 5) {
-    const pid_t done = waitpid(pid, &status, WNOHANG);
-    if (done == pid) break;
-    if (done < 0 && errno != EINTR) {
-      return absl::InternalError("waitpid() failed probing checkpoint " + path);
+  bool exited = false;
+  bool eof = false;
+  for (int waited_ms = 0; !(exited && eof);) {
+    bool progress = false;
+    while (!eof) {
+      const ssize_t n = read(fds[0], buffer, sizeof(buffer));
+      if (n > 0) {
+        out.append(buffer, static_cast<size_t>(n));
+        progress = true;
+      } else if (n == 0) {
+        eof = true;
+      } else {
+        break;  // EAGAIN (nothing yet) or EINTR
+      }
     }
+    if (!exited) {
+      const pid_t done = waitpid(pid, &status, WNOHANG);
+      if (done == pid) {
+        exited = true;
+        continue;
+      }
+      if (done < 0 && errno != EINTR) {
+        close(fds[0]);
+        return absl::InternalError("waitpid() failed probing checkpoint " + path);
+      }
+    }
+    if (progress) continue;
     if (waited_ms >= kProbeSeconds * 1000) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
+      if (!exited) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+      }
+      close(fds[0]);
       return absl::DataLossError(absl::StrCat("checkpoint ", path, " could not be parsed: ",
                                               "LibTorch's reader did not finish in ",
                                               kProbeSeconds, " s"));
     }
     usleep(5000);
+    waited_ms += 5;
   }
+  close(fds[0]);
   if (WIFSIGNALED(status)) {
     return absl::DataLossError(absl::StrCat("checkpoint ", path,
                                             " is malformed: parsing it crashed LibTorch's reader (",
                                             strsignal(WTERMSIG(status)), ")"));
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (code == 3) {
+    return absl::DataLossError(
+        absl::StrCat("checkpoint ", path, " cannot be read: ", out));
+  }
+  if (code != 0) {
     return absl::DataLossError(absl::StrCat("checkpoint ", path,
                                             " is malformed: parsing it ended LibTorch's reader "
                                             "with exit code ",
-                                            WEXITSTATUS(status)));
+                                            code));
   }
-  return absl::OkStatus();
+  return out;
 }
 
 absl::StatusOr<std::unique_ptr<torch::serialize::InputArchive>> OpenVerified(
     const std::string& path) {
-  ASSIGN_OR_RETURN(std::string bytes, ReadVerified(path));
-  RETURN_IF_ERROR(ParseInChildFirst(bytes, path));
+  ASSIGN_OR_RETURN(const std::string bytes, ReadVerified(path));
+  ASSIGN_OR_RETURN(const std::string copy, ParseInChild(bytes, path));
   auto archive = std::make_unique<torch::serialize::InputArchive>();
   RETURN_IF_ERROR(CallTorch("opening checkpoint " + path, [&] {
-    std::istringstream in(bytes);
+    std::istringstream in(copy);
     archive->load_from(in);
   }));
   return archive;

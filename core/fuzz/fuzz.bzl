@@ -18,7 +18,7 @@ in package P makes
 The dictionary, if any, is P/listing.dict (used by tools/fuzz.sh).
 """
 
-def tb_fuzz_target(name, srcs, deps = [], test_size = "small", test_flaky = False, **kwargs):
+def tb_fuzz_target(name, srcs, deps = [], test_size = "small", **kwargs):
     if not name.endswith("_fuzzer"):
         fail("a fuzz target's name ends with _fuzzer: " + name)
     base = name[:-len("_fuzzer")]
@@ -43,7 +43,6 @@ def tb_fuzz_target(name, srcs, deps = [], test_size = "small", test_flaky = Fals
     native.cc_test(
         name = base + "_corpus_test",
         size = test_size,
-        flaky = test_flaky,
         srcs = ["//core/fuzz:corpus_test.cc"],
         args = [package + "/" + f for f in folders],
         data = native.glob([f + "/**" for f in folders]),
