@@ -3,8 +3,10 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdint>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -50,6 +52,12 @@ struct VideoWriter::Impl {
   AVPacket* packet = nullptr;
   SwsContext* sws = nullptr;
   int quality = 0;  // lambda for fixed-quantiser mode, 0 otherwise
+  // The caller's RGB rows copied at a 64-byte-aligned stride with 64 bytes
+  // of slack at the end: swscale's SIMD paths read past the end of a row,
+  // and past the end of a tight buffer they can fault (seen under TSan,
+  // whose allocator puts a buffer's end at a page boundary).
+  std::vector<uint8_t> padded;
+  int padded_stride = 0;
 };
 
 VideoWriter::VideoWriter(std::string path, int width, int height)
@@ -203,8 +211,19 @@ absl::Status VideoWriter::WriteFrame(const uint8_t* rgb) {
   // The encoder may still reference the previous frame's buffers.
   int ret = av_frame_make_writable(s.frame);
   if (ret < 0) return AvStatus(ret, path_, "cannot make the frame writable");
-  const uint8_t* src[1] = {rgb};
-  const int src_stride[1] = {3 * width_};
+  const size_t row_bytes = static_cast<size_t>(3 * width_);
+  if (s.padded.empty()) {
+    s.padded_stride = static_cast<int>((row_bytes + 63) / 64 * 64);
+    s.padded.assign(static_cast<size_t>(s.padded_stride) * height_ + 64 + 63, 0);
+  }
+  // av_malloc-like alignment inside the vector.
+  uint8_t* base = s.padded.data();
+  base += (64 - reinterpret_cast<uintptr_t>(base) % 64) % 64;
+  for (int y = 0; y < height_; ++y) {
+    std::memcpy(base + static_cast<size_t>(y) * s.padded_stride, rgb + y * row_bytes, row_bytes);
+  }
+  const uint8_t* src[1] = {base};
+  const int src_stride[1] = {s.padded_stride};
   sws_scale(s.sws, src, src_stride, 0, height_, s.frame->data, s.frame->linesize);
   s.frame->pts = frames_written_;
   if (s.quality > 0) s.frame->quality = s.quality;

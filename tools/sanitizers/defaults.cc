@@ -49,9 +49,18 @@ __attribute__((visibility("default"), used)) const char* __ubsan_default_options
 
 // TSan: a report makes the process exit with 66 at the end (so the test
 // fails) after reporting every race; second_deadlock_stack shows both
-// stacks of a lock-order inversion.
+// stacks of a lock-order inversion. ignore_noninstrumented_modules=1 (the
+// default on macOS): interceptors (memcpy, operator delete,
+// pthread_cond_destroy, ...) called from an uninstrumented library do not
+// count as that library's memory accesses. LibTorch is uninstrumented: it
+// frees objects whose last reference it dropped with atomics TSan cannot
+// see, so without this every Gloo collective reported a "race" between
+// its worker thread and the caller inside libtorch_cpu
+// (//train:distributed_test, 2026-12-04). Our own code's accesses are
+// instrumented and still checked.
 __attribute__((visibility("default"), used)) const char* __tsan_default_options() {
-  return "second_deadlock_stack=1:print_suppressions=0:history_size=4";
+  return "second_deadlock_stack=1:print_suppressions=0:history_size=4:"
+         "ignore_noninstrumented_modules=1";
 }
 
 __attribute__((visibility("default"), used)) const char* __tsan_default_suppressions() {
