@@ -58,6 +58,19 @@ int Fail(const absl::Status& status) {
   return tb::ToolError("timebalance", code, status);
 }
 
+// A data-parallel run that failed (e.g. a lost peer): the error is printed
+// and every file the run keeps is written (checkpoints are atomic), but its
+// process group may be broken, and destroying LibTorch's Gloo objects in
+// that state can abort the process (seen once: exit 134 right after the
+// error naming the lost rank). So it leaves without running destructors,
+// with the documented exit code.
+int FailDistributed(const absl::Status& status) {
+  const int code = Fail(status);
+  std::fflush(nullptr);
+  google::FlushLogFiles(google::GLOG_INFO);
+  _exit(code);
+}
+
 int Interrupted() {
   std::fprintf(stderr, "timebalance: interrupted; checkpoint written, rerun with --resume to "
                        "continue\n");
@@ -123,7 +136,7 @@ int Run() {
     }
     absl::StatusOr<tb::PipelineResult> result =
         tb::RunPipeline(config, *data, *device, options);
-    if (!result.ok()) return Fail(result.status());
+    if (!result.ok()) return group ? FailDistributed(result.status()) : Fail(result.status());
     return result->interrupted ? Interrupted() : 0;
   }
   tb::RunOptions options;
@@ -132,7 +145,7 @@ int Run() {
   options.stop = stop;
   options.distributed = group;
   absl::StatusOr<tb::RunResult> result = tb::RunExperiment(config, *data, *device, options);
-  if (!result.ok()) return Fail(result.status());
+  if (!result.ok()) return group ? FailDistributed(result.status()) : Fail(result.status());
   return result->training.interrupted ? Interrupted() : 0;
 }
 
