@@ -6,8 +6,9 @@
 //   temporal slices averaged over space (TCLR / TimeBalance use S = 4 for
 //   the local-local and global-local losses).
 // - ProjectionHead: MLP d -> hidden -> ... -> out with BatchNorm and ReLU
-//   between layers and an L2-normalised output, applied to [B, D] or, slice
-//   by slice with shared weights, to [B, D, S] (output [B, out, S]).
+//   between layers (optionally BatchNorm after the last) and an
+//   L2-normalised output, applied to [B, D] or, slice by slice with shared
+//   weights, to [B, D, S] (output [B, out, S]).
 // - ClassifierHead: dropout + linear, for backbones used without their own fc.
 #ifndef TIMEBALANCE_BACKBONES_HEADS_H_
 #define TIMEBALANCE_BACKBONES_HEADS_H_
@@ -31,7 +32,10 @@ struct ProjectionHeadOptions {
   int64_t out_features;
   int64_t hidden_features = -1;  // -1: same as in_features
   int num_layers = 2;            // linear layers (>= 1)
-  bool normalize = true;         // L2-normalise the output
+  // BatchNorm after the last linear layer (which then has no bias), as
+  // TCLR's and TimeBalance's heads (models/mlp.py) have.
+  bool final_batch_norm = false;
+  bool normalize = true;  // L2-normalise the output
 };
 
 class ProjectionHeadImpl : public torch::nn::Module {

@@ -38,6 +38,26 @@ TEST(ProjectionHead, NormalisedOutputAndSharedWeightsOverSlices) {
   EXPECT_EQ(head->named_parameters().size(), 5u);
 }
 
+// TCLR's head (models/mlp.py): Linear, BN, ReLU, Linear without bias, BN,
+// L2 normalisation. In train mode the last BN centres every output feature
+// over the batch before the normalisation.
+TEST(ProjectionHead, FinalBatchNorm) {
+  torch::manual_seed(1);
+  ProjectionHeadOptions options(16, 8);
+  options.final_batch_norm = true;
+  options.normalize = false;
+  ProjectionHead head(options);
+  // Linear(16,16,no bias): 1, BN(16): 2, ReLU, Linear(16,8,no bias): 1, BN(8): 2.
+  EXPECT_EQ(head->named_parameters().size(), 6u);
+  for (const auto& p : head->named_parameters()) {
+    EXPECT_EQ(p.key().find("3.bias"), std::string::npos) << p.key();
+  }
+  head->train();
+  const torch::Tensor z = head->forward(torch::randn({6, 16}));
+  EXPECT_TRUE(torch::allclose(z.mean(0), torch::zeros({8}), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(z.var(0, /*unbiased=*/false), torch::ones({8}), 1e-3, 1e-3));
+}
+
 TEST(ClassifierHead, Shapes) {
   ClassifierHead head(32, 7, 0.5);
   head->eval();

@@ -36,6 +36,26 @@ torch::Tensor MeanOffDiagonalSimilarity(const torch::Tensor& clip_features) {
 
 namespace {
 
+// (mean rank of s_i among the N values, 0-based) / (N - 1); 0.5 for N = 1.
+std::vector<float> RankNormalized(const torch::Tensor& scores) {
+  const torch::Tensor s = scores.to(torch::kDouble).contiguous();
+  const int64_t n = s.numel();
+  const double* v = s.data_ptr<double>();
+  std::vector<int64_t> order(n);
+  for (int64_t i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [v](int64_t a, int64_t b) { return v[a] < v[b]; });
+  std::vector<float> out(n, 0.5f);
+  if (n < 2) return out;
+  for (int64_t first = 0; first < n;) {
+    int64_t last = first;  // [first, last] hold equal values
+    while (last + 1 < n && v[order[last + 1]] == v[order[first]]) ++last;
+    const double rank = 0.5 * static_cast<double>(first + last);
+    for (int64_t k = first; k <= last; ++k) out[order[k]] = static_cast<float>(rank / (n - 1));
+    first = last + 1;
+  }
+  return out;
+}
+
 class TemporalSimilarity : public MixingRule {
  public:
   explicit TemporalSimilarity(const TemporalSimilarityRule& o) : options_(o) {}
@@ -61,11 +81,16 @@ class TemporalSimilarity : public MixingRule {
       scores.push_back(MeanOffDiagonalSimilarity(tensor.to(torch::kFloat)));
     }
     torch::Tensor s = torch::stack(scores).mean(0);
-    if (options_.normalization() == TemporalSimilarityRule::MIN_MAX) {
-      const double lo = s.min().item<double>(), hi = s.max().item<double>();
-      s = hi > lo ? (s - lo) / (hi - lo) : torch::full_like(s, 0.5);
-    } else {
-      s = s.clamp(0.0, 1.0);
+    switch (options_.normalization()) {
+      case TemporalSimilarityRule::MIN_MAX: {
+        const double lo = s.min().item<double>(), hi = s.max().item<double>();
+        s = hi > lo ? (s - lo) / (hi - lo) : torch::full_like(s, 0.5);
+        break;
+      }
+      case TemporalSimilarityRule::RANK:
+        return RankNormalized(s);
+      default:
+        s = s.clamp(0.0, 1.0);
     }
     s = s.contiguous();
     return std::vector<float>(s.data_ptr<float>(), s.data_ptr<float>() + s.numel());

@@ -1,5 +1,6 @@
 #include "reweighting/scorer.h"
 
+#include <cmath>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -66,10 +67,39 @@ TEST(Scorer, TemporalSimilarityAveragesTeachersAndNormalises) {
                      ->Weights(TeacherFeatures{opposite, {}}, 1);
   ASSERT_TRUE(clipped.ok());
   EXPECT_EQ((*clipped)[0], 0.0f);
+  // RANK: (1, 0, 1/6) -> ranks 2, 0, 1 -> (1, 0, 0.5).
+  auto ranked = Rule("temporal_similarity { normalization: RANK }")->Weights(features, 3);
+  ASSERT_TRUE(ranked.ok()) << ranked.status();
+  EXPECT_EQ(*ranked, (std::vector<float>{1.0f, 0.0f, 0.5f}));
   // Missing features are an error naming the teacher.
   auto missing = Rule("temporal_similarity {}")->Weights(TeacherFeatures{inv, {}}, 3);
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.status().message().find("distinctive"), std::string::npos);
+}
+
+// RANK by hand: ties share their mean rank, and one
+// outlier does not squeeze the others (unlike MIN_MAX).
+TEST(Scorer, RankNormalisationTiesAndOutliers) {
+  // Videos whose mean off-diagonal cosine is c: clip features (1, 0) and
+  // (c, sqrt(1 - c^2)) in 2 clips give cos = c.
+  const std::vector<double> raw = {0.96, 0.95, 0.97, 0.96, -0.5};
+  torch::Tensor f = torch::zeros({5, 2, 2});
+  for (int i = 0; i < 5; ++i) {
+    f[i][0][0] = 1;
+    f[i][1][0] = raw[i];
+    f[i][1][1] = std::sqrt(1 - raw[i] * raw[i]);
+  }
+  auto rank = Rule("temporal_similarity { normalization: RANK teachers: INVARIANT }")
+                  ->Weights(TeacherFeatures{f, {}}, 5);
+  ASSERT_TRUE(rank.ok()) << rank.status();
+  // Sorted: -0.5 (0), 0.95 (1), 0.96 and 0.96 (ranks 2 and 3 -> 2.5), 0.97 (4); / 4.
+  const std::vector<float> expected = {0.625f, 0.25f, 1.0f, 0.625f, 0.0f};
+  for (int i = 0; i < 5; ++i) EXPECT_NEAR((*rank)[i], expected[i], 1e-6) << i;
+  auto minmax = Rule("temporal_similarity { teachers: INVARIANT }")
+                    ->Weights(TeacherFeatures{f, {}}, 5);
+  ASSERT_TRUE(minmax.ok());
+  // The outlier maps the other four into [0.97, 1].
+  for (int i = 0; i < 4; ++i) EXPECT_GT((*minmax)[i], 0.97f) << i;
 }
 
 TEST(Scorer, ConstantRules) {

@@ -12,11 +12,15 @@
 //   teacher = a * teacher + (1 - a) * student,  a = min(1 - 1 / (n + 1),
 //   decay) after n steps (0.5 after the first, as in the reference code),
 //   decay = ema_decay during warm-up and ramp-up, then
-//   ema_decay_after_rampup; BatchNorm statistics are copied. The teacher
-// runs in eval mode without gradients; it is checkpointed as "ema_teacher"
-// and evaluated at the end when evaluate_teacher is set. It starts as a copy
-// of the student (init_checkpoint is loaded into the student). Reference: weight
-// 100 (element-mean MSE of probabilities), decay 0.99 then 0.999.
+//   ema_decay_after_rampup. The teacher runs without gradients; with
+// teacher_batch_norm OWN_BATCH (the reference) it is in train mode, so it
+// normalises with its own batch's statistics, and the EMA averages parameters
+// only; with COPY_STUDENT it runs in eval mode on BatchNorm statistics copied
+// from the student. It is checkpointed as "ema_teacher" and evaluated at the
+// end when evaluate_teacher is set. The first step of a fresh run copies the
+// student into the teacher, i.e. after init_checkpoint has been loaded into
+// the student. Reference: weight 100 (element-mean MSE of probabilities),
+// decay 0.99 then 0.999.
 #include <torch/nn/functional/loss.h>
 
 #include "absl/strings/str_cat.h"
@@ -53,6 +57,10 @@ class MeanTeacherTrainer : public SemiSupervisedTrainer {
     if (sd_teacher_) sd_teacher_->to(device_);
   }
 
+  bool TeacherOwnBatch() const {
+    return options_.teacher_batch_norm() == MeanTeacherOptions::OWN_BATCH;
+  }
+
   SamplerConfig LabeledSampler() const override {
     return options_.consistency_on_labeled() ? sampler_ : SamplerConfig();
   }
@@ -65,7 +73,7 @@ class MeanTeacherTrainer : public SemiSupervisedTrainer {
   }
   void SetTraining(bool training) override {
     model_->train(training);
-    ema_->eval();
+    ema_->train(training && TeacherOwnBatch());
     if (sd_teacher_) sd_teacher_->eval();
   }
 
@@ -76,7 +84,8 @@ class MeanTeacherTrainer : public SemiSupervisedTrainer {
     const int64_t done = step + 1;
     const double decay = RampUpDone(options_.schedule(), done) ? options_.ema_decay_after_rampup()
                                                                : options_.ema_decay();
-    ssl::EmaUpdate(*ema_, *model_, std::min(1.0 - 1.0 / (done + 1), decay));
+    ssl::EmaUpdate(*ema_, *model_, std::min(1.0 - 1.0 / (done + 1), decay),
+                   TeacherOwnBatch() ? ssl::EmaBuffers::kKeep : ssl::EmaBuffers::kCopy);
   }
 
   absl::StatusOr<StepResult> Step(const StepBatches& batches) override {
@@ -91,6 +100,9 @@ class MeanTeacherTrainer : public SemiSupervisedTrainer {
     ASSIGN_OR_RETURN(torch::Tensor xu, BatchView(*ub, "weak", 1));
     ASSIGN_OR_RETURN(torch::Tensor xu_teacher, BatchView(*ub, "strong", 1));
     return CallTorch("mean_teacher step", [&] {
+      // The trainer is built before init_checkpoint is loaded into the
+      // student; the teacher starts from the loaded weights.
+      if (batches.step == 0) ssl::EmaUpdate(*ema_, *model_, 0.0);
       const int64_t nl = xl.size(0);
       const torch::Tensor y = lb.labels.to(device_);
       const torch::Tensor x = torch::cat({xl, xu}).to(device_);

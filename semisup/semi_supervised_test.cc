@@ -290,6 +290,50 @@ TEST(SemiSupervisedTrainers, MeanTeacherEmaValuesAndConsistency) {
   for (const auto& p : teacher.parameters()) EXPECT_FALSE(p.requires_grad());
 }
 
+// The teacher starts from the student as it is at the first step (after
+// init_checkpoint was loaded into it, which happens after the trainer is
+// built). OWN_BATCH (default, the reference): the teacher trains in train
+// mode and keeps its own BatchNorm statistics through the EMA update;
+// COPY_STUDENT: eval mode, statistics copied from the student.
+TEST(SemiSupervisedTrainers, MeanTeacherStartsFromTheLoadedStudentAndOwnsItsBatchNorm) {
+  for (const std::string mode : {"OWN_BATCH", "COPY_STUDENT"}) {
+    SCOPED_TRACE(mode);
+    auto t = Make(Config("mean_teacher { teacher_batch_norm: " + mode + " }"));
+    VideoBackbone& student = Module(*t, "model");
+    VideoBackbone& teacher = Module(*t, "ema_teacher");
+    {
+      torch::NoGradGuard no_grad;  // stands in for loading init_checkpoint
+      for (auto& p : student.parameters()) p.add_(0.5);
+    }
+    std::string stat;
+    for (const auto& b : teacher.named_buffers()) {
+      if (b.key().find("running_mean") != std::string::npos) {
+        stat = b.key();
+        break;
+      }
+    }
+    ASSERT_FALSE(stat.empty());
+    t->SetTraining(true);
+    EXPECT_EQ(teacher.is_training(), mode == "OWN_BATCH");
+    const ClipBatch lb = Batch(2, 1), ub = Batch(3, 2);
+    auto r = t->Step({&lb, &ub, 0});
+    ASSERT_TRUE(r.ok()) << r.status();
+    for (const auto& p : student.named_parameters()) {
+      EXPECT_TRUE(torch::equal(p.value(), teacher.named_parameters()[p.key()])) << p.key();
+    }
+    // The two models saw different batches (weak vs strong views).
+    const torch::Tensor own = teacher.named_buffers()[stat].clone();
+    ASSERT_FALSE(torch::equal(own, student.named_buffers()[stat]));
+    t->AfterOptimizerStep(0);
+    const torch::Tensor after = teacher.named_buffers()[stat];
+    if (mode == "OWN_BATCH") {
+      EXPECT_TRUE(torch::equal(after, own));
+    } else {
+      EXPECT_TRUE(torch::equal(after, student.named_buffers()[stat]));
+    }
+  }
+}
+
 TEST(SemiSupervisedTrainers, S4lRotationLabelsAreTheFourRotations) {
   const ClipBatch lb = Batch(2, 1), ub = Batch(3, 2);
   auto t = Make(Config("s4l { schedule { weight: 0.5 } }"));

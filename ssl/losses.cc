@@ -233,14 +233,18 @@ void ForEachMatchingTensor(torch::OrderedDict<std::string, torch::Tensor> target
 
 }  // namespace
 
-void EmaUpdate(torch::nn::Module& target, const torch::nn::Module& online, double momentum) {
+void EmaUpdate(torch::nn::Module& target, const torch::nn::Module& online, double momentum,
+               EmaBuffers buffers) {
   torch::NoGradGuard no_grad;
   ForEachMatchingTensor(target.named_parameters(), online.named_parameters(), "parameter",
                         [momentum](torch::Tensor& t, const torch::Tensor& o) {
                           t.mul_(momentum).add_(o, 1.0 - momentum);
                         });
+  // Matched either way, so a mismatch is found in both modes.
   ForEachMatchingTensor(target.named_buffers(), online.named_buffers(), "buffer",
-                        [](torch::Tensor& t, const torch::Tensor& o) { t.copy_(o); });
+                        [buffers](torch::Tensor& t, const torch::Tensor& o) {
+                          if (buffers == EmaBuffers::kCopy) t.copy_(o);
+                        });
 }
 
 double CosineMomentum(double base, int64_t step, int64_t total_steps) {

@@ -160,14 +160,20 @@ torch::Tensor SinkhornKnopp(const torch::Tensor& scores, double epsilon, int ite
 torch::Tensor SwavLoss(const std::vector<torch::Tensor>& scores, double temperature,
                        double epsilon, int iterations);
 
+// What EmaUpdate does with buffers (BatchNorm running statistics,
+// num_batches_tracked): copy them from online, or keep the target's own
+// (a target that runs in train mode accumulates its own, as Mean Teacher's
+// reference code does: it averages parameters only).
+enum class EmaBuffers { kCopy, kKeep };
+
 // Momentum (EMA) update of a target network from an online network, under
 // NoGradGuard: for every parameter, matched by its full name,
 //   target = momentum * target + (1 - momentum) * online
-// and every buffer (BatchNorm running statistics, num_batches_tracked) is
-// copied from online. The two modules must have the same parameter and
-// buffer names and shapes; otherwise this throws (TORCH_CHECK: a programmer
-// error).
-void EmaUpdate(torch::nn::Module& target, const torch::nn::Module& online, double momentum);
+// and the buffers as `buffers` says. The two modules must have the same
+// parameter and buffer names and shapes; otherwise this throws (TORCH_CHECK:
+// a programmer error).
+void EmaUpdate(torch::nn::Module& target, const torch::nn::Module& online, double momentum,
+               EmaBuffers buffers = EmaBuffers::kCopy);
 
 // BYOL / rho-MoCo momentum schedule: base at step 0, rising to 1 at
 // total_steps along a half cosine:

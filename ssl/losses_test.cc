@@ -686,6 +686,37 @@ TEST_F(TclrReferenceTest, ScaleAtTheReferenceBatch) {
               Ref("init_gl") * 2.0 / 4.0, "L_GL MEAN");
 }
 
+// ---------------------------------------------------------------------------
+// testdata/vtdl_reference.py: VTDL's official loss, written from
+// src/NCE/NCEAverage.py (MemoryMoCo.forward, softmax path), NCESoftmaxLoss
+// and src/train_temporal_dis.py (train_moco: the temporal negative from the
+// online model, with gradient; TripletMarginLoss(q, k, n)), on the raw
+// outputs of the id_head's Linear (src/model/r3d.py normalises them).
+
+class VtdlReferenceTest : public ReferenceTest {
+ protected:
+  VtdlReferenceTest() : ReferenceTest("ssl/testdata/vtdl_reference.py") {}
+};
+
+TEST_F(VtdlReferenceTest, InfoNceWithTheOnlineTemporalNegative) {
+  const torch::Tensor q = Leaf("q"), n = Leaf("n");
+  // The temporal negative is query b's own extra negative: [B, 1, D].
+  const torch::Tensor loss = InfoNce(q, Ref("k"), Ref("queue"), 0.07, n.unsqueeze(1));
+  ExpectClose(loss, Ref("nce"), "VTDL InfoNCE");
+  loss.backward();
+  ExpectClose(q.grad(), Ref("nce_grad_q"), "VTDL InfoNCE grad q");
+  ExpectClose(n.grad(), Ref("nce_grad_n"), "VTDL InfoNCE grad temporal negative");
+}
+
+TEST_F(VtdlReferenceTest, TripletOnOnlineAnchorKeyPositiveOnlineNegative) {
+  const torch::Tensor q = Leaf("q"), n = Leaf("n");
+  const torch::Tensor loss = TripletMarginLoss(q, Ref("k"), n, 1.0);
+  ExpectClose(loss, Ref("triplet"), "VTDL triplet");
+  loss.backward();
+  ExpectClose(q.grad(), Ref("triplet_grad_q"), "VTDL triplet grad q");
+  ExpectClose(n.grad(), Ref("triplet_grad_n"), "VTDL triplet grad n");
+}
+
 }  // namespace
 }  // namespace ssl
 }  // namespace tb

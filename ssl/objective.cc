@@ -24,10 +24,14 @@ absl::StatusOr<std::unique_ptr<SslObjective>> CreateSslObjective(const SslObject
   return SslObjectiveRegistry().Create(config, context);
 }
 
-ProjectionHead MakeProjection(const ProjectionOptions& options, int64_t in, int default_layers) {
+ProjectionHead MakeProjection(const ProjectionOptions& options, int64_t in,
+                              const ProjectionDefaults& defaults) {
   ProjectionHeadOptions o(in, options.out());
   o.hidden_features = options.hidden() > 0 ? options.hidden() : in;
-  o.num_layers = options.has_num_layers() ? options.num_layers() : default_layers;
+  o.num_layers = options.has_num_layers() ? options.num_layers() : defaults.num_layers;
+  o.final_batch_norm = options.has_final_batch_norm() ? options.final_batch_norm()
+                                                      : defaults.final_batch_norm;
+  o.normalize = defaults.normalize;
   return ProjectionHead(o);
 }
 
@@ -82,9 +86,9 @@ torch::Tensor ShuffledBatchNormEmbed(const std::function<torch::Tensor(const tor
 
 absl::StatusOr<EmaEncoder> MakeEmaEncoder(const SslContext& context,
                                           const ProjectionOptions& projection,
-                                          int default_layers) {
+                                          const ProjectionDefaults& defaults) {
   ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> copy, CreateBackbone(context.backbone));
-  EmaEncoder encoder(copy, MakeProjection(projection, context.feature_dim, default_layers));
+  EmaEncoder encoder(copy, MakeProjection(projection, context.feature_dim, defaults));
   encoder->to(context.device);
   return encoder;
 }

@@ -89,9 +89,19 @@ absl::StatusOr<std::unique_ptr<SslObjective>> CreateSslObjective(const SslObject
 
 // --- Helpers shared by the objectives. ---
 
+// An objective's defaults for the ProjectionOptions fields left unset, and
+// what is not configurable.
+struct ProjectionDefaults {
+  constexpr ProjectionDefaults() = default;
+  constexpr explicit ProjectionDefaults(int layers) : num_layers(layers) {}
+  int num_layers = 2;
+  bool final_batch_norm = false;
+  bool normalize = true;  // L2-normalise the output
+};
+
 // A projection MLP from `in` features (hidden 0 = in).
 ProjectionHead MakeProjection(const ProjectionOptions& options, int64_t in,
-                              int default_layers = 2);
+                              const ProjectionDefaults& defaults = {});
 
 // An EMA copy of an online backbone + projection (MoCo key encoder, BYOL
 // target): built with random weights (so a checkpoint can be loaded into
@@ -115,7 +125,8 @@ class EmaEncoderImpl : public torch::nn::Module {
 TORCH_MODULE(EmaEncoder);
 
 absl::StatusOr<EmaEncoder> MakeEmaEncoder(const SslContext& context,
-                                          const ProjectionOptions& projection, int default_layers);
+                                          const ProjectionOptions& projection,
+                                          const ProjectionDefaults& defaults);
 
 // The view `name`, checked to be [B, K, 3, T, S, S] with K == clips.
 absl::StatusOr<torch::Tensor> GetView(const ViewTensors& views, const std::string& name,

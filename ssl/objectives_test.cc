@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include "backbones/backbone.h"
+#include "backbones/heads.h"
 #include "core/testing/test_util.h"
 #include "google/protobuf/text_format.h"
 #include "ssl/losses.h"
@@ -190,6 +191,40 @@ TEST(SslObjectives, TclrLossReductionScalesLocalLocalAndGlobalLocal) {
               metrics["instance_contrastiveMEAN"].at("loss"), 1e-9);
 }
 
+// batch_norm_groups only changes which clips share BatchNorm statistics: in
+// eval mode (running statistics, per-clip arithmetic) PER_CLIP_GROUP and
+// ONE_BATCH give the same terms, so the grouping keeps every clip in place;
+// in train mode they differ.
+TEST(SslObjectives, TclrBatchNormGroupsOnlyChangeTheStatistics) {
+  for (const bool training : {false, true}) {
+    SCOPED_TRACE(training ? "train" : "eval");
+    std::map<std::string, std::map<std::string, double>> metrics;
+    for (const std::string groups : {"PER_CLIP_GROUP", "ONE_BATCH"}) {
+      torch::manual_seed(9);
+      std::shared_ptr<VideoBackbone> backbone;
+      auto objective = Make("tclr { num_slices: 2 projection { out: 8 } batch_norm_groups: " +
+                                groups + " }",
+                            &backbone);
+      ASSERT_NE(objective, nullptr);
+      backbone->train(training);
+      objective->train(training);
+      torch::manual_seed(10);
+      auto loss = objective->Loss(*backbone, ViewsFor(objective->Sampler()));
+      ASSERT_TRUE(loss.ok()) << loss.status();
+      metrics[groups] = loss->metrics;
+    }
+    for (const std::string term : {"loss_ic", "loss_ll", "loss_gl"}) {
+      const double grouped = metrics["PER_CLIP_GROUP"].at(term);
+      const double joint = metrics["ONE_BATCH"].at(term);
+      if (training) {
+        EXPECT_GT(std::abs(grouped - joint), 1e-4) << term;
+      } else {
+        EXPECT_NEAR(grouped, joint, 1e-5) << term;
+      }
+    }
+  }
+}
+
 TEST(SslObjectives, WrongViewsAreAnErrorNamingTheView) {
   std::shared_ptr<VideoBackbone> backbone;
   auto objective = Make("rho_simclr {}", &backbone);
@@ -272,6 +307,58 @@ TEST(SslObjectives, SwavPrototypesStayNormalisedAndFreeze) {
   ASSERT_TRUE(after.ok());
   after->loss.backward();
   EXPECT_GT(prototypes.grad().abs().sum().item<double>(), 0.0);
+}
+
+// VTDL's loss on its first call (the key encoder is then a copy of the online
+// weights) equals InfoNCE recomputed from separate forward passes: q from the
+// anchor batch, k from the positive batch, and the temporal negative from the
+// negative batch through the online encoder (ONLINE, the official code) or
+// the key encoder (KEY). Only ONLINE sends a gradient into the negative clips.
+TEST(SslObjectives, VtdlTemporalNegativeEncoder) {
+  for (const std::string mode : {"ONLINE", "KEY"}) {
+    SCOPED_TRACE(mode);
+    torch::manual_seed(4);
+    std::shared_ptr<VideoBackbone> backbone;
+    auto objective = Make("vtdl { queue_size: 8 projection { out: 8 } temporal_negative_encoder: " +
+                              mode + " }",
+                          &backbone);
+    ASSERT_NE(objective, nullptr);
+    backbone->train();
+    objective->train();
+    ViewTensors views = ViewsFor(objective->Sampler());
+    views["negative"].requires_grad_(true);
+    const torch::Tensor queue = objective->named_buffers()["queue.keys"].clone();
+    auto loss = objective->Loss(*backbone, views);
+    ASSERT_TRUE(loss.ok()) << loss.status();
+    loss->loss.backward();
+
+    auto modules = objective->named_children();
+    auto projection = modules["projection"];
+    auto online = [&](const torch::Tensor& clips) {
+      return projection->as<ProjectionHeadImpl>()->forward(backbone->Features(clips.squeeze(1)));
+    };
+    const torch::Tensor q = online(views["anchor"].detach());
+    torch::Tensor k, n;
+    if (mode == "ONLINE") {
+      k = online(views["positive"].detach()).detach();
+      n = online(views["negative"].detach());
+    } else {
+      // The key encoder embeds positives and negatives in one batch.
+      const torch::Tensor both =
+          online(torch::cat({views["positive"].detach(), views["negative"].detach()})).detach();
+      k = both.slice(0, 0, kB);
+      n = both.slice(0, kB);
+    }
+    const torch::Tensor expected = ssl::InfoNce(q, k, queue, 0.07, n.unsqueeze(1));
+    EXPECT_NEAR(loss->loss.item<double>(), expected.item<double>(), 1e-5);
+    const torch::Tensor grad = views["negative"].grad();
+    if (mode == "ONLINE") {
+      ASSERT_TRUE(grad.defined());
+      EXPECT_GT(grad.abs().sum().item<double>(), 0.0);
+    } else {
+      EXPECT_TRUE(!grad.defined() || grad.abs().sum().item<double>() == 0.0);
+    }
+  }
 }
 
 }  // namespace

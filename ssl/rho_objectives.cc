@@ -11,8 +11,10 @@
 //               keys use MoCo's shuffled BN across ranks
 //               (ShuffledBatchNormEmbed); one process needs none.
 //   rho_byol:   mean over ordered pairs (i != j) of 2 - 2 cos(p_i, z'_j) with
-//               p = predictor(projection(online)), z' = EMA target
-//               projection; cosine momentum schedule.
+//               p = predictor(projection(online)), the projection not
+//               L2-normalised before the predictor (BYOL's reference; only
+//               the loss normalises), z' = EMA target projection; cosine
+//               momentum schedule.
 //   rho_swav:   swapped prediction between the rho clips of codes computed by
 //               Sinkhorn-Knopp over L2-normalised prototypes (normalised
 //               again after every step; frozen for freeze_prototypes_steps),
@@ -52,10 +54,11 @@ SamplerConfig RhoSampler(int rho, bool has_augmentation, const Augmentation& aug
 // Common part: projected online embeddings of the rho clips, [rho, B, d].
 class RhoBase : public SslObjective {
  protected:
-  RhoBase(int rho, const ProjectionOptions& projection, int64_t feature_dim, int default_layers)
+  RhoBase(int rho, const ProjectionOptions& projection, int64_t feature_dim,
+          const ProjectionDefaults& defaults)
       : rho_(rho) {
     projection_ =
-        register_module("projection", MakeProjection(projection, feature_dim, default_layers));
+        register_module("projection", MakeProjection(projection, feature_dim, defaults));
     step_ = register_buffer("step", torch::zeros({}, torch::kInt64));
   }
   absl::StatusOr<torch::Tensor> Clips(const ViewTensors& views) {
@@ -80,7 +83,7 @@ class RhoBase : public SslObjective {
 class RhoSimclr : public RhoBase {
  public:
   RhoSimclr(const RhoSimclrOptions& o, int64_t feature_dim)
-      : RhoBase(o.rho(), o.projection(), feature_dim, 3), options_(o) {}
+      : RhoBase(o.rho(), o.projection(), feature_dim, ProjectionDefaults(3)), options_(o) {}
   SamplerConfig Sampler() const override {
     return RhoSampler(options_.rho(), options_.has_augmentation(), options_.augmentation());
   }
@@ -110,7 +113,7 @@ class RhoSimclr : public RhoBase {
 class RhoMoco : public RhoBase {
  public:
   RhoMoco(const RhoMocoOptions& o, const SslContext& c, EmaEncoder key)
-      : RhoBase(o.rho(), o.projection(), c.feature_dim, 2), options_(o), total_(c.total_steps) {
+      : RhoBase(o.rho(), o.projection(), c.feature_dim, {}), options_(o), total_(c.total_steps) {
     key_ = register_module("key_encoder", std::move(key));
     queue_ = register_module("queue", ssl::FeatureQueue(o.queue_size(), o.projection().out()));
     queue_->to(c.device);
@@ -160,13 +163,23 @@ class RhoMoco : public RhoBase {
   ssl::FeatureQueue queue_{nullptr};
 };
 
+ProjectionDefaults Unnormalized() {
+  ProjectionDefaults d;
+  d.normalize = false;
+  return d;
+}
+
 class RhoByol : public RhoBase {
  public:
   RhoByol(const RhoByolOptions& o, const SslContext& c, EmaEncoder target)
-      : RhoBase(o.rho(), o.projection(), c.feature_dim, 2), options_(o), total_(c.total_steps) {
+      // The predictor reads the projection as it is; only the loss
+      // normalises (BYOL's reference).
+      : RhoBase(o.rho(), o.projection(), c.feature_dim, Unnormalized()),
+        options_(o),
+        total_(c.total_steps) {
     target_ = register_module("target_encoder", std::move(target));
     predictor_ = register_module(
-        "predictor", MakeProjection(o.predictor(), o.projection().out(), 2));
+        "predictor", MakeProjection(o.predictor(), o.projection().out()));
   }
   SamplerConfig Sampler() const override {
     return RhoSampler(options_.rho(), options_.has_augmentation(), options_.augmentation());
@@ -208,7 +221,7 @@ class RhoByol : public RhoBase {
 class RhoSwav : public RhoBase {
  public:
   RhoSwav(const RhoSwavOptions& o, int64_t feature_dim)
-      : RhoBase(o.rho(), o.projection(), feature_dim, 2), options_(o) {
+      : RhoBase(o.rho(), o.projection(), feature_dim, {}), options_(o) {
     const torch::Tensor init = torch::randn({o.num_prototypes(), o.projection().out()});
     prototypes_ = register_parameter("prototypes", init / init.norm(2, 1, true));
   }
@@ -266,7 +279,7 @@ absl::Status ValidateRhoMoco(const RhoMocoOptions& o, const ConfigScope& scope) 
 
 absl::StatusOr<std::unique_ptr<SslObjective>> CreateRhoMoco(const RhoMocoOptions& o,
                                                             const SslContext& context) {
-  ASSIGN_OR_RETURN(EmaEncoder key, MakeEmaEncoder(context, o.projection(), 2));
+  ASSIGN_OR_RETURN(EmaEncoder key, MakeEmaEncoder(context, o.projection(), {}));
   return std::unique_ptr<SslObjective>(new RhoMoco(o, context, std::move(key)));
 }
 
@@ -280,7 +293,7 @@ absl::Status ValidateRhoByol(const RhoByolOptions& o, const ConfigScope& scope) 
 
 absl::StatusOr<std::unique_ptr<SslObjective>> CreateRhoByol(const RhoByolOptions& o,
                                                             const SslContext& context) {
-  ASSIGN_OR_RETURN(EmaEncoder target, MakeEmaEncoder(context, o.projection(), 2));
+  ASSIGN_OR_RETURN(EmaEncoder target, MakeEmaEncoder(context, o.projection(), {}));
   return std::unique_ptr<SslObjective>(new RhoByol(o, context, std::move(target)));
 }
 

@@ -5,10 +5,15 @@
 //            window, A augmentations;
 //   "dense"  [B, A * num_slices, ...]: the window's consecutive clips,
 //            ordered (augmentation, timestep).
-// All A * (1 + num_slices) clips go through the backbone in one forward
-// pass (BatchNorm sees them together). Pooled features are projected by
-// one MLP; the sparse clip's feature map is also pooled into num_slices
-// temporal slices, projected by the same MLP (shared weights) for L_GL.
+// batch_norm_groups PER_CLIP_GROUP (default, the official code): each clip
+// group of B clips (one augmentation's sparse clips, one (augmentation,
+// timestep)'s dense clips) is a forward pass of its own, so BatchNorm
+// normalises each group with its own statistics; ONE_BATCH sends all
+// A * (1 + num_slices) groups through one pass. Pooled features are
+// projected by one MLP (by default with TCLR's final BatchNorm); the sparse
+// clip's feature map is also pooled into num_slices temporal slices,
+// projected by the same MLP (shared weights) for L_GL, slice by slice
+// under PER_CLIP_GROUP as models/mlp.py does.
 //
 // L = ic_weight * L_IC + ll_weight * L_LL + gl_weight * L_GL (ssl/losses.h
 // documents each term; in a data-parallel run L_IC's negatives come from
@@ -23,6 +28,9 @@
 // decay, so the reference weights (1, 1, 1) mean something else under it.
 // The invariant teacher (`instance_contrastive`, L_IC only) does not
 // depend on the reduction.
+#include <functional>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "core/collectives.h"
 #include "core/status_macros.h"
@@ -38,7 +46,9 @@ class TclrObjective : public SslObjective {
  public:
   TclrObjective(const TclrObjectiveOptions& o, float ic, float ll, float gl, int64_t feature_dim)
       : options_(o), ic_(ic), ll_(ll), gl_(gl) {
-    projection_ = register_module("projection", MakeProjection(o.projection(), feature_dim));
+    ProjectionDefaults head;
+    head.final_batch_norm = true;  // TCLR's / TimeBalance's models/mlp.py
+    projection_ = register_module("projection", MakeProjection(o.projection(), feature_dim, head));
   }
 
   SamplerConfig Sampler() const override {
@@ -56,9 +66,11 @@ class TclrObjective : public SslObjective {
     return CallTorch("tclr loss", [&] {
       const int64_t b = sparse_view.size(0);
       const torch::Tensor clips = torch::cat({ClipMajor(sparse_view), ClipMajor(dense_view)});
-      const torch::Tensor map = backbone.FeatureMap(clips);
+      const torch::Tensor map =
+          InGroups(clips, b, [&](const torch::Tensor& x) { return backbone.FeatureMap(x); });
       const torch::Tensor pooled = map.mean({2, 3, 4});
-      const torch::Tensor local_z = projection_->forward(pooled);  // [(A + A*S) * b, D]
+      const torch::Tensor local_z =  // [(A + A*S) * b, D]
+          InGroups(pooled, b, [&](const torch::Tensor& x) { return projection_->forward(x); });
       const int64_t d = local_z.size(1);
       // L_IC's negatives come from the global batch in a data-parallel run,
       // and so does L_LL (per video, but a sum over videos under REFERENCE:
@@ -82,10 +94,23 @@ class TclrObjective : public SslObjective {
         out.metrics["loss_ll"] = l.item<double>();
       }
       if (gl_ != 0) {
-        // [A*B, C, T', H', W'] -> slices [A*B, D, S] -> projected [A*B, d, S].
-        const torch::Tensor slice_z =
-            projection_->forward(TemporalSlicePool(map.slice(0, 0, a * b), slices));
-        const torch::Tensor sparse_slices = slice_z.view({a, b, d, slices}).permute({0, 3, 1, 2});
+        // [A*B, C, T', H', W'] -> slices [A*B, C, S] -> projected [A, S, B, d].
+        const torch::Tensor slice_features = TemporalSlicePool(map.slice(0, 0, a * b), slices);
+        torch::Tensor sparse_slices;
+        if (Grouped()) {
+          std::vector<torch::Tensor> rows;  // (augmentation, slice) order
+          for (int64_t i = 0; i < a; ++i) {
+            for (int64_t s = 0; s < slices; ++s) {
+              rows.push_back(projection_->forward(slice_features.slice(0, i * b, (i + 1) * b)
+                                                      .select(2, s)));
+            }
+          }
+          sparse_slices = torch::stack(rows).view({a, slices, b, d});
+        } else {
+          sparse_slices = projection_->forward(slice_features)
+                              .view({a, b, d, slices})
+                              .permute({0, 3, 1, 2});
+        }
         const torch::Tensor local_dense = local_z.slice(0, a * b).view({a, slices, b, d});
         const torch::Tensor l = ssl::GlobalLocalLoss(sparse_slices, local_dense,
                                                      options_.temperature(), Reduction());
@@ -98,6 +123,19 @@ class TclrObjective : public SslObjective {
   }
 
  private:
+  bool Grouped() const {
+    return options_.batch_norm_groups() == TclrObjectiveOptions::PER_CLIP_GROUP;
+  }
+  // fn on all rows at once (ONE_BATCH) or on each consecutive block of
+  // `group` rows, the outputs concatenated (PER_CLIP_GROUP).
+  torch::Tensor InGroups(const torch::Tensor& rows, int64_t group,
+                         const std::function<torch::Tensor(const torch::Tensor&)>& fn) const {
+    if (!Grouped()) return fn(rows);
+    std::vector<torch::Tensor> out;
+    for (const torch::Tensor& block : rows.split(group)) out.push_back(fn(block));
+    return torch::cat(out);
+  }
+
   ssl::TclrReduction Reduction() const {
     return options_.loss_reduction() == TclrObjectiveOptions::MEAN ? ssl::TclrReduction::kMean
                                                                    : ssl::TclrReduction::kReference;

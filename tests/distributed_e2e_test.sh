@@ -87,12 +87,13 @@ done
 # threads of one process, or (FINAL = a number) keep the parameters within
 # that tolerance. Measured here: rho-MoCo 1 vs 2 threads drifts ~1e-3 after 4
 # steps and O(1) in BN running variances after 20 (at lr 0.002 down to 5e-5),
-# 1 vs 2 ranks alike; distillation (FINAL = as_threads: within
-# max(1e-4, the 1 vs 2 threads drift) in the parameters after 20 steps)
-# 2.4e-7 after 3 steps and 2.2e-5 after 20 (1 vs 2 threads 6.4e-6) on an
-# AVX2 EPYC; on an AVX-512 EPYC with the teachers after the L_LL fix 8.1e-6
-# after 3 and 1.2e-4 after 20 while 1 vs 2 threads of one process drift
-# 3.5e-4 (docs/DISTRIBUTED.md).
+# 1 vs 2 ranks alike; distillation 2.4e-7 after 3 steps and 2.2e-5 after 20
+# (1 vs 2 threads 6.4e-6) on an AVX2 EPYC; on an AVX-512 EPYC with the
+# teachers after the L_LL fix 8.1e-6 after 3 and 1.2e-4 after 20 (threads
+# 3.5e-4), and with the teachers after the TCLR head / BatchNorm-group fix
+# 3.1e-5 after 3 and 7.1e-3 after 20 while 1 vs 2 threads drift 1.5e-3: the
+# amplification depends on the teachers, so distillation has the same
+# FINAL = threads bound as the others (docs/DISTRIBUTED.md).
 maxdiff() { $PY "$CMP" "$@" --tolerance=1e30 | sed -n 's/.*max abs difference \([^ ]*\) .*/\1/p'; }
 like_one_rank() {
   local name="$1" config="$2" step="$4" final="$5"
@@ -115,10 +116,6 @@ like_one_rank() {
     ranks=$(maxdiff "${name}_one" "${name}_two" --buffers)
     threads=$(maxdiff "${name}_one" "${name}_threads" --buffers)
     bound="max(1e-4, 10 * $threads)"
-  elif [ "$final" = as_threads ]; then
-    ranks=$(maxdiff "${name}_one" "${name}_two")
-    threads=$(maxdiff "${name}_one" "${name}_threads")
-    bound="max(1e-4, $threads)"
   else
     ranks=$(maxdiff "${name}_one" "${name}_two")
     threads=$(maxdiff "${name}_one" "${name}_threads")
@@ -165,7 +162,7 @@ done
 grep -q "^timebalance: student top1" pipe.rank0.log || fail "rank 0 did not print the pipeline summary"
 grep -q "^stage" pipe.rank1.log && fail "rank 1 printed stage lines"
 like_one_rank distill pipe/stages/distill/config.pbtxt \
-  "backbone { dropout: 0 } optimizer { sgd { lr: 0.002 momentum: 0.9 } }" 3 as_threads
+  "backbone { dropout: 0 } optimizer { sgd { lr: 0.002 momentum: 0.9 } }" 3 threads
 for expr in 'd["test"]["top1"]' 'd["test"]["confusion"]'; do
   a=$(json distill_one/results.json "$expr"); b=$(json distill_two/results.json "$expr")
   [ "$a" == "$b" ] || fail "distillation evaluation $expr: 1 rank $a, 2 ranks $b"
