@@ -71,6 +71,7 @@ struct SslContext {
   BackboneConfig backbone;  // resolved (num_classes set); to build key encoders
   int64_t feature_dim = 0;
   int64_t total_steps = 1;  // for momentum schedules
+  int64_t steps_per_epoch = 0;  // 0 = unknown
   torch::Device device = torch::kCPU;
 };
 

@@ -30,7 +30,8 @@ BackboneConfig TinyBackbone() {
   return b;
 }
 
-std::unique_ptr<SslObjective> Make(const std::string& text, std::shared_ptr<VideoBackbone>* bb) {
+std::unique_ptr<SslObjective> Make(const std::string& text, std::shared_ptr<VideoBackbone>* bb,
+                                   int64_t steps_per_epoch = 0) {
   SslObjectiveConfig config;
   EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &config)) << text;
   auto backbone = CreateBackbone(TinyBackbone());
@@ -40,6 +41,7 @@ std::unique_ptr<SslObjective> Make(const std::string& text, std::shared_ptr<Vide
   context.backbone = TinyBackbone();
   context.feature_dim = (*bb)->feature_dim();
   context.total_steps = 10;
+  context.steps_per_epoch = steps_per_epoch;
   auto objective = CreateSslObjective(config, context);
   EXPECT_TRUE(objective.ok()) << objective.status();
   return objective.ok() ? std::move(*objective) : nullptr;
@@ -357,6 +359,30 @@ TEST(SslObjectives, VtdlTemporalNegativeEncoder) {
       EXPECT_GT(grad.abs().sum().item<double>(), 0.0);
     } else {
       EXPECT_TRUE(!grad.defined() || grad.abs().sum().item<double>() == 0.0);
+    }
+  }
+}
+
+// Unset freeze_prototypes_steps freezes the prototypes for one epoch
+// (PySlowFast's contrastive_parameter_surgery): steps 0 and 1 of a 2-step
+// epoch get no prototype gradient, step 2 does.
+TEST(SslObjectives, SwavFreezesPrototypesForTheFirstEpochByDefault) {
+  torch::manual_seed(5);
+  std::shared_ptr<VideoBackbone> backbone;
+  auto objective = Make("rho_swav { num_prototypes: 5 }", &backbone, /*steps_per_epoch=*/2);
+  ASSERT_NE(objective, nullptr);
+  torch::Tensor prototypes = objective->named_parameters()["prototypes"];
+  for (int64_t step : {0, 1, 2}) {
+    if (step > 0) objective->AfterOptimizerStep(*backbone, step);
+    if (prototypes.grad().defined()) prototypes.grad().zero_();
+    auto loss = objective->Loss(*backbone, ViewsFor(objective->Sampler()));
+    ASSERT_TRUE(loss.ok()) << loss.status();
+    loss->loss.backward();
+    const double g = prototypes.grad().defined() ? prototypes.grad().abs().sum().item<double>() : 0;
+    if (step < 2) {
+      EXPECT_EQ(g, 0.0) << "step " << step;
+    } else {
+      EXPECT_GT(g, 0.0) << "step " << step;
     }
   }
 }

@@ -73,6 +73,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> CreateSslTrainer(const SslTrainerOption
   ssl.backbone = context.backbone;
   ssl.feature_dim = backbone->feature_dim();
   ssl.total_steps = context.total_steps;
+  ssl.steps_per_epoch = context.steps_per_epoch;
   ssl.device = context.device;
   ASSIGN_OR_RETURN(std::unique_ptr<SslObjective> objective,
                    CreateSslObjective(o.objective(), ssl));

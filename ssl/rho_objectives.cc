@@ -17,7 +17,8 @@
 //               momentum schedule.
 //   rho_swav:   swapped prediction between the rho clips of codes computed by
 //               Sinkhorn-Knopp over L2-normalised prototypes (normalised
-//               again after every step; frozen for freeze_prototypes_steps),
+//               again after every step; frozen for freeze_prototypes_steps,
+//               by default the first epoch),
 //               Sinkhorn over the global batch in data-parallel runs.
 // The EMA encoders are updated at the start of each Loss() from the online
 // weights of the previous step (MoCo's order); the first call copies them.
@@ -220,8 +221,11 @@ class RhoByol : public RhoBase {
 
 class RhoSwav : public RhoBase {
  public:
-  RhoSwav(const RhoSwavOptions& o, int64_t feature_dim)
-      : RhoBase(o.rho(), o.projection(), feature_dim, {}), options_(o) {
+  RhoSwav(const RhoSwavOptions& o, const SslContext& c)
+      : RhoBase(o.rho(), o.projection(), c.feature_dim, {}),
+        options_(o),
+        freeze_steps_(o.has_freeze_prototypes_steps() ? o.freeze_prototypes_steps()
+                                                      : c.steps_per_epoch) {
     const torch::Tensor init = torch::randn({o.num_prototypes(), o.projection().out()});
     prototypes_ = register_parameter("prototypes", init / init.norm(2, 1, true));
   }
@@ -233,7 +237,7 @@ class RhoSwav : public RhoBase {
     return CallTorch("rho_swav loss", [&] {
       const int64_t b = clips.size(0) / rho_;
       const torch::Tensor z = GlobalOnline(backbone, clips, b);
-      const bool frozen = step_.item<int64_t>() < options_.freeze_prototypes_steps();
+      const bool frozen = step_.item<int64_t>() < freeze_steps_;
       const torch::Tensor c = frozen ? prototypes_.detach() : prototypes_;
       std::vector<torch::Tensor> scores;
       for (int i = 0; i < rho_; ++i) scores.push_back(torch::matmul(z[i], c.t()));
@@ -252,6 +256,7 @@ class RhoSwav : public RhoBase {
 
  private:
   RhoSwavOptions options_;
+  int64_t freeze_steps_;
   torch::Tensor prototypes_;
 };
 
@@ -312,7 +317,7 @@ absl::Status ValidateRhoSwav(const RhoSwavOptions& o, const ConfigScope& scope) 
 
 absl::StatusOr<std::unique_ptr<SslObjective>> CreateRhoSwav(const RhoSwavOptions& o,
                                                             const SslContext& context) {
-  return std::unique_ptr<SslObjective>(new RhoSwav(o, context.feature_dim));
+  return std::unique_ptr<SslObjective>(new RhoSwav(o, context));
 }
 
 }  // namespace

@@ -57,6 +57,16 @@ class SslPretrainE2e : public ::testing::Test {
   }
 };
 
+// An epoch of a self-supervised run: every training video once at
+// labeled_batch_size (4 here), the last batch counted; 0 when unknown.
+TEST_F(SslPretrainE2e, StepsPerEpochFromTheTrainingVideos) {
+  const ExperimentConfig config = Config("epoch", "rho_swav {}", 3);
+  const torch::Device cpu(torch::kCPU);
+  EXPECT_EQ(MakeTrainerContext(config, cpu, 12).steps_per_epoch, 3);
+  EXPECT_EQ(MakeTrainerContext(config, cpu, 13).steps_per_epoch, 4);
+  EXPECT_EQ(MakeTrainerContext(config, cpu).steps_per_epoch, 0);
+}
+
 TEST_F(SslPretrainE2e, TclrTrainsOnAllVideosAndLogsEveryTerm) {
   ConfigureThreads(2);
   torch::manual_seed(0);

@@ -46,12 +46,15 @@ absl::Status ResolveNumClasses(ExperimentConfig* config, int num_classes) {
   return absl::OkStatus();
 }
 
-TrainerContext MakeTrainerContext(const ExperimentConfig& config, const torch::Device& device) {
+TrainerContext MakeTrainerContext(const ExperimentConfig& config, const torch::Device& device,
+                                  int64_t train_videos) {
   TrainerContext context;
   context.device = device;
   context.backbone = config.backbone();
   context.dataset = config.dataset();
   context.total_steps = config.schedule().steps();
+  const int64_t batch = config.trainer().labeled_batch_size();
+  context.steps_per_epoch = batch > 0 ? (train_videos + batch - 1) / batch : 0;
   context.path = "trainer";
   return context;
 }
@@ -90,8 +93,9 @@ class ExperimentRun {
     }
     // Initialisation and dropout draw from LibTorch's global generator.
     torch::manual_seed(config_.seed());
-    ASSIGN_OR_RETURN(trainer_, CreateTrainer(config_.trainer(),
-                                             MakeTrainerContext(config_, device_)));
+    ASSIGN_OR_RETURN(trainer_,
+                     CreateTrainer(config_.trainer(),
+                                   MakeTrainerContext(config_, device_, data_.num_train)));
     Say(absl::StrFormat(
         "experiment %s: %zu classes, %zu labeled / %lld train videos (labeled list sha256 %s), "
         "%zu test videos, %lld parameters, device %s",

@@ -49,8 +49,10 @@ struct RunResult {
   std::string final_checkpoint;  // latest checkpoint after training
 };
 
-// The context the experiment's trainer is built from.
-TrainerContext MakeTrainerContext(const ExperimentConfig& config, const torch::Device& device);
+// The context the experiment's trainer is built from; `train_videos`, the
+// experiment's training videos (0 = unknown), gives steps_per_epoch.
+TrainerContext MakeTrainerContext(const ExperimentConfig& config, const torch::Device& device,
+                                  int64_t train_videos = 0);
 
 // `config` must be validated and resolved, with backbone.num_classes set to
 // the dataset's class count. InvalidArgument errors are config errors (the

@@ -284,7 +284,7 @@ class Pipeline {
                                                       const MixingRule& rule) {
     ASSIGN_OR_RETURN(ExperimentConfig c, PipelineStageConfig(base_, stage));
     ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
-                     CreateTrainer(c.trainer(), MakeTrainerContext(c, device_)));
+                     CreateTrainer(c.trainer(), MakeTrainerContext(c, device_, data_.num_train)));
     CheckpointContents contents;
     contents.modules = trainer->CheckpointModules();
     RETURN_IF_ERROR(LoadCheckpoint(state_[stage].output, &contents));

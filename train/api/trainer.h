@@ -128,6 +128,9 @@ struct TrainerContext {
   DatasetConfig dataset;
   // Optimizer steps of the run (momentum schedules, ramp-ups).
   int64_t total_steps = 1;
+  // Steps of one pass over the training videos at labeled_batch_size (a
+  // self-supervised run's epoch); 0 = unknown.
+  int64_t steps_per_epoch = 0;
   // The config path of the TrainerConfig ("trainer", or a pipeline stage's
   // "timebalance.distill.trainer"); the trainer's factory sees the path of
   // its options (CreateTrainer appends the kind), for messages at run time.
