@@ -3,7 +3,8 @@
 // Pieces shared by the semi-supervised trainers (pseudo_label, mean_teacher,
 // fixmatch, tg_fixmatch, mvpl, cmpl, s4l, self_distillation, timebalance):
 // the unlabeled-loss schedule, thresholded pseudo-labels and their loss,
-// the temporal-gradient view, views of a batch, auxiliary-model widths,
+// the temporal-gradient view and the multi-view (RGB + TG) loss, views of a
+// batch, auxiliary-model widths,
 // frozen teachers loaded from checkpoints, the distillation loss, and the
 // option checks every semi-supervised trainer runs in its Validate.
 #ifndef TIMEBALANCE_SEMISUP_SEMI_SUPERVISED_H_

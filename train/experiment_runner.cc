@@ -179,9 +179,9 @@ class ExperimentRun {
     const PreciseBnPlan plan =
         PlanPreciseBn(c, static_cast<int64_t>(videos.size()), trainer_->PreciseBnReferenceBatches(),
                       config_.trainer().labeled_batch_size(), config_.seed());
-    r->set_precise_bn_batches(plan.num_batches);
-    r->set_precise_bn_batch_size(plan.num_batches > 0 ? plan.batch_size : 0);
     if (plan.num_batches == 0) return absl::OkStatus();
+    r->set_precise_bn_batches(plan.num_batches);
+    r->set_precise_bn_batch_size(plan.batch_size);
     ASSIGN_OR_RETURN(PreciseBnReport report,
                      PreciseBatchNorm(trainer_->EvaluationModel(), c, plan, videos,
                                       config_.dataset(), device_, ExperimentPrecision(config_),
