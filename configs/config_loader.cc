@@ -8,6 +8,7 @@
 #include "core/records.h"
 #include "core/status_macros.h"
 #include "datasets/clip_ops.h"
+#include "datasets/views.h"
 #include "train/api/trainer.h"
 
 namespace tb {
@@ -119,6 +120,14 @@ void ValidateEvaluation(const ExperimentConfig& e, FieldChecker* c) {
   c->Require(v.crop_fraction() > 0 && v.crop_fraction() <= 1, "evaluation.crop_fraction",
              v.crop_fraction(), "must be in (0, 1]");
   c->Require(v.batch_size() >= 1, "evaluation.batch_size", v.batch_size(), "must be >= 1");
+  const PreciseBnConfig& bn = v.precise_bn();
+  c->Require(bn.num_batches() >= 0, "evaluation.precise_bn.num_batches", bn.num_batches(),
+             "must be >= 0 (0 = off; unset = the trainer's reference default)");
+  c->Require(bn.batch_size() >= 0, "evaluation.precise_bn.batch_size", bn.batch_size(),
+             "must be >= 0 (0 = trainer.labeled_batch_size)");
+  if (bn.has_sampler()) {
+    c->Merge(ValidateSampler(bn.sampler(), c->Path("evaluation.precise_bn.sampler")));
+  }
   const RepresentationEvalConfig& r = e.representation_eval();
   c->Require(r.num_clips() >= 2, "representation_eval.num_clips", r.num_clips(),
              "must be >= 2 (the temporal-similarity diagnostic compares clips)");

@@ -1,22 +1,17 @@
 // Multi-view pseudo-labeling over RGB and the temporal gradient (TG, frame
-// differences of the same clip, T - 1 frames) through one backbone,
-// registered twice with different reference defaults
-// (MultiViewFixMatchOptions):
-//   tg_fixmatch  threshold 0.3, feature alignment weight 1 (Xiao et al.,
-//                CVPR 2022);
-//   mvpl         threshold 0.95, no alignment (Xiong et al., ICCV 2021;
-//                its optical-flow view is not implemented).
-// Per step, with p_v(.) = softmax(f(view v of .)), v in {RGB, TG}:
-//   pseudo-label  = argmax of (p_RGB(weak) + p_TG(weak)) / 2, masked at the
-//                   threshold, no gradient;
-//   L = sum_v CE(f(v(x_l)), y) + w(t) * sum_v PseudoLabelLoss(f(v(strong)))
-//       + alignment * mean over weak clips of (1 - cos(g_RGB, g_TG)),
-// with g the pooled backbone features. RGB and TG clips have different
-// lengths, so each view is one forward pass (labeled, weak and strong clips
-// of a view share BatchNorm statistics). Only RGB is used at test time.
-#include <torch/nn/functional/distance.h>
-#include <torch/nn/functional/loss.h>
-
+// differences of the same clip, T - 1 frames), after LTG's code (Xiao et
+// al., CVPR 2022), registered twice with different reference defaults
+// (MultiViewFixMatchOptions in semisup.proto):
+//   tg_fixmatch  LTG's method: threshold 0.3, stage-wise feature alignment
+//                with weight 1 (TG detached), a separate TG network;
+//   mvpl         LTG's MvPL configs: threshold 0.3, no alignment, one
+//                network for both views (Xiong et al., ICCV 2021; its
+//                optical-flow view is not implemented).
+// The loss is ComputeMultiViewLoss (semi_supervised.h). RGB and TG clips
+// have different lengths, so each view is one forward pass (labeled, weak
+// and strong clips of a view share BatchNorm statistics). Only the RGB
+// network is evaluated, after precise BatchNorm statistics on RGB clips
+// (PreciseBnReferenceBatches: LTG's precise_bn num_iters 200).
 #include "absl/strings/str_cat.h"
 #include "core/config_check.h"
 #include "core/status_macros.h"
@@ -27,17 +22,46 @@ namespace tb {
 namespace {
 
 constexpr double kReferenceWeight = 1.0;
+constexpr int kReferencePreciseBnBatches = 200;
+
+struct MultiViewDefaults {
+  const char* name;
+  float threshold;
+  float alignment;
+  bool separate_tg_model;
+};
+constexpr MultiViewDefaults kTgFixMatch{"tg_fixmatch", 0.3f, 1.0f, true};
+constexpr MultiViewDefaults kMvpl{"mvpl", 0.3f, 0.0f, false};
+
+float Alignment(const MultiViewFixMatchOptions& o, const MultiViewDefaults& d) {
+  return o.has_feature_alignment_weight() ? o.feature_alignment_weight() : d.alignment;
+}
+
+bool SeparateTgModel(const MultiViewFixMatchOptions& o, const MultiViewDefaults& d) {
+  return o.has_separate_tg_model() ? o.separate_tg_model() : d.separate_tg_model;
+}
 
 class MultiViewFixMatchTrainer : public SemiSupervisedTrainer {
  public:
-  MultiViewFixMatchTrainer(std::string name, std::shared_ptr<VideoBackbone> model,
-                           const MultiViewFixMatchOptions& o, float threshold, float alignment,
+  // `tg_model` null: the TG view goes through `model`.
+  MultiViewFixMatchTrainer(std::shared_ptr<VideoBackbone> model,
+                           std::shared_ptr<VideoBackbone> tg_model,
+                           const MultiViewFixMatchOptions& o, const MultiViewDefaults& d,
                            torch::Device device)
       : SemiSupervisedTrainer(std::move(model), device),
-        name_(std::move(name)),
-        options_(o),
-        threshold_(threshold),
-        alignment_(alignment) {}
+        tg_model_(std::move(tg_model)),
+        name_(d.name),
+        options_(o) {
+    if (tg_model_) tg_model_->to(device_);
+    loss_.threshold = ThresholdOr(o.pseudo_label(), d.threshold);
+    loss_.source = o.pseudo_label_source();
+    loss_.normalization = o.pseudo_label().normalization();
+    loss_.view_weight = o.view_weight();
+    loss_.alignment_weight = Alignment(o, d);
+    loss_.alignment_features = o.alignment_features();
+    loss_.detach_tg = o.alignment_detach_tg();
+    loss_.strong_clips = o.views().strong_clips();
+  }
 
   SamplerConfig UnlabeledSampler() const override {
     SamplerConfig s;
@@ -45,80 +69,80 @@ class MultiViewFixMatchTrainer : public SemiSupervisedTrainer {
     return s;
   }
 
+  std::vector<torch::Tensor> TrainableParameters() override {
+    std::vector<torch::Tensor> params = model_->parameters();
+    if (tg_model_) {
+      for (const torch::Tensor& p : tg_model_->parameters()) params.push_back(p);
+    }
+    return params;
+  }
+  std::vector<std::pair<std::string, torch::nn::Module*>> CheckpointModules() override {
+    std::vector<std::pair<std::string, torch::nn::Module*>> modules = {{"model", model_.get()}};
+    if (tg_model_) modules.push_back({"tg_model", tg_model_.get()});
+    return modules;
+  }
+  void SetTraining(bool training) override {
+    model_->train(training);
+    if (tg_model_) tg_model_->train(training);
+  }
+  int PreciseBnReferenceBatches() const override { return kReferencePreciseBnBatches; }
+
   absl::StatusOr<StepResult> Step(const StepBatches& batches) override {
     ASSIGN_OR_RETURN(const ClipBatch* ub, Unlabeled(batches, name_));
-    const int64_t k = options_.views().strong_clips();
     ASSIGN_OR_RETURN(torch::Tensor xl, LabeledClips(*batches.labeled));
     ASSIGN_OR_RETURN(torch::Tensor weak, BatchView(*ub, "weak", 1));
-    ASSIGN_OR_RETURN(torch::Tensor strong, BatchView(*ub, "strong", k));
+    ASSIGN_OR_RETURN(torch::Tensor strong, BatchView(*ub, "strong", loss_.strong_clips));
     return CallTorch(name_ + " step", [&] {
-      namespace F = torch::nn::functional;
       const int64_t nl = xl.size(0), nu = weak.size(0);
       const torch::Tensor y = batches.labeled->labels.to(device_);
       const torch::Tensor rgb = torch::cat({xl, weak, strong}).to(device_);
-      const torch::Tensor views[2] = {rgb, TemporalGradient(rgb)};
-      const char* names[2] = {"rgb", "tg"};
-      torch::Tensor features[2], logits[2];
+      const torch::Tensor inputs[2] = {rgb, TemporalGradient(rgb)};
+      VideoBackbone* models[2] = {model_.get(), tg_model_ ? tg_model_.get() : model_.get()};
+      MultiViewOutputs views[2];
       for (int v = 0; v < 2; ++v) {
-        features[v] = model_->Features(views[v]);
-        logits[v] = model_->Logits(features[v]).to(torch::kFloat);
+        views[v].stages = models[v]->StageFeatureMaps(inputs[v]);
+        views[v].pooled = views[v].stages.back().mean({2, 3, 4});
+        views[v].logits = models[v]->Logits(views[v].pooled);
       }
-      const torch::Tensor p_weak = (torch::softmax(logits[0].slice(0, nl, nl + nu), 1) +
-                                    torch::softmax(logits[1].slice(0, nl, nl + nu), 1)) /
-                                   2;
-      const PseudoLabels pl = MakePseudoLabels(p_weak, threshold_);
-      const PseudoLabels pl_strong = RepeatPseudoLabels(pl, k);
-      const double w = UnlabeledWeight(options_.schedule(), kReferenceWeight, batches.step);
+      MultiViewLossOptions o = loss_;
+      o.unlabeled_weight = UnlabeledWeight(options_.schedule(), kReferenceWeight, batches.step);
+      const MultiViewLoss loss = ComputeMultiViewLoss(views, y, nl, nu, o);
       StepResult result;
-      torch::Tensor loss = torch::zeros({}, rgb.options());
+      result.loss = loss.total;
+      const char* names[2] = {"rgb", "tg"};
       for (int v = 0; v < 2; ++v) {
-        const torch::Tensor ce = F::cross_entropy(logits[v].slice(0, 0, nl), y);
-        const torch::Tensor loss_u = PseudoLabelLoss(logits[v].slice(0, nl + nu), pl_strong,
-                                                     options_.pseudo_label().normalization());
-        loss = loss + ce + w * loss_u;
-        result.metrics[std::string("loss_ce_") + names[v]] = ce.item<double>();
-        result.metrics[std::string("loss_u_") + names[v]] = loss_u.item<double>();
-        result.metrics[std::string("train_top1_") + names[v]] = Top1(logits[v].slice(0, 0, nl), y);
+        result.metrics[std::string("loss_ce_") + names[v]] = loss.ce[v].item<double>();
+        result.metrics[std::string("loss_u_") + names[v]] = loss.unlabeled[v].item<double>();
+        result.metrics[std::string("train_top1_") + names[v]] =
+            Top1(views[v].logits.slice(0, 0, nl), y);
       }
-      if (alignment_ > 0) {
-        const torch::Tensor cosine =
-            F::cosine_similarity(features[0].slice(0, nl, nl + nu).to(torch::kFloat),
-                                 features[1].slice(0, nl, nl + nu).to(torch::kFloat),
-                                 F::CosineSimilarityFuncOptions().dim(1));
-        const torch::Tensor align = (1 - cosine).mean();
-        loss = loss + alignment_ * align;
-        result.metrics["loss_align"] = align.item<double>();
+      if (loss.alignment.defined()) {
+        result.metrics["loss_align"] = loss.alignment.item<double>();
+        for (size_t s = 0; s < loss.alignment_stages.size() && loss.alignment_stages.size() > 1;
+             ++s) {
+          result.metrics[absl::StrCat("loss_align_stage", s + 1)] =
+              loss.alignment_stages[s].item<double>();
+        }
       }
-      result.loss = loss;
-      result.metrics["weight_u"] = w;
-      AddPseudoLabelMetrics(pl, ub->labels, "", &result.metrics);
+      result.metrics["weight_u"] = o.unlabeled_weight;
+      AddPseudoLabelMetrics(loss.pseudo_labels, ub->labels, "", &result.metrics);
       return result;
     });
   }
 
  private:
+  std::shared_ptr<VideoBackbone> tg_model_;
   std::string name_;
   MultiViewFixMatchOptions options_;
-  float threshold_, alignment_;
+  MultiViewLossOptions loss_;
 };
-
-struct MultiViewDefaults {
-  const char* name;
-  float threshold;
-  float alignment;
-};
-constexpr MultiViewDefaults kTgFixMatch{"tg_fixmatch", 0.3f, 1.0f};
-constexpr MultiViewDefaults kMvpl{"mvpl", 0.95f, 0.0f};
-
-float Alignment(const MultiViewFixMatchOptions& o, const MultiViewDefaults& d) {
-  return o.has_feature_alignment_weight() ? o.feature_alignment_weight() : d.alignment;
-}
 
 absl::Status ValidateMultiView(const MultiViewFixMatchOptions& o, const TrainerScope& scope,
                                const MultiViewDefaults& d) {
   FieldChecker c(scope.path);
   c.Merge(ValidateSemiSupervised(o, scope));
   c.Require(Alignment(o, d) >= 0, "feature_alignment_weight", Alignment(o, d), "must be >= 0");
+  c.Require(o.view_weight() > 0, "view_weight", o.view_weight(), "must be > 0");
   c.Fail(scope.dataset.clip().num_frames() < 2, "",
          absl::StrCat("the temporal gradient needs dataset.clip.num_frames >= 2, got ",
                       scope.dataset.clip().num_frames()));
@@ -129,10 +153,12 @@ absl::StatusOr<std::unique_ptr<Trainer>> CreateMultiView(const MultiViewFixMatch
                                                          const TrainerContext& context,
                                                          const MultiViewDefaults& d) {
   ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> model, context.CreateModel());
-  return std::unique_ptr<Trainer>(
-      new MultiViewFixMatchTrainer(d.name, std::move(model), o,
-                                   ThresholdOr(o.pseudo_label(), d.threshold), Alignment(o, d),
-                                   context.device));
+  std::shared_ptr<VideoBackbone> tg_model;
+  if (SeparateTgModel(o, d)) {
+    ASSIGN_OR_RETURN(tg_model, context.CreateModel());
+  }
+  return std::unique_ptr<Trainer>(new MultiViewFixMatchTrainer(
+      std::move(model), std::move(tg_model), o, d, context.device));
 }
 
 absl::Status ValidateTgFixMatch(const MultiViewFixMatchOptions& o, const TrainerScope& scope) {

@@ -1,6 +1,9 @@
 #include "semisup/semi_supervised.h"
 
+#include <torch/nn/functional/distance.h>
 #include <torch/nn/functional/loss.h>
+#include <torch/nn/functional/normalization.h>
+#include <torch/nn/functional/upsampling.h>
 
 #include <algorithm>
 #include <cmath>
@@ -16,6 +19,14 @@
 #include "ssl/objective.h"
 
 namespace tb {
+namespace {
+
+// `x` in fp32 unless it is fp64 (reduced-precision outputs are upcast).
+torch::Tensor Wide(const torch::Tensor& x) {
+  return x.scalar_type() == torch::kDouble ? x : x.to(torch::kFloat);
+}
+
+}  // namespace
 
 absl::Status ValidateSemiSupervised(const google::protobuf::Message& options,
                                     const TrainerScope& scope) {
@@ -91,7 +102,7 @@ torch::Tensor PseudoLabelLoss(const torch::Tensor& logits, const PseudoLabels& l
                               PseudoLabelOptions::Normalization normalization) {
   namespace F = torch::nn::functional;
   const torch::Tensor per_sample =
-      F::cross_entropy(logits.to(torch::kFloat), labels.labels,
+      F::cross_entropy(Wide(logits), labels.labels,
                        F::CrossEntropyFuncOptions().reduction(torch::kNone));
   const torch::Tensor selected = (per_sample * labels.mask).sum();
   if (normalization == PseudoLabelOptions::SELECTED) {
@@ -140,6 +151,71 @@ torch::Tensor TemporalGradient(const torch::Tensor& clips) {
   return clips.narrow(t_dim, 1, t - 1) - clips.narrow(t_dim, 0, t - 1);
 }
 
+namespace {
+
+// 1 - the mean cosine over dim 1 of L2-normalised `a` and `b`.
+torch::Tensor CosineDistance(const torch::Tensor& a, const torch::Tensor& b) {
+  namespace F = torch::nn::functional;
+  const auto unit = F::NormalizeFuncOptions().dim(1);
+  return 1 - F::cosine_similarity(F::normalize(a, unit), F::normalize(b, unit),
+                                  F::CosineSimilarityFuncOptions().dim(1))
+                 .mean();
+}
+
+}  // namespace
+
+MultiViewLoss ComputeMultiViewLoss(const MultiViewOutputs views[2], const torch::Tensor& labels,
+                                   int64_t nl, int64_t nu, const MultiViewLossOptions& o) {
+  namespace F = torch::nn::functional;
+  MultiViewLoss out;
+  const torch::Tensor weak_rgb = Wide(views[0].logits).slice(0, nl, nl + nu);
+  const torch::Tensor weak_tg = Wide(views[1].logits).slice(0, nl, nl + nu);
+  {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor p =
+        o.source == MultiViewFixMatchOptions::AVERAGED_LOGITS
+            ? torch::softmax((weak_rgb + weak_tg) / 2, 1)
+            : (torch::softmax(weak_rgb, 1) + torch::softmax(weak_tg, 1)) / 2;
+    out.pseudo_labels = MakePseudoLabels(p, o.threshold);
+  }
+  const PseudoLabels strong_labels = RepeatPseudoLabels(out.pseudo_labels, o.strong_clips);
+  torch::Tensor total;
+  for (int v = 0; v < 2; ++v) {
+    const torch::Tensor z = Wide(views[v].logits);
+    out.ce[v] = F::cross_entropy(z.slice(0, 0, nl), labels);
+    out.unlabeled[v] = PseudoLabelLoss(z.slice(0, nl + nu), strong_labels, o.normalization);
+    const torch::Tensor term = o.view_weight * (out.ce[v] + o.unlabeled_weight * out.unlabeled[v]);
+    total = v == 0 ? term : total + term;
+  }
+  if (o.alignment_weight > 0) {
+    const auto tg = [&](const torch::Tensor& t) { return o.detach_tg ? t.detach() : t; };
+    if (o.alignment_features == MultiViewFixMatchOptions::POOLED_WEAK) {
+      out.alignment_stages.push_back(
+          CosineDistance(Wide(views[0].pooled).slice(0, nl, nl + nu),
+                         tg(Wide(views[1].pooled).slice(0, nl, nl + nu))));
+    } else {
+      for (size_t s = 0; s < views[0].stages.size() && s < views[1].stages.size(); ++s) {
+        const torch::Tensor a = Wide(views[0].stages[s]).slice(0, 0, nl + nu);
+        torch::Tensor b = tg(Wide(views[1].stages[s]).slice(0, 0, nl + nu));
+        if (b.sizes() != a.sizes()) {
+          // The TG clip has T - 1 frames: its map is resampled in time (and,
+          // should they differ, in space) to the RGB map's.
+          const std::vector<int64_t> size(a.sizes().begin() + 2, a.sizes().end());
+          b = F::interpolate(b, F::InterpolateFuncOptions()
+                                    .size(size)
+                                    .mode(torch::kTrilinear)
+                                    .align_corners(false));
+        }
+        out.alignment_stages.push_back(CosineDistance(a, b));
+      }
+    }
+    out.alignment = torch::stack(out.alignment_stages).sum();
+    total = total + o.alignment_weight * out.alignment;
+  }
+  out.total = total;
+  return out;
+}
+
 absl::StatusOr<torch::Tensor> BatchView(const ClipBatch& batch, const std::string& name,
                                         int64_t clips) {
   ASSIGN_OR_RETURN(torch::Tensor view, GetView(batch.views, name, clips));
@@ -170,8 +246,7 @@ StepResult DistillationStep(const torch::Tensor& logits, const torch::Tensor& p_
                             TimeBalanceOptions::Distance distance) {
   const int64_t nl = labels.size(0);
   // Reduced-precision (autocast) logits are upcast to fp32; fp64 stays fp64.
-  const torch::Tensor wide =
-      logits.scalar_type() == torch::kDouble ? logits : logits.to(torch::kFloat);
+  const torch::Tensor wide = Wide(logits);
   const torch::Tensor p_s = torch::softmax(wide, 1);
   const torch::Tensor ce = torch::nn::functional::cross_entropy(wide.slice(0, 0, nl), labels);
   const torch::Tensor d_l = DistillationDistance(p_s.slice(0, 0, nl), p_teacher.slice(0, 0, nl),

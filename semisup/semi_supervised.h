@@ -3,7 +3,8 @@
 // Pieces shared by the semi-supervised trainers (pseudo_label, mean_teacher,
 // fixmatch, tg_fixmatch, mvpl, cmpl, s4l, self_distillation, timebalance):
 // the unlabeled-loss schedule, thresholded pseudo-labels and their loss,
-// the temporal-gradient view, views of a batch, auxiliary-model widths,
+// the temporal-gradient view and the multi-view (RGB + TG) loss, views of a
+// batch, auxiliary-model widths,
 // frozen teachers loaded from checkpoints, the distillation loss, and the
 // option checks every semi-supervised trainer runs in its Validate.
 #ifndef TIMEBALANCE_SEMISUP_SEMI_SUPERVISED_H_
@@ -14,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "backbones/backbone.h"
@@ -61,7 +63,8 @@ PseudoLabels RepeatPseudoLabels(const PseudoLabels& labels, int64_t k);
 
 // Cross-entropy of `logits` [N, C] against the pseudo-labels, masked:
 // sum_i mask_i CE_i divided by N (ALL) or by sum_i mask_i (SELECTED; 0 when
-// nothing is selected).
+// nothing is selected). In fp32 (reduced-precision logits are upcast) or,
+// for fp64 logits, fp64.
 torch::Tensor PseudoLabelLoss(const torch::Tensor& logits, const PseudoLabels& labels,
                               PseudoLabelOptions::Normalization normalization);
 
@@ -90,6 +93,52 @@ double Top1(const torch::Tensor& scores, const torch::Tensor& labels);
 // normalisation is affine per channel, so this is the scaled difference of
 // raw frames).
 torch::Tensor TemporalGradient(const torch::Tensor& clips);
+
+// One view's (RGB's or TG's) outputs on the rows [labeled (nl), weak (nu),
+// strong (k * nu, clip-major)] of a multi-view step.
+struct MultiViewOutputs {
+  torch::Tensor logits;  // [N, C]
+  // The feature map of every residual stage, first to last, [N, C_s, T_s,
+  // H_s, W_s] (VideoBackbone::StageFeatureMaps); for STAGE_MAPS alignment.
+  std::vector<torch::Tensor> stages;
+  torch::Tensor pooled;  // [N, D]; for POOLED_WEAK alignment
+};
+
+// What a multi-view step's loss depends on besides the outputs
+// (MultiViewFixMatchOptions, resolved).
+struct MultiViewLossOptions {
+  float threshold = 0.3f;
+  MultiViewFixMatchOptions::PseudoLabelSource source = MultiViewFixMatchOptions::AVERAGED_LOGITS;
+  PseudoLabelOptions::Normalization normalization = PseudoLabelOptions::ALL;
+  double view_weight = 0.5;
+  double unlabeled_weight = 1.0;  // w(t)
+  double alignment_weight = 0.0;
+  MultiViewFixMatchOptions::AlignmentFeatures alignment_features =
+      MultiViewFixMatchOptions::STAGE_MAPS;
+  bool detach_tg = true;
+  int64_t strong_clips = 1;
+};
+
+struct MultiViewLoss {
+  torch::Tensor total;
+  torch::Tensor ce[2], unlabeled[2];  // per view: RGB, TG
+  torch::Tensor alignment;            // summed over stages; undefined when off
+  std::vector<torch::Tensor> alignment_stages;
+  PseudoLabels pseudo_labels;  // of the nu weak clips
+};
+
+// The loss of TG-FixMatch / MvPL (MultiViewFixMatchOptions' comment) from
+// the RGB (views[0]) and TG (views[1]) outputs of nl labeled and nu
+// unlabeled videos with labels `labels` [nl]:
+//   total = view_weight * sum_v [CE(z_v(x_l), y) + w * PseudoLabelLoss(
+//           z_v(strong))] + alignment_weight * sum_s A_s,
+// A_s = 1 - mean over rows and positions of the cosine over channels
+// between the RGB and TG maps of stage s on the labeled + weak rows (TG
+// detached with detach_tg, resampled to the RGB map's size when they
+// differ), or for POOLED_WEAK one term 1 - mean cos of the weak rows'
+// pooled features. Logits are used in their own dtype (fp64 stays fp64).
+MultiViewLoss ComputeMultiViewLoss(const MultiViewOutputs views[2], const torch::Tensor& labels,
+                                   int64_t nl, int64_t nu, const MultiViewLossOptions& options);
 
 // View `name` of a batch as [K * B, 3, T, S, S], clip-major, checked to
 // have K == clips (K = 1 gives [B, ...]). Errors name the view.

@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "core/checkpoint.h"
+#include "core/testing/reference_tensors.h"
 #include "core/testing/test_util.h"
 #include "google/protobuf/text_format.h"
 #include "ssl/losses.h"
@@ -188,9 +189,78 @@ TEST(SemiSupervisedTrainers, FixMatchTrainsTheStrongViewOnTheWeakViewsLabels) {
   }
 }
 
-TEST(SemiSupervisedTrainers, TgFixMatchAveragesRgbAndTemporalGradientPredictions) {
+// 1 - mean cosine over channels of L2-normalised maps (LTG's CosineSimiLoss).
+double CosineDistance(const torch::Tensor& a, const torch::Tensor& b) {
+  const auto unit = F::NormalizeFuncOptions().dim(1);
+  return 1 - F::cosine_similarity(F::normalize(a, unit), F::normalize(b, unit),
+                                  F::CosineSimilarityFuncOptions().dim(1))
+                 .mean()
+                 .item<double>();
+}
+
+TEST(SemiSupervisedTrainers, TgFixMatchFollowsLtg) {
   const ClipBatch lb = Batch(2, 1), ub = Batch(3, 2);
   auto t = Make(Config("tg_fixmatch { pseudo_label { threshold: 0 } }"));
+  ASSERT_EQ(t->CheckpointModules().size(), 2u);  // the TG network of its own
+  EXPECT_EQ(t->PreciseBnReferenceBatches(), 200);
+  t->SetTraining(false);
+  auto r = t->Step({&lb, &ub, 0});
+  ASSERT_TRUE(r.ok()) << r.status();
+  VideoBackbone& m = t->EvaluationModel();
+  VideoBackbone& tg = Module(*t, "tg_model");
+  const torch::Tensor weak = ub.views.at("weak").squeeze(1);
+  const torch::Tensor strong = ub.views.at("strong").squeeze(1);
+  // The pseudo-label: argmax of the averaged logits.
+  const torch::Tensor pl = (Logits(m, weak) + Logits(tg, TemporalGradient(weak))).argmax(1);
+  const double u_rgb = F::cross_entropy(Logits(m, strong), pl).item<double>();
+  const double u_tg = F::cross_entropy(Logits(tg, TemporalGradient(strong)), pl).item<double>();
+  EXPECT_NEAR(r->metrics.at("loss_u_rgb"), u_rgb, 1e-5);
+  EXPECT_NEAR(r->metrics.at("loss_u_tg"), u_tg, 1e-5);
+  const double ce_rgb = F::cross_entropy(Logits(m, lb.clips), lb.labels).item<double>();
+  const double ce_tg =
+      F::cross_entropy(Logits(tg, TemporalGradient(lb.clips)), lb.labels).item<double>();
+  EXPECT_NEAR(r->metrics.at("loss_ce_tg"), ce_tg, 1e-5);
+  // Alignment: every stage's map on the labeled + weak clips; the TG maps
+  // (3 frames) resampled in time to the RGB maps' length.
+  const torch::Tensor x = torch::cat({lb.clips, weak});
+  std::vector<torch::Tensor> a, b;
+  {
+    torch::NoGradGuard no_grad;
+    a = m.StageFeatureMaps(x);
+    b = tg.StageFeatureMaps(TemporalGradient(x));
+  }
+  ASSERT_EQ(a.size(), 4u);
+  EXPECT_NE(a[0].size(2), b[0].size(2));
+  double align = 0;
+  for (size_t s = 0; s < a.size(); ++s) {
+    const std::vector<int64_t> size(a[s].sizes().begin() + 2, a[s].sizes().end());
+    const torch::Tensor resampled = F::interpolate(
+        b[s], F::InterpolateFuncOptions().size(size).mode(torch::kTrilinear).align_corners(false));
+    const double d = CosineDistance(a[s], resampled);
+    EXPECT_NEAR(r->metrics.at("loss_align_stage" + std::to_string(s + 1)), d, 1e-5);
+    align += d;
+  }
+  EXPECT_NEAR(r->metrics.at("loss_align"), align, 1e-5);
+  EXPECT_NEAR(r->loss.item<double>(), 0.5 * (ce_rgb + ce_tg + u_rgb + u_tg) + align, 1e-4);
+
+  // MvPL: one network, the same views, no alignment.
+  auto mvpl = Make(Config("mvpl { pseudo_label { threshold: 0 } }"));
+  EXPECT_EQ(mvpl->CheckpointModules().size(), 1u);
+  EXPECT_EQ(mvpl->PreciseBnReferenceBatches(), 200);
+  mvpl->SetTraining(false);
+  auto r2 = mvpl->Step({&lb, &ub, 0});
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_EQ(r2->metrics.count("loss_align"), 0u);
+  EXPECT_EQ(r2->metrics.count("loss_u_tg"), 1u);
+}
+
+TEST(SemiSupervisedTrainers, TgFixMatchKeepsTheEarlierRulesAsOptions) {
+  const ClipBatch lb = Batch(2, 1), ub = Batch(3, 2);
+  auto t = Make(Config(
+      "tg_fixmatch { pseudo_label { threshold: 0 } separate_tg_model: false view_weight: 1 "
+      "pseudo_label_source: AVERAGED_PROBABILITIES alignment_features: POOLED_WEAK "
+      "alignment_detach_tg: false }"));
+  ASSERT_EQ(t->CheckpointModules().size(), 1u);
   t->SetTraining(false);
   auto r = t->Step({&lb, &ub, 0});
   ASSERT_TRUE(r.ok()) << r.status();
@@ -201,28 +271,108 @@ TEST(SemiSupervisedTrainers, TgFixMatchAveragesRgbAndTemporalGradientPredictions
       (torch::softmax(Logits(m, weak), 1) + torch::softmax(Logits(m, TemporalGradient(weak)), 1)) /
       2;
   const torch::Tensor pl = p.argmax(1);
-  EXPECT_NEAR(r->metrics.at("loss_u_rgb"), F::cross_entropy(Logits(m, strong), pl).item<double>(),
-              1e-5);
-  EXPECT_NEAR(r->metrics.at("loss_u_tg"),
-              F::cross_entropy(Logits(m, TemporalGradient(strong)), pl).item<double>(), 1e-5);
+  const double u_rgb = F::cross_entropy(Logits(m, strong), pl).item<double>();
+  const double u_tg = F::cross_entropy(Logits(m, TemporalGradient(strong)), pl).item<double>();
+  EXPECT_NEAR(r->metrics.at("loss_u_rgb"), u_rgb, 1e-5);
+  EXPECT_NEAR(r->metrics.at("loss_u_tg"), u_tg, 1e-5);
   torch::Tensor g_rgb, g_tg;
   {
     torch::NoGradGuard no_grad;
     g_rgb = m.Features(weak);
     g_tg = m.Features(TemporalGradient(weak));
   }
-  const double align =
-      (1 - F::cosine_similarity(g_rgb, g_tg, F::CosineSimilarityFuncOptions().dim(1)))
-          .mean()
-          .item<double>();
+  const double align = CosineDistance(g_rgb, g_tg);
   EXPECT_NEAR(r->metrics.at("loss_align"), align, 1e-5);
-  // MvPL: the same views, no alignment term.
-  auto mvpl = Make(Config("mvpl { pseudo_label { threshold: 0 } }"));
-  mvpl->SetTraining(false);
-  auto r2 = mvpl->Step({&lb, &ub, 0});
-  ASSERT_TRUE(r2.ok()) << r2.status();
-  EXPECT_EQ(r2->metrics.count("loss_align"), 0u);
-  EXPECT_EQ(r2->metrics.count("loss_u_tg"), 1u);
+  const double ce = F::cross_entropy(Logits(m, lb.clips), lb.labels).item<double>() +
+                    F::cross_entropy(Logits(m, TemporalGradient(lb.clips)), lb.labels)
+                        .item<double>();
+  EXPECT_NEAR(r->loss.item<double>(), ce + u_rgb + u_tg + align, 1e-4);
+}
+
+// LTG's reductions (semisup/testdata/multiview_reference.py): FixMatch's
+// unlabeled loss (recognizer3d_semi.py, SemiRecognizer3D.forward_train;
+// google-research/fixmatch's mean of the masked CE), MvPL's
+// (recognizer3d_semi_multiview.py, Semi_MV_Recognizer3D.forward_train) and
+// TG-FixMatch's (recognizer3d_semi_appsup_tempsup_simclr_crossclip_ptv.py,
+// Semi_AppSup_TempSup_SimCLR_Crossclip_PTV_Recognizer3D.forward_train with
+// cosine_simi_loss.py's CosineSimiLoss), values and gradients in float64.
+TEST(MultiViewLossParity, MatchesLtgsFixMatchMvplAndTgFixMatch) {
+  const auto refs = ::tb::testing::RunReferenceTensors("semisup/testdata/multiview_reference.py",
+                                                       "multiview_reference.txt");
+  ASSERT_TRUE(refs.ok()) << refs.status();
+  const auto ref = [&](const std::string& name) {
+    const auto it = refs->find(name);
+    EXPECT_NE(it, refs->end()) << name;
+    return it == refs->end() ? torch::Tensor() : it->second;
+  };
+  const auto expect_close = [](const torch::Tensor& actual, const torch::Tensor& expected,
+                               const std::string& what) {
+    ASSERT_TRUE(actual.defined()) << what;
+    ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
+    EXPECT_LT((actual.to(torch::kDouble) - expected).abs().max().item<double>(), 1e-5) << what;
+  };
+  const float threshold = ref("threshold").item<float>();
+
+  // FixMatch.
+  const torch::Tensor strong = ref("fixmatch_strong").requires_grad_(true);
+  const PseudoLabels pl = MakePseudoLabels(torch::softmax(ref("fixmatch_weak"), 1), threshold);
+  const torch::Tensor fixmatch = PseudoLabelLoss(strong, pl, PseudoLabelOptions::ALL);
+  EXPECT_EQ(fixmatch.scalar_type(), torch::kDouble);
+  expect_close(fixmatch, ref("fixmatch_loss"), "fixmatch loss");
+  expect_close(fixmatch, ref("fixmatch_google_loss"), "fixmatch loss (google-research form)");
+  fixmatch.backward();
+  expect_close(strong.grad(), ref("fixmatch_grad_strong"), "fixmatch gradient");
+
+  // MvPL and TG-FixMatch.
+  const torch::Tensor labels = ref("labels").to(torch::kLong);
+  const int64_t nl = labels.size(0), nu = ref("fixmatch_weak").size(0);
+  for (const std::string method : {"mvpl", "tg"}) {
+    SCOPED_TRACE(method);
+    const bool tg = method == "tg";
+    MultiViewOutputs views[2];
+    const char* names[2] = {"rgb", "tg"};
+    for (int v = 0; v < 2; ++v) {
+      views[v].logits = ref(std::string("logits_") + names[v]).clone().requires_grad_(true);
+      for (int s = 0; s < 4; ++s) {
+        views[v].stages.push_back(
+            ref("stage" + std::to_string(s) + "_" + names[v]).clone().requires_grad_(true));
+      }
+    }
+    MultiViewLossOptions o;
+    o.threshold = threshold;
+    o.alignment_weight = tg ? 1.0 : 0.0;
+    const MultiViewLoss loss = ComputeMultiViewLoss(views, labels, nl, nu, o);
+    const std::string p = method + "_";
+    expect_close(loss.pseudo_labels.labels, ref(p + "pseudo_labels"), "pseudo-labels");
+    expect_close(loss.pseudo_labels.mask, ref(p + "mask"), "mask");
+    for (int v = 0; v < 2; ++v) {
+      expect_close(loss.ce[v], ref(p + "ce_" + names[v]), std::string("CE ") + names[v]);
+      expect_close(loss.unlabeled[v], ref(p + "u_" + names[v]), std::string("U ") + names[v]);
+    }
+    if (tg) {
+      ASSERT_EQ(loss.alignment_stages.size(), 4u);
+      for (int s = 0; s < 4; ++s) {
+        expect_close(loss.alignment_stages[s], ref("tg_align" + std::to_string(s)),
+                     "alignment stage " + std::to_string(s));
+      }
+    } else {
+      EXPECT_FALSE(loss.alignment.defined());
+    }
+    expect_close(loss.total, ref(p + "loss"), "total");
+    loss.total.backward();
+    for (int v = 0; v < 2; ++v) {
+      expect_close(views[v].logits.grad(),
+                   ref(p + (tg ? "grad_logits_" : "grad_") + names[v]),
+                   std::string("logits gradient ") + names[v]);
+      if (!tg) continue;
+      for (int s = 0; s < 4; ++s) {
+        const std::string name = "tg_grad_stage" + std::to_string(s) + "_" + names[v];
+        const torch::Tensor g = views[v].stages[s].grad();
+        // The detached TG maps get no gradient at all.
+        expect_close(g.defined() ? g : torch::zeros_like(views[v].stages[s]), ref(name), name);
+      }
+    }
+  }
 }
 
 TEST(SemiSupervisedTrainers, CmplTrainsEachModelOnTheOthersPseudoLabels) {
@@ -399,7 +549,8 @@ TEST(SemiSupervisedTrainers, SelfDistillationMatchesTheFrozenTeacher) {
 
 TEST(SemiSupervisedTrainers, ExtraModelsSurviveACheckpointRoundTrip) {
   for (const std::string& text :
-       {std::string("mean_teacher {}"), std::string("cmpl {}"), std::string("s4l {}")}) {
+       {std::string("mean_teacher {}"), std::string("cmpl {}"), std::string("s4l {}"),
+        std::string("tg_fixmatch {}")}) {
     SCOPED_TRACE(text);
     auto t = Make(Config(text), 1);
     // Move the extra state away from its initial value: a few EMA updates

@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include "backbones/sync_batch_norm.h"
+#include "eval/precise_bn.h"
 #include "core/collectives.h"
 #include "ssl/losses.h"
 #include "ssl/objective.h"
@@ -226,6 +227,16 @@ struct Net : torch::nn::Module {
   torch::nn::Linear fc{nullptr}, unused{nullptr};
 };
 
+// `n` nets with the weights of seed 1 (the one-process reference's).
+std::vector<std::shared_ptr<Net>> SeededNets(int n) {
+  std::vector<std::shared_ptr<Net>> nets;
+  for (int r = 0; r < n; ++r) {
+    torch::manual_seed(1);
+    nets.push_back(std::make_shared<Net>());
+  }
+  return nets;
+}
+
 // One training step's loss: mean cross-entropy over the batch.
 torch::Tensor Loss(Net& net, const torch::Tensor& x, const torch::Tensor& y) {
   return torch::nn::functional::cross_entropy(net.forward(x), y);
@@ -243,11 +254,7 @@ TEST(GradientSynchronizer, TwoRanksOfFourEqualOneRankOfEight) {
   std::vector<torch::Tensor> ref_grads;
   for (const torch::Tensor& p : reference->parameters()) ref_grads.push_back(p.grad());
 
-  std::vector<std::shared_ptr<Net>> nets;
-  for (int r = 0; r < 2; ++r) {
-    torch::manual_seed(1);
-    nets.push_back(std::make_shared<Net>());
-  }
+  std::vector<std::shared_ptr<Net>> nets = SeededNets(2);
   RunRanks(2, [&](int rank, std::shared_ptr<ProcessGroupCollectives> c) {
     Net& net = *nets[rank];
     net.train();
@@ -291,6 +298,46 @@ TEST(GradientSynchronizer, TwoRanksOfFourEqualOneRankOfEight) {
   }
 }
 
+
+// Precise-BN on 2 ranks, each forwarding half of every global batch (and
+// without distributed.sync_batchnorm: precise-BN synchronises the layers
+// itself, then puts them back), equals one process forwarding the global
+// batches, on both ranks.
+TEST(PreciseBn, TwoRanksOfFourEqualOneProcessOfEight) {
+  torch::manual_seed(5);
+  std::vector<torch::Tensor> batches;
+  for (int b = 0; b < 3; ++b) batches.push_back(torch::randn({8, 2, 3, 5, 5}) * (b + 1));
+  const auto feed = [&](int offset, int size) {
+    auto i = std::make_shared<int>(0);
+    return [&batches, i, offset, size]() -> absl::StatusOr<torch::Tensor> {
+      return batches[(*i)++].narrow(0, offset, size);
+    };
+  };
+  torch::manual_seed(1);
+  Net reference;
+  reference.train();
+  ASSERT_TRUE(RecomputeBatchNormStatistics(
+                  reference, [&](const torch::Tensor& x) { reference.forward(x); }, 3,
+                  feed(0, 8), torch::kCPU)
+                  .ok());
+  std::vector<std::shared_ptr<Net>> nets = SeededNets(2);
+  RunRanks(2, [&](int rank, std::shared_ptr<ProcessGroupCollectives> c) {
+    Net& net = *nets[rank];
+    net.train();
+    auto report = RecomputeBatchNormStatistics(
+        net, [&](const torch::Tensor& x) { net.forward(x); }, 3, feed(4 * rank, 4), torch::kCPU,
+        Precision::kFp32, c);
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_FALSE(net.bn->synchronized());  // as it was
+  });
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_LT((nets[r]->bn->running_mean - reference.bn->running_mean).abs().max().item<double>(),
+              1e-6);
+    EXPECT_LT((nets[r]->bn->running_var - reference.bn->running_var).abs().max().item<double>(),
+              1e-5);
+  }
+  EXPECT_TRUE(torch::equal(nets[0]->bn->running_var, nets[1]->bn->running_var));
+}
 
 // In-batch negatives over the global batch: NT-Xent of GlobalBatch()
 // embeddings on 2 ranks x 3 videos, gradients averaged as the training loop

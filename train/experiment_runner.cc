@@ -17,6 +17,7 @@
 #include "core/run_lock.h"
 #include "core/status_macros.h"
 #include "eval/multi_clip_evaluator.h"
+#include "eval/precise_bn.h"
 #include "eval/representation.h"
 
 namespace tb {
@@ -172,12 +173,43 @@ class ExperimentRun {
     return absl::OkStatus();
   }
 
+  // Precise BatchNorm statistics for the evaluation (eval/precise_bn.h):
+  // recomputed on the evaluation model, which `keep` restores afterwards, so
+  // the trained model and its checkpoints are left as they are.
+  absl::Status PreciseBatchNormForEvaluation(ExperimentResults* r) {
+    const PreciseBnConfig& c = config_.evaluation().precise_bn();
+    const std::vector<LabeledVideo>& videos =
+        c.videos() == PreciseBnConfig::LABELED ? data_.labeled : data_.train;
+    const PreciseBnPlan plan =
+        PlanPreciseBn(c, static_cast<int64_t>(videos.size()), trainer_->PreciseBnReferenceBatches(),
+                      config_.trainer().labeled_batch_size(), config_.seed());
+    if (plan.num_batches == 0) return absl::OkStatus();
+    r->set_precise_bn_batches(plan.num_batches);
+    r->set_precise_bn_batch_size(plan.batch_size);
+    ASSIGN_OR_RETURN(PreciseBnReport report,
+                     PreciseBatchNorm(trainer_->EvaluationModel(), c, plan, videos,
+                                      config_.dataset(), device_, ExperimentPrecision(config_),
+                                      DistributedCollectives()));
+    Say(absl::StrFormat(
+        "precise-BN: %d BatchNorm layers recomputed on %d batches of %d training clips (%.1f s)",
+        report.layers, report.batches, plan.batch_size, report.seconds));
+    return absl::OkStatus();
+  }
+
   absl::Status EvaluateClassifier(ExperimentResults* r) {
+    BatchNormStatisticsGuard keep(trainer_->EvaluationModel());
+    RETURN_IF_ERROR(PreciseBatchNormForEvaluation(r));
     ASSIGN_OR_RETURN(VideoAccuracy acc,
                      EvaluateMultiClip(trainer_->EvaluationModel(), data_.test, NumClasses(),
                                        config_.dataset(), config_.evaluation(), device_,
                                        ExperimentPrecision(config_), collectives()));
-    r->set_protocol(absl::StrCat(EvaluationProtocol(config_.evaluation()), ", softmax averaged"));
+    std::string protocol = absl::StrCat(EvaluationProtocol(config_.evaluation()),
+                                        ", softmax averaged");
+    if (r->precise_bn_batches() > 0) {
+      absl::StrAppendFormat(&protocol, ", precise-BN on %d x %d training clips",
+                            r->precise_bn_batches(), r->precise_bn_batch_size());
+    }
+    r->set_protocol(protocol);
     *r->mutable_test() = VideoAccuracyToRecord(acc, data_.class_names);
     Say(absl::StrFormat("test: %lld videos x %d clips: top1 %.2f%% top5 %.2f%% (%.1f s)",
                         static_cast<long long>(acc.num_videos), acc.num_clips, 100 * acc.top1,
@@ -186,6 +218,8 @@ class ExperimentRun {
   }
 
   absl::Status EvaluateRepresentation(ExperimentResults* r) {
+    BatchNormStatisticsGuard keep(trainer_->EvaluationModel());
+    RETURN_IF_ERROR(PreciseBatchNormForEvaluation(r));
     const RepresentationEvalConfig& e = config_.representation_eval();
     ASSIGN_OR_RETURN(RepresentationReport report,
                      tb::EvaluateRepresentation(trainer_->EvaluationModel(), data_.train,
@@ -235,6 +269,10 @@ class ExperimentRun {
 
   int NumClasses() const { return static_cast<int>(data_.class_names.size()); }
 
+  std::shared_ptr<Collectives> DistributedCollectives() const {
+    if (!IsDistributed(options_.distributed.get())) return nullptr;
+    return options_.distributed;
+  }
   Collectives* collectives() const {
     return IsDistributed(options_.distributed.get()) ? options_.distributed.get() : nullptr;
   }

@@ -137,8 +137,10 @@ def main():
 
 # The baselines of the published table with ALGORITHMS.md's reference
 # hyperparameters (the trainers' defaults when a field is unset): thresholds
-# 0.95 (PseudoLabel, FixMatch, MvPL, CMPL) and 0.3 (TG-FixMatch); unlabeled
-# weight 1 (100 for MeanTeacher's MSE); MeanTeacher EMA 0.99 then 0.999. The
+# 0.95 (PseudoLabel, FixMatch, CMPL) and 0.3 (TG-FixMatch, MvPL: LTG's
+# configs); unlabeled weight 1 (100 for MeanTeacher's MSE); MeanTeacher EMA
+# 0.99 then 0.999; TG-FixMatch and MvPL evaluated after 200 batches of
+# precise-BN (docs/BASELINES.md, "Fidelity"). The
 # threshold-based methods and MeanTeacher warm up / ramp up over the first 10%
 # of the steps [assumption: the video papers use a few supervised epochs].
 BASELINES = [

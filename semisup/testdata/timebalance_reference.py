@@ -22,28 +22,22 @@ gradients with respect to the student's logits.
 OUT_FILE: core/testing/reference_tensors.h's format.
 """
 
+import os
 import sys
 import warnings
 
-try:
-    import torch
-    import torch.nn as nn
-except ImportError as e:  # the C++ test prints this line
-    sys.exit("timebalance_reference.py: cannot import torch with %s: %s" % (sys.executable, e))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "core",
+                                "testing"))
+import reference_tensors  # noqa: E402  (core/testing/reference_tensors.py)
 
-torch.set_default_dtype(torch.float64)
+torch = reference_tensors.import_torch("timebalance_reference.py")  # float64 by default
+import torch.nn as nn  # noqa: E402
 # KLDivLoss warns that 'mean' is not 'batchmean': that is the point here.
 warnings.filterwarnings("ignore", message="reduction: 'mean' divides")
 
 
-def main():
+def main(put):
     torch.manual_seed(23)
-    lines = []
-
-    def put(name, t):
-        t = torch.as_tensor(t).detach().to(torch.float64).contiguous()
-        lines.append(" ".join([name, str(t.dim())] + [str(s) for s in t.shape] +
-                              [repr(float(v)) for v in t.flatten().tolist()]))
 
     num_labeled, num_unlabeled, num_classes = 3, 4, 5
     logits_l = (2 * torch.randn(num_labeled, num_classes)).requires_grad_(True)
@@ -83,11 +77,7 @@ def main():
         put(name + "_d_u", d_u)
         put(name + "_loss", loss)
         put(name + "_grad_logits", torch.cat([grad_l, grad_u]))
-    return lines
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    with open(sys.argv[1], "w") as out:
-        out.write("".join(line + "\n" for line in main()))
+    reference_tensors.run(main, __doc__)

@@ -27,15 +27,15 @@ hard-codes.
 OUT_FILE: core/testing/reference_tensors.h's format.
 """
 
+import os
 import sys
 
-try:
-    import torch
-    import torch.nn.functional as F
-except ImportError as e:  # the C++ test prints this line
-    sys.exit("tclr_reference.py: cannot import torch with %s: %s" % (sys.executable, e))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "core",
+                                "testing"))
+import reference_tensors  # noqa: E402  (core/testing/reference_tensors.py)
 
-torch.set_default_dtype(torch.float64)
+torch = reference_tensors.import_torch("tclr_reference.py")  # float64 by default
+import torch.nn.functional as F  # noqa: E402
 S = 4  # timesteps (dense clips, sparse slices)
 
 
@@ -91,15 +91,9 @@ def tclr_terms(sparse_raw, slices_raw, dense_raw, tau):
     return loss_ic2 + loss_ic1, loss_ll, loss_gl
 
 
-def main(out_file):
+def main(put):
     torch.manual_seed(16)
     tau = 0.1
-    lines = []
-
-    def put(name, t):
-        t = t.detach().to(torch.float64).contiguous()
-        lines.append(" ".join([name, str(t.dim())] + [str(s) for s in t.shape] +
-                              [repr(float(v)) for v in t.flatten().tolist()]))
 
     b, d = 3, 5
     sparse = torch.randn(2, b, d, requires_grad=True)
@@ -135,11 +129,6 @@ def main(out_file):
                           tclr_terms(sparse, slices, dense, tau)):
         put(name, loss)
 
-    with open(out_file, "w") as f:
-        f.write("\n".join(lines) + "\n")
-
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    main(sys.argv[1])
+    reference_tensors.run(main, __doc__)

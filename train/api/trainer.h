@@ -102,6 +102,14 @@ class Trainer {
 
   // Switches all trained models between train and eval mode.
   virtual void SetTraining(bool training) = 0;
+
+  // Batches of precise BatchNorm statistics recomputed before
+  // EvaluationModel() is evaluated when the experiment's
+  // evaluation.precise_bn.num_batches is unset (eval/precise_bn.h); 0 = off.
+  // Methods whose reference recomputes them say so here (the multi-view
+  // trainers: RGB and temporal-gradient clips share BatchNorm layers in
+  // training, only RGB is tested).
+  virtual int PreciseBnReferenceBatches() const { return 0; }
 };
 
 // What a trainer's options are validated against: where they sit and the
