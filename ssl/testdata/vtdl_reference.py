@@ -25,15 +25,15 @@ Gradients are with respect to the raw q and n (k gets none). float64.
 OUT_FILE: core/testing/reference_tensors.h's format.
 """
 
+import os
 import sys
 
-try:
-    import torch
-    import torch.nn.functional as F
-except ImportError as e:  # the C++ test prints this line
-    sys.exit("vtdl_reference.py: cannot import torch with %s: %s" % (sys.executable, e))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "core",
+                                "testing"))
+import reference_tensors  # noqa: E402  (core/testing/reference_tensors.py)
 
-torch.set_default_dtype(torch.float64)
+torch = reference_tensors.import_torch("vtdl_reference.py")  # float64 by default
+import torch.nn.functional as F  # noqa: E402
 
 
 def normalize(x):
@@ -57,16 +57,9 @@ def nce_softmax_loss(logits):
     return F.cross_entropy(logits.squeeze(), label)
 
 
-def main(out_file):
+def main(put):
     torch.manual_seed(7)
     temperature = 0.07
-    lines = []
-
-    def put(name, t):
-        t = t.detach().to(torch.float64).contiguous()
-        lines.append(" ".join([name, str(t.dim())] + [str(s) for s in t.shape] +
-                              [repr(float(v)) for v in t.flatten().tolist()]))
-
     b, d, queue_size = 4, 6, 9
     q_raw = torch.randn(b, d, requires_grad=True)
     k_raw = torch.randn(b, d)
@@ -91,11 +84,6 @@ def main(out_file):
     put("triplet_grad_q", grad_q)
     put("triplet_grad_n", grad_n)
 
-    with open(out_file, "w") as f:
-        f.write("\n".join(lines) + "\n")
-
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    main(sys.argv[1])
+    reference_tensors.run(main, __doc__)
