@@ -184,8 +184,11 @@ TEST(PreciseBn, OnTrainingClipsIsDeterministic) {
     auto report = PreciseBatchNorm(model, c, plan, train, d, torch::kCPU);
     ASSERT_TRUE(report.ok()) << report.status();
     EXPECT_EQ(report->clips, 3 * 2 * 2);  // 3 batches x 2 videos x 2 clips
-    if (run == 0) first = model.bn2->running_mean.clone();
-    if (run == 1) EXPECT_TRUE(torch::equal(model.bn2->running_mean, first));
+    if (run == 0) {
+      first = model.bn2->running_mean.clone();
+    } else {
+      EXPECT_TRUE(torch::equal(model.bn2->running_mean, first));
+    }
   }
   EXPECT_FALSE(torch::equal(model.bn2->running_mean, first));  // the guard restored it
 }
