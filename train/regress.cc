@@ -637,8 +637,15 @@ class Runner {
       if (o_.internal_group >= static_cast<int>(groups_.size())) {
         return absl::InvalidArgumentError(absl::StrCat("--internal_group: no group ", o_.internal_group));
       }
+      if (o_.internal_shards < 1 || o_.internal_shard < 0 ||
+          o_.internal_shard >= o_.internal_shards) {
+        return absl::InvalidArgumentError(absl::StrCat("--internal_shard=", o_.internal_shard,
+                                                       " of --internal_shards=",
+                                                       o_.internal_shards));
+      }
       Group& g = groups_[o_.internal_group];
-      RunGroup(&g, o_.internal_group + 1, /*announce=*/true);
+      RunGroup(&g, o_.internal_group + 1, /*announce=*/true, o_.internal_shard,
+               o_.internal_shards);
       result_.interrupted = g.interrupted || Stopped();
       result_.exit_code = g.status.ok()                                                  ? 0
                           : g.status.code() == absl::StatusCode::kInvalidArgument ? 2
@@ -812,15 +819,20 @@ class Runner {
     return absl::OkStatus();
   }
 
-  // Runs (or, after a child process ran it, only reads) one group's
-  // comparison; `announce` prints its start and end lines.
-  void RunGroup(Group* g, int number, bool announce) {
+  // Runs (or, after child processes ran it, only reads) one group's
+  // comparison, or shard `shard` of `shards` of its cells; `announce` prints
+  // its start and end lines.
+  void RunGroup(Group* g, int number, bool announce, int shard = 0, int shards = 1) {
     ConfigureThreads(g->threads);
     const auto start = Clock::now();
-    if (announce) Say(absl::StrFormat("regress: [%d/%d] %s (%s), %d thread%s: %s", number, groups_.size(),
-                        g->label, absl::StrJoin(g->methods, ", "), g->threads,
-                        g->threads == 1 ? "" : "s", absl::StrJoin(g->entries, ", ")));
+    const std::string part =
+        shards > 1 ? absl::StrFormat(" (shard %d/%d)", shard + 1, shards) : std::string();
+    if (announce) Say(absl::StrFormat("regress: [%d/%d]%s %s (%s), %d thread%s: %s", number,
+                        groups_.size(), part, g->label, absl::StrJoin(g->methods, ", "),
+                        g->threads, g->threads == 1 ? "" : "s", absl::StrJoin(g->entries, ", ")));
     CompareOptions co;
+    co.shard_index = shard;
+    co.shard_count = shards;
     co.out_dir = g->dir;
     co.methods.assign(g->methods.begin(), g->methods.end());
     co.fractions = g->fractions;
@@ -853,17 +865,20 @@ class Runner {
       if (it == folder.end()) continue;
       g->cells[{c.method(), FractionKey(c.labeled_fraction()), c.seed()}] = {c, it->second};
     }
-    if (announce) Say(absl::StrFormat("regress: [%d/%d] %s: %d cell%s run, %d reused in %s", number,
-                        groups_.size(), g->label, g->ran, g->ran == 1 ? "" : "s", g->reused,
-                        FormatDuration(g->seconds)));
+    if (announce) Say(absl::StrFormat("regress: [%d/%d]%s %s: %d cell%s run, %d reused in %s",
+                        number, groups_.size(), part, g->label, g->ran, g->ran == 1 ? "" : "s",
+                        g->reused, FormatDuration(g->seconds)));
   }
 
-  // The command line of a child that runs group `index` alone.
-  std::vector<std::string> ChildArgv(int index) const {
+  // The command line of a child that runs shard `shard` of `shards` of
+  // group `index` alone.
+  std::vector<std::string> ChildArgv(int index, int shard, int shards) const {
     std::vector<std::string> argv = {o_.self_exe,
                                      "--suite=" + fs::absolute(o_.suite_path).string(),
                                      "--root=" + root_, "--out=" + out_dir_,
-                                     absl::StrCat("--internal_group=", index)};
+                                     absl::StrCat("--internal_group=", index),
+                                     absl::StrCat("--internal_shard=", shard),
+                                     absl::StrCat("--internal_shards=", shards)};
     std::vector<std::string> names;
     for (int i : selected_) names.push_back(suite_.entries(i).name());
     argv.push_back("--entries=" + absl::StrJoin(names, ","));
@@ -885,19 +900,37 @@ class Runner {
   }
 
   void RunGroups() {
-    const int jobs = std::min<int>(o_.jobs, static_cast<int>(groups_.size()));
+    // Work items: (group, shard, shards). A comparison group of several
+    // cells is split into up to 3 x jobs shards (smaller items balance the
+    // load: cells take 1-8 minutes); the teacher chains stay together.
+    struct Item {
+      int group, shard, shards;
+    };
+    std::vector<Item> items;
+    for (size_t i = 0; i < groups_.size(); ++i) {
+      const Group& g = groups_[i];
+      const int64_t cells =
+          static_cast<int64_t>(g.methods.size() * g.fractions.size() * g.seeds.size());
+      const int shards =
+          g.experiment || o_.jobs < 2 ? 1 : static_cast<int>(std::min<int64_t>(cells, 3 * o_.jobs));
+      for (int k = 0; k < std::max(shards, 1); ++k) {
+        items.push_back({static_cast<int>(i), k, std::max(shards, 1)});
+      }
+    }
+    const int jobs = std::min<int>(o_.jobs, static_cast<int>(items.size()));
     if (jobs > 1 && !o_.self_exe.empty()) {
       // Child processes, `jobs` at a time; then this process reads every
       // group's finished cells (all reused).
       std::map<pid_t, int> running;
       size_t next = 0;
-      while ((next < groups_.size() && !Stopped()) || !running.empty()) {
-        while (running.size() < static_cast<size_t>(jobs) && next < groups_.size() && !Stopped()) {
-          const pid_t pid = Spawn(ChildArgv(static_cast<int>(next)));
+      while ((next < items.size() && !Stopped()) || !running.empty()) {
+        while (running.size() < static_cast<size_t>(jobs) && next < items.size() && !Stopped()) {
+          const Item& item = items[next];
+          const pid_t pid = Spawn(ChildArgv(item.group, item.shard, item.shards));
           if (pid < 0) {
-            groups_[next].status = absl::InternalError("fork() failed");
+            groups_[item.group].status = absl::InternalError("fork() failed");
           } else {
-            running[pid] = static_cast<int>(next);
+            running[pid] = item.group;
           }
           ++next;
         }
