@@ -148,6 +148,40 @@ struct CodeState {
   std::string fingerprint;
 };
 
+// Whether a tracked path counts as code for the fingerprint: suites
+// (rewritten by --update) and documentation do not change what runs
+// compute, so committing them keeps finished runs reusable.
+bool IsCodePath(absl::string_view path) {
+  return !absl::StartsWith(path, "benchmarks/") && !absl::StartsWith(path, "docs/") &&
+         !absl::EndsWith(path, ".md");
+}
+
+}  // namespace
+
+std::string CodeFingerprint(const std::string& root) {
+  int rc = 0;
+  // HEAD's tree, filtered here: `git ls-tree` takes no ":(exclude)" pathspec
+  // (git 2.39 fails with exit 128), which until 2026-12-05 left every
+  // fingerprint empty, so finished runs were reused across code changes.
+  absl::StatusOr<std::string> tree = RunProgram({"git", "-C", root, "ls-tree", "-r", "HEAD"}, &rc);
+  if (!tree.ok() || rc != 0) return "";
+  std::string code;
+  for (absl::string_view line : absl::StrSplit(*tree, '\n', absl::SkipEmpty())) {
+    const size_t tab = line.find('\t');  // "<mode> <type> <object>\t<path>"
+    if (tab != absl::string_view::npos && IsCodePath(line.substr(tab + 1))) {
+      absl::StrAppend(&code, line, "\n");
+    }
+  }
+  absl::StatusOr<std::string> changes =
+      RunProgram({"git", "-C", root, "diff", "HEAD", "--no-ext-diff", "--no-color", "--", ".",
+                  ":(exclude)benchmarks", ":(exclude)docs", ":(exclude)*.md"},
+                 &rc);
+  if (!changes.ok() || rc != 0) return "";
+  return Sha256Hex(code + "\n" + *changes);
+}
+
+namespace {
+
 CodeState GitState(const std::string& root) {
   CodeState s;
   int rc = 0;
@@ -157,20 +191,7 @@ CodeState GitState(const std::string& root) {
   absl::StatusOr<std::string> quiet =
       RunProgram({"git", "-C", root, "diff", "HEAD", "--quiet", "--no-ext-diff"}, &rc);
   s.dirty = quiet.ok() && rc == 1;
-  // The code's content, not the commit: suites (rewritten by --update) and
-  // documentation do not change what runs compute, so committing them
-  // keeps finished runs reusable.
-  const std::vector<std::string> pathspecs = {"--", ".", ":(exclude)benchmarks", ":(exclude)docs",
-                                              ":(exclude)*.md"};
-  std::vector<std::string> ls = {"git", "-C", root, "ls-tree", "-r", "HEAD"};
-  std::vector<std::string> diff = {"git", "-C", root, "diff", "HEAD", "--no-ext-diff", "--no-color"};
-  ls.insert(ls.end(), pathspecs.begin(), pathspecs.end());
-  diff.insert(diff.end(), pathspecs.begin(), pathspecs.end());
-  absl::StatusOr<std::string> tree = RunProgram(ls, &rc);
-  if (!tree.ok() || rc != 0) return s;
-  absl::StatusOr<std::string> changes = RunProgram(diff, &rc);
-  if (!changes.ok() || rc != 0) return s;
-  s.fingerprint = Sha256Hex(*tree + "\n" + *changes);
+  s.fingerprint = CodeFingerprint(root);
   return s;
 }
 
@@ -631,6 +652,11 @@ class Runner {
                         out_dir_,
                         code_.head.empty() ? "unknown (no git)"
                                            : code_.head.substr(0, 12) + (code_.dirty ? "+dirty" : "")));
+      if (code_.fingerprint.empty()) {
+        Say(absl::StrCat("regress: warning: git cannot fingerprint the code under ", root_,
+                         ", so finished runs in ", out_dir_,
+                         " are reused whatever the code; remove them to rerun"));
+      }
     }
     if (o_.internal_group >= 0) {
       RETURN_IF_ERROR(BuildGroups());

@@ -97,6 +97,12 @@ std::string CurrentMachineKind();
 // is skipped there). STATISTICAL entries: &entry.expected().
 const Expected* ExpectedFor(const RegressionEntry& entry, const std::string& machine_kind);
 
+// A digest of the tracked code under the git work tree `root`: HEAD's tree
+// and the uncommitted diff, without benchmarks/, docs/ and *.md (so
+// committing a rewritten suite or documentation keeps finished runs
+// reusable, and any code change does not). Empty when git cannot tell.
+std::string CodeFingerprint(const std::string& root);
+
 struct RegressOptions {
   std::string suite_path;
   // Workspace root; "" = FindWorkspaceRoot(suite_path).
