@@ -34,7 +34,8 @@ ProjectionHeadImpl::ProjectionHeadImpl(const ProjectionHeadOptions& options)
   mlp_->push_back(torch::nn::Linear(
       torch::nn::LinearOptions(width, options.out_features).bias(!options.final_batch_norm)));
   if (options.final_batch_norm) {
-    mlp_->push_back(SyncBatchNorm1d(torch::nn::BatchNormOptions(options.out_features)));
+    mlp_->push_back(SyncBatchNorm1d(torch::nn::BatchNormOptions(options.out_features)
+                                        .affine(options.final_batch_norm_affine)));
   }
   register_module("mlp", mlp_);
 }

@@ -35,6 +35,9 @@ struct ProjectionHeadOptions {
   // BatchNorm after the last linear layer (which then has no bias), as
   // TCLR's and TimeBalance's heads (models/mlp.py) have.
   bool final_batch_norm = false;
+  // Whether that BatchNorm has a scale and shift (LTG's ContrastHead has
+  // none: BatchNorm1d(affine=False)).
+  bool final_batch_norm_affine = true;
   bool normalize = true;  // L2-normalise the output
 };
 

@@ -58,6 +58,29 @@ TEST(ProjectionHead, FinalBatchNorm) {
   EXPECT_TRUE(torch::allclose(z.var(0, /*unbiased=*/false), torch::ones({8}), 1e-3, 1e-3));
 }
 
+// LTG's ContrastHead: three linear layers without bias, the last BatchNorm
+// without scale and shift, so the outputs stay standardised during training.
+TEST(ProjectionHead, FinalBatchNormWithoutAffine) {
+  torch::manual_seed(2);
+  ProjectionHeadOptions options(16, 8);
+  options.num_layers = 3;
+  options.final_batch_norm = true;
+  options.final_batch_norm_affine = false;
+  options.normalize = false;
+  ProjectionHead head(options);
+  // Linear: 1, BN(16): 2, ReLU, Linear: 1, BN(16): 2, ReLU, Linear: 1, BN(8): 0.
+  EXPECT_EQ(head->named_parameters().size(), 7u);
+  head->train();
+  for (int i = 0; i < 3; ++i) {
+    torch::optim::SGD sgd(head->parameters(), 0.5);
+    const torch::Tensor z = head->forward(torch::randn({6, 16}));
+    EXPECT_TRUE(torch::allclose(z.mean(0), torch::zeros({8}), 1e-5, 1e-5));
+    sgd.zero_grad();
+    (z * torch::arange(8).to(z.dtype())).pow(3).sum().backward();
+    sgd.step();
+  }
+}
+
 TEST(ClassifierHead, Shapes) {
   ClassifierHead head(32, 7, 0.5);
   head->eval();

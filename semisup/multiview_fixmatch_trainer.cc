@@ -3,16 +3,22 @@
 // al., CVPR 2022), registered twice with different reference defaults
 // (MultiViewFixMatchOptions in semisup.proto):
 //   tg_fixmatch  LTG's method: threshold 0.3, stage-wise feature alignment
-//                with weight 1 (TG detached), a separate TG network;
+//                with weight 1 (TG detached), a separate TG network, the
+//                cross-view contrast between two heads at weight 0.5;
 //   mvpl         LTG's MvPL configs: threshold 0.3, no alignment, one
-//                network for both views (Xiong et al., ICCV 2021; its
-//                optical-flow view is not implemented).
+//                network for both views, no contrast (Xiong et al., ICCV
+//                2021; its optical-flow view is not implemented).
 // The loss is ComputeMultiViewLoss (semi_supervised.h). RGB and TG clips
 // have different lengths, so each view is one forward pass (labeled, weak
 // and strong clips of a view share BatchNorm statistics). Only the RGB
 // network is evaluated, after precise BatchNorm statistics on RGB clips
 // (PreciseBnReferenceBatches: LTG's precise_bn num_iters 200).
+#include <tuple>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
+#include "backbones/heads.h"
+#include "core/collectives.h"
 #include "core/config_check.h"
 #include "core/status_macros.h"
 #include "core/torch_status.h"
@@ -29,9 +35,10 @@ struct MultiViewDefaults {
   float threshold;
   float alignment;
   bool separate_tg_model;
+  float contrast;
 };
-constexpr MultiViewDefaults kTgFixMatch{"tg_fixmatch", 0.3f, 1.0f, true};
-constexpr MultiViewDefaults kMvpl{"mvpl", 0.3f, 0.0f, false};
+constexpr MultiViewDefaults kTgFixMatch{"tg_fixmatch", 0.3f, 1.0f, true, 0.5f};
+constexpr MultiViewDefaults kMvpl{"mvpl", 0.3f, 0.0f, false, 0.0f};
 
 float Alignment(const MultiViewFixMatchOptions& o, const MultiViewDefaults& d) {
   return o.has_feature_alignment_weight() ? o.feature_alignment_weight() : d.alignment;
@@ -40,6 +47,47 @@ float Alignment(const MultiViewFixMatchOptions& o, const MultiViewDefaults& d) {
 bool SeparateTgModel(const MultiViewFixMatchOptions& o, const MultiViewDefaults& d) {
   return o.has_separate_tg_model() ? o.separate_tg_model() : d.separate_tg_model;
 }
+
+float ContrastWeight(const MultiViewFixMatchOptions& o, const MultiViewDefaults& d) {
+  return o.cross_view_contrast().has_weight() ? o.cross_view_contrast().weight() : d.contrast;
+}
+
+// LTG's pair of ContrastHeads (CrossViewContrastOptions): one per view,
+// linear layers without bias drawn from N(0, 0.01), BatchNorm + ReLU between
+// them and an affine-free BatchNorm after the last. In a data-parallel run
+// the embeddings of the global batch (LTG all-gathers them), so N ranks x
+// B / N train as one process with B.
+class CrossViewContrastHeadsImpl : public torch::nn::Module, public CollectiveUser {
+ public:
+  CrossViewContrastHeadsImpl(int64_t in, const CrossViewContrastOptions& o) {
+    ProjectionHeadOptions h(in, o.out() > 0 ? o.out() : in);
+    h.hidden_features = o.hidden() > 0 ? o.hidden() : in;
+    h.num_layers = o.num_layers();
+    h.final_batch_norm = true;
+    h.final_batch_norm_affine = false;
+    h.normalize = false;  // CrossViewContrastLoss normalises
+    rgb_ = register_module("rgb", ProjectionHead(h));
+    tg_ = register_module("tg", ProjectionHead(h));
+    torch::NoGradGuard no_grad;
+    for (torch::Tensor& p : parameters()) {
+      if (p.dim() == 2) p.normal_(0.0, 0.01);  // LTG's init_std; BatchNorm keeps 1 / 0
+    }
+  }
+  void SetCollectives(std::shared_ptr<Collectives> collectives) override {
+    collectives_ = std::move(collectives);
+  }
+  // Pooled features [M, in] of the same clips in each view -> embeddings.
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& rgb,
+                                                  const torch::Tensor& tg) {
+    return {GlobalBatch(rgb_->forward(rgb), 0, collectives_.get()),
+            GlobalBatch(tg_->forward(tg), 0, collectives_.get())};
+  }
+
+ private:
+  ProjectionHead rgb_{nullptr}, tg_{nullptr};
+  std::shared_ptr<Collectives> collectives_;
+};
+TORCH_MODULE(CrossViewContrastHeads);
 
 class MultiViewFixMatchTrainer : public SemiSupervisedTrainer {
  public:
@@ -61,6 +109,12 @@ class MultiViewFixMatchTrainer : public SemiSupervisedTrainer {
     loss_.alignment_features = o.alignment_features();
     loss_.detach_tg = o.alignment_detach_tg();
     loss_.strong_clips = o.views().strong_clips();
+    loss_.contrast_weight = ContrastWeight(o, d);
+    loss_.contrast_temperature = o.cross_view_contrast().temperature();
+    if (loss_.contrast_weight > 0) {
+      contrast_ = CrossViewContrastHeads(model_->feature_dim(), o.cross_view_contrast());
+      contrast_->to(device_);
+    }
   }
 
   SamplerConfig UnlabeledSampler() const override {
@@ -74,16 +128,21 @@ class MultiViewFixMatchTrainer : public SemiSupervisedTrainer {
     if (tg_model_) {
       for (const torch::Tensor& p : tg_model_->parameters()) params.push_back(p);
     }
+    if (contrast_) {
+      for (const torch::Tensor& p : contrast_->parameters()) params.push_back(p);
+    }
     return params;
   }
   std::vector<std::pair<std::string, torch::nn::Module*>> CheckpointModules() override {
     std::vector<std::pair<std::string, torch::nn::Module*>> modules = {{"model", model_.get()}};
     if (tg_model_) modules.push_back({"tg_model", tg_model_.get()});
+    if (contrast_) modules.push_back({"contrast_heads", contrast_.get()});
     return modules;
   }
   void SetTraining(bool training) override {
     model_->train(training);
     if (tg_model_) tg_model_->train(training);
+    if (contrast_) contrast_->train(training);
   }
   int PreciseBnReferenceBatches() const override { return kReferencePreciseBnBatches; }
 
@@ -103,6 +162,11 @@ class MultiViewFixMatchTrainer : public SemiSupervisedTrainer {
         views[v].stages = models[v]->StageFeatureMaps(inputs[v]);
         views[v].pooled = views[v].stages.back().mean({2, 3, 4});
         views[v].logits = models[v]->Logits(views[v].pooled);
+      }
+      if (contrast_) {  // on the labeled and weak clips (LTG's range 'weak')
+        std::tie(views[0].contrast_embedding, views[1].contrast_embedding) =
+            contrast_->forward(views[0].pooled.slice(0, 0, nl + nu),
+                               views[1].pooled.slice(0, 0, nl + nu));
       }
       MultiViewLossOptions o = loss_;
       o.unlabeled_weight = UnlabeledWeight(options_.schedule(), kReferenceWeight, batches.step);
@@ -124,6 +188,7 @@ class MultiViewFixMatchTrainer : public SemiSupervisedTrainer {
               loss.alignment_stages[s].item<double>();
         }
       }
+      if (loss.contrast.defined()) result.metrics["loss_contrast"] = loss.contrast.item<double>();
       result.metrics["weight_u"] = o.unlabeled_weight;
       AddPseudoLabelMetrics(loss.pseudo_labels, ub->labels, "", &result.metrics);
       return result;
@@ -135,6 +200,7 @@ class MultiViewFixMatchTrainer : public SemiSupervisedTrainer {
   std::string name_;
   MultiViewFixMatchOptions options_;
   MultiViewLossOptions loss_;
+  CrossViewContrastHeads contrast_{nullptr};  // null when the weight is 0
 };
 
 absl::Status ValidateMultiView(const MultiViewFixMatchOptions& o, const TrainerScope& scope,
@@ -143,6 +209,17 @@ absl::Status ValidateMultiView(const MultiViewFixMatchOptions& o, const TrainerS
   c.Merge(ValidateSemiSupervised(o, scope));
   c.Require(Alignment(o, d) >= 0, "feature_alignment_weight", Alignment(o, d), "must be >= 0");
   c.Require(o.view_weight() > 0, "view_weight", o.view_weight(), "must be > 0");
+  const CrossViewContrastOptions& x = o.cross_view_contrast();
+  c.Require(ContrastWeight(o, d) >= 0, "cross_view_contrast.weight", ContrastWeight(o, d),
+            "must be >= 0");
+  c.Require(x.temperature() > 0, "cross_view_contrast.temperature", x.temperature(),
+            "must be > 0");
+  c.Require(x.hidden() >= 0, "cross_view_contrast.hidden", x.hidden(),
+            "must be >= 0 (0 = the backbone's feature dimension)");
+  c.Require(x.out() >= 0, "cross_view_contrast.out", x.out(),
+            "must be >= 0 (0 = the backbone's feature dimension)");
+  c.Require(x.num_layers() >= 1, "cross_view_contrast.num_layers", x.num_layers(),
+            "must be >= 1");
   c.Fail(scope.dataset.clip().num_frames() < 2, "",
          absl::StrCat("the temporal gradient needs dataset.clip.num_frames >= 2, got ",
                       scope.dataset.clip().num_frames()));

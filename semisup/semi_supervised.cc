@@ -15,6 +15,7 @@
 #include "core/status_macros.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
+#include "glog/logging.h"
 #include "ssl/losses.h"
 #include "ssl/objective.h"
 
@@ -212,8 +213,31 @@ MultiViewLoss ComputeMultiViewLoss(const MultiViewOutputs views[2], const torch:
     out.alignment = torch::stack(out.alignment_stages).sum();
     total = total + o.alignment_weight * out.alignment;
   }
+  if (o.contrast_weight > 0) {
+    CHECK(views[0].contrast_embedding.defined() && views[1].contrast_embedding.defined())
+        << "contrast_weight > 0 needs both views' contrast_embedding";
+    out.contrast = CrossViewContrastLoss(Wide(views[0].contrast_embedding),
+                                         Wide(views[1].contrast_embedding),
+                                         o.contrast_temperature);
+    total = total + o.contrast_weight * out.contrast;
+  }
   out.total = total;
   return out;
+}
+
+torch::Tensor CrossViewContrastLoss(const torch::Tensor& rgb, const torch::Tensor& tg,
+                                    double temperature) {
+  namespace F = torch::nn::functional;
+  CHECK_EQ(rgb.dim(), 2);
+  CHECK(rgb.sizes() == tg.sizes()) << rgb.sizes() << " vs " << tg.sizes();
+  const auto unit = [](const torch::Tensor& x) {
+    return F::normalize(x, F::NormalizeFuncOptions().dim(1));
+  };
+  const torch::Tensor r = unit(rgb), t = unit(tg);
+  const torch::Tensor target = torch::arange(rgb.size(0), rgb.options().dtype(torch::kLong));
+  const torch::Tensor rt = torch::matmul(r, t.t()) / temperature;
+  // t r^T is the transpose of r t^T.
+  return F::cross_entropy(rt, target) + F::cross_entropy(rt.t(), target);
 }
 
 absl::StatusOr<torch::Tensor> BatchView(const ClipBatch& batch, const std::string& name,

@@ -102,6 +102,10 @@ struct MultiViewOutputs {
   // H_s, W_s] (VideoBackbone::StageFeatureMaps); for STAGE_MAPS alignment.
   std::vector<torch::Tensor> stages;
   torch::Tensor pooled;  // [N, D]; for POOLED_WEAK alignment
+  // The cross-view contrast's head outputs for the labeled + weak clips,
+  // [M, D'] (not normalised; the global batch's in a data-parallel run);
+  // used when MultiViewLossOptions::contrast_weight > 0.
+  torch::Tensor contrast_embedding;
 };
 
 // What a multi-view step's loss depends on besides the outputs
@@ -117,6 +121,8 @@ struct MultiViewLossOptions {
       MultiViewFixMatchOptions::STAGE_MAPS;
   bool detach_tg = true;
   int64_t strong_clips = 1;
+  double contrast_weight = 0.0;
+  double contrast_temperature = 0.5;
 };
 
 struct MultiViewLoss {
@@ -124,19 +130,31 @@ struct MultiViewLoss {
   torch::Tensor ce[2], unlabeled[2];  // per view: RGB, TG
   torch::Tensor alignment;            // summed over stages; undefined when off
   std::vector<torch::Tensor> alignment_stages;
+  torch::Tensor contrast;      // CrossViewContrastLoss; undefined when off
   PseudoLabels pseudo_labels;  // of the nu weak clips
 };
+
+// LTG's cross-view contrast (CrossViewContrastOptions in semisup.proto) of
+// the head outputs rgb, tg [M, D] of the same M clips: with r, t their rows
+// L2-normalised,
+//   CE(r t^T / temperature, i) + CE(t r^T / temperature, i),
+// each cross entropy a mean over the M rows with row i's target its own
+// clip in the other view. Unweighted.
+torch::Tensor CrossViewContrastLoss(const torch::Tensor& rgb, const torch::Tensor& tg,
+                                    double temperature);
 
 // The loss of TG-FixMatch / MvPL (MultiViewFixMatchOptions' comment) from
 // the RGB (views[0]) and TG (views[1]) outputs of nl labeled and nu
 // unlabeled videos with labels `labels` [nl]:
 //   total = view_weight * sum_v [CE(z_v(x_l), y) + w * PseudoLabelLoss(
-//           z_v(strong))] + alignment_weight * sum_s A_s,
+//           z_v(strong))] + alignment_weight * sum_s A_s
+//           + contrast_weight * CrossViewContrastLoss(e_RGB, e_TG),
 // A_s = 1 - mean over rows and positions of the cosine over channels
 // between the RGB and TG maps of stage s on the labeled + weak rows (TG
 // detached with detach_tg, resampled to the RGB map's size when they
 // differ), or for POOLED_WEAK one term 1 - mean cos of the weak rows'
-// pooled features. Logits are used in their own dtype (fp64 stays fp64).
+// pooled features, and e_v the views' contrast_embedding. Logits are used
+// in their own dtype (fp64 stays fp64).
 MultiViewLoss ComputeMultiViewLoss(const MultiViewOutputs views[2], const torch::Tensor& labels,
                                    int64_t nl, int64_t nu, const MultiViewLossOptions& options);
 

@@ -12,6 +12,7 @@
 
 #include <cmath>
 
+#include "backbones/heads.h"
 #include "core/checkpoint.h"
 #include "core/testing/reference_tensors.h"
 #include "core/testing/test_util.h"
@@ -201,7 +202,8 @@ double CosineDistance(const torch::Tensor& a, const torch::Tensor& b) {
 TEST(SemiSupervisedTrainers, TgFixMatchFollowsLtg) {
   const ClipBatch lb = Batch(2, 1), ub = Batch(3, 2);
   auto t = Make(Config("tg_fixmatch { pseudo_label { threshold: 0 } }"));
-  ASSERT_EQ(t->CheckpointModules().size(), 2u);  // the TG network of its own
+  // The TG network of its own and the cross-view contrast's heads.
+  ASSERT_EQ(t->CheckpointModules().size(), 3u);
   EXPECT_EQ(t->PreciseBnReferenceBatches(), 200);
   t->SetTraining(false);
   auto r = t->Step({&lb, &ub, 0});
@@ -241,7 +243,27 @@ TEST(SemiSupervisedTrainers, TgFixMatchFollowsLtg) {
     align += d;
   }
   EXPECT_NEAR(r->metrics.at("loss_align"), align, 1e-5);
-  EXPECT_NEAR(r->loss.item<double>(), 0.5 * (ce_rgb + ce_tg + u_rgb + u_tg) + align, 1e-4);
+  // Cross-view contrast: each view's head on the pooled last-stage features
+  // of the labeled + weak clips, at weight 0.5.
+  torch::nn::Module* heads = nullptr;
+  for (auto& [name, module] : t->CheckpointModules()) {
+    if (name == "contrast_heads") heads = module;
+  }
+  ASSERT_NE(heads, nullptr);
+  auto* head_rgb = dynamic_cast<ProjectionHeadImpl*>(heads->named_children()["rgb"].get());
+  auto* head_tg = dynamic_cast<ProjectionHeadImpl*>(heads->named_children()["tg"].get());
+  ASSERT_TRUE(head_rgb != nullptr && head_tg != nullptr);
+  double contrast = 0;
+  {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor e_rgb = head_rgb->forward(a.back().mean({2, 3, 4}));
+    const torch::Tensor e_tg = head_tg->forward(b.back().mean({2, 3, 4}));
+    EXPECT_EQ(e_rgb.size(0), x.size(0));
+    contrast = CrossViewContrastLoss(e_rgb, e_tg, 0.5).item<double>();
+  }
+  EXPECT_NEAR(r->metrics.at("loss_contrast"), contrast, 1e-5);
+  EXPECT_NEAR(r->loss.item<double>(),
+              0.5 * (ce_rgb + ce_tg + u_rgb + u_tg) + align + 0.5 * contrast, 1e-4);
 
   // MvPL: one network, the same views, no alignment.
   auto mvpl = Make(Config("mvpl { pseudo_label { threshold: 0 } }"));
@@ -251,6 +273,7 @@ TEST(SemiSupervisedTrainers, TgFixMatchFollowsLtg) {
   auto r2 = mvpl->Step({&lb, &ub, 0});
   ASSERT_TRUE(r2.ok()) << r2.status();
   EXPECT_EQ(r2->metrics.count("loss_align"), 0u);
+  EXPECT_EQ(r2->metrics.count("loss_contrast"), 0u);
   EXPECT_EQ(r2->metrics.count("loss_u_tg"), 1u);
 }
 
@@ -259,7 +282,7 @@ TEST(SemiSupervisedTrainers, TgFixMatchKeepsTheEarlierRulesAsOptions) {
   auto t = Make(Config(
       "tg_fixmatch { pseudo_label { threshold: 0 } separate_tg_model: false view_weight: 1 "
       "pseudo_label_source: AVERAGED_PROBABILITIES alignment_features: POOLED_WEAK "
-      "alignment_detach_tg: false }"));
+      "alignment_detach_tg: false cross_view_contrast { weight: 0 } }"));
   ASSERT_EQ(t->CheckpointModules().size(), 1u);
   t->SetTraining(false);
   auto r = t->Step({&lb, &ub, 0});
@@ -295,7 +318,9 @@ TEST(SemiSupervisedTrainers, TgFixMatchKeepsTheEarlierRulesAsOptions) {
 // (recognizer3d_semi_multiview.py, Semi_MV_Recognizer3D.forward_train) and
 // TG-FixMatch's (recognizer3d_semi_appsup_tempsup_simclr_crossclip_ptv.py,
 // Semi_AppSup_TempSup_SimCLR_Crossclip_PTV_Recognizer3D.forward_train with
-// cosine_simi_loss.py's CosineSimiLoss), values and gradients in float64.
+// cosine_simi_loss.py's CosineSimiLoss and the 'crossview_sameclip' contrast
+// of simclr_loss_ptv_new.py's SimCLRLoss_PTV_New), values and gradients in
+// float64.
 TEST(MultiViewLossParity, MatchesLtgsFixMatchMvplAndTgFixMatch) {
   const auto refs = ::tb::testing::RunReferenceTensors("semisup/testdata/multiview_reference.py",
                                                        "multiview_reference.txt");
@@ -337,10 +362,14 @@ TEST(MultiViewLossParity, MatchesLtgsFixMatchMvplAndTgFixMatch) {
         views[v].stages.push_back(
             ref("stage" + std::to_string(s) + "_" + names[v]).clone().requires_grad_(true));
       }
+      views[v].contrast_embedding =
+          ref(std::string("contrast_embedding_") + names[v]).clone().requires_grad_(true);
     }
     MultiViewLossOptions o;
     o.threshold = threshold;
     o.alignment_weight = tg ? 1.0 : 0.0;
+    o.contrast_weight = tg ? ref("contrast_weight").item<double>() : 0.0;
+    o.contrast_temperature = ref("contrast_temperature").item<double>();
     const MultiViewLoss loss = ComputeMultiViewLoss(views, labels, nl, nu, o);
     const std::string p = method + "_";
     expect_close(loss.pseudo_labels.labels, ref(p + "pseudo_labels"), "pseudo-labels");
@@ -355,8 +384,10 @@ TEST(MultiViewLossParity, MatchesLtgsFixMatchMvplAndTgFixMatch) {
         expect_close(loss.alignment_stages[s], ref("tg_align" + std::to_string(s)),
                      "alignment stage " + std::to_string(s));
       }
+      expect_close(loss.contrast, ref("tg_contrast"), "cross-view contrast");
     } else {
       EXPECT_FALSE(loss.alignment.defined());
+      EXPECT_FALSE(loss.contrast.defined());
     }
     expect_close(loss.total, ref(p + "loss"), "total");
     loss.total.backward();
@@ -365,6 +396,9 @@ TEST(MultiViewLossParity, MatchesLtgsFixMatchMvplAndTgFixMatch) {
                    ref(p + (tg ? "grad_logits_" : "grad_") + names[v]),
                    std::string("logits gradient ") + names[v]);
       if (!tg) continue;
+      expect_close(views[v].contrast_embedding.grad(),
+                   ref(std::string("tg_grad_contrast_") + names[v]),
+                   std::string("contrast gradient ") + names[v]);
       for (int s = 0; s < 4; ++s) {
         const std::string name = "tg_grad_stage" + std::to_string(s) + "_" + names[v];
         const torch::Tensor g = views[v].stages[s].grad();

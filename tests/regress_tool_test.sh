@@ -4,7 +4,9 @@
 # layout kept); a rerun reuses the finished runs and passes; an expected
 # number moved by hand beyond its band fails (exit 1) with the entry named,
 # and so does a changed checksum; a missing config or metric path is exit 2
-# naming it; the history file and the report of it are written.
+# naming it; --jobs=2 shards a comparison's cells over child processes with
+# the sequential run's values; the history file and the report of it are
+# written.
 set -uo pipefail
 
 ROOT="$TEST_SRCDIR/timebalance"
@@ -160,6 +162,38 @@ sed 's#path: "test.top1"#path: "test.top9"#' suite.pbtxt > path.pbtxt
 run path --suite=path.pbtxt --entries=sup.top1
 [ "$rc" -eq 2 ] || fail "missing metric path exited $rc, want 2: $(cat path.txt)"
 grep -q 'metric path test.top9' path.txt || fail "$(cat path.txt)"
+
+# 7b. --jobs=2 on one comparison group splits its cells into shards run by
+# child processes; the values equal a sequential run's exactly.
+cat > cmp.pbtxt <<EOF
+name: "tiny_cmp"
+num_threads: 1
+data { name: "d" classes: 4 train_per_class: 3 test_per_class: 1 seed: 3 smoke: true }
+entries {
+  name: "sup.cell"
+  kind: DETERMINISTIC
+  comparison { config: "configs/compare/synth_ci.pbtxt" data: "d" method: "Supervised" labeled_fraction: 0.25 }
+  seeds: [0]
+  metric { cell: "top1" scale: 100 }
+}
+entries {
+  name: "fixmatch.cell"
+  kind: DETERMINISTIC
+  comparison { config: "configs/compare/synth_ci.pbtxt" data: "d" method: "FixMatch" labeled_fraction: 0.25 }
+  seeds: [0]
+  metric { cell: "top5" scale: 100 }
+}
+EOF
+"$REGRESS" --root="$ROOT" --out="$WORK/out_par" --suite=cmp.pbtxt --update --jobs=2 >par.txt 2>&1
+rc=$?
+[ "$rc" -eq 0 ] || fail "--jobs=2 comparison exited $rc: $(cat par.txt)"
+grep -q "(shard 1/2)" par.txt && grep -q "(shard 2/2)" par.txt \
+  || fail "the comparison group was not split into shards: $(cat par.txt)"
+"$REGRESS" --root="$ROOT" --out="$WORK/out_seq" --suite=cmp.pbtxt --jobs=1 >seq.txt 2>&1
+rc=$?
+[ "$rc" -eq 0 ] || fail "sequential rerun differs from the sharded one (exit $rc): $(cat seq.txt)"
+grep -q "^2 passed, 0 failed$" seq.txt || fail "closing line: $(cat seq.txt)"
+grep -q "shard" seq.txt && fail "--jobs=1 ran shards: $(cat seq.txt)"
 
 # 8. The history (one line per entry and invocation) and its report.
 lines=$(wc -l < out/history.jsonl)

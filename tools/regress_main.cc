@@ -41,6 +41,8 @@ DEFINE_bool(check, false, "Only validate the suite and every config it names.");
 DEFINE_bool(verbose, false, "Show the training loops' and the comparison runner's own lines.");
 DEFINE_int32(internal_group, -1,
              "Internal (--jobs > 1): run only this group of the suite in this process.");
+DEFINE_int32(internal_shard, 0, "Internal (child processes): the shard of the group to run.");
+DEFINE_int32(internal_shards, 1, "Internal (child processes): the group's number of shards.");
 
 namespace {
 
@@ -78,6 +80,8 @@ int Run() {
   options.tools_dir = RunfilesTools();
   options.self_exe = SelfExe();
   options.internal_group = FLAGS_internal_group;
+  options.internal_shard = FLAGS_internal_shard;
+  options.internal_shards = FLAGS_internal_shards;
   if (!FLAGS_entries.empty()) options.entries = absl::StrSplit(FLAGS_entries, ',', absl::SkipEmpty());
   if (FLAGS_allow_wider_bands && !FLAGS_update) {
     return tb::ToolError(kTool, tb::kExitUsageError, "--allow_wider_bands needs --update");

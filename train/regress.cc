@@ -148,6 +148,40 @@ struct CodeState {
   std::string fingerprint;
 };
 
+// Whether a tracked path counts as code for the fingerprint: suites
+// (rewritten by --update) and documentation do not change what runs
+// compute, so committing them keeps finished runs reusable.
+bool IsCodePath(absl::string_view path) {
+  return !absl::StartsWith(path, "benchmarks/") && !absl::StartsWith(path, "docs/") &&
+         !absl::EndsWith(path, ".md");
+}
+
+}  // namespace
+
+std::string CodeFingerprint(const std::string& root) {
+  int rc = 0;
+  // HEAD's tree, filtered here: `git ls-tree` takes no ":(exclude)" pathspec
+  // (git 2.39 fails with exit 128), which until 2026-12-05 left every
+  // fingerprint empty, so finished runs were reused across code changes.
+  absl::StatusOr<std::string> tree = RunProgram({"git", "-C", root, "ls-tree", "-r", "HEAD"}, &rc);
+  if (!tree.ok() || rc != 0) return "";
+  std::string code;
+  for (absl::string_view line : absl::StrSplit(*tree, '\n', absl::SkipEmpty())) {
+    const size_t tab = line.find('\t');  // "<mode> <type> <object>\t<path>"
+    if (tab != absl::string_view::npos && IsCodePath(line.substr(tab + 1))) {
+      absl::StrAppend(&code, line, "\n");
+    }
+  }
+  absl::StatusOr<std::string> changes =
+      RunProgram({"git", "-C", root, "diff", "HEAD", "--no-ext-diff", "--no-color", "--", ".",
+                  ":(exclude)benchmarks", ":(exclude)docs", ":(exclude)*.md"},
+                 &rc);
+  if (!changes.ok() || rc != 0) return "";
+  return Sha256Hex(code + "\n" + *changes);
+}
+
+namespace {
+
 CodeState GitState(const std::string& root) {
   CodeState s;
   int rc = 0;
@@ -157,20 +191,7 @@ CodeState GitState(const std::string& root) {
   absl::StatusOr<std::string> quiet =
       RunProgram({"git", "-C", root, "diff", "HEAD", "--quiet", "--no-ext-diff"}, &rc);
   s.dirty = quiet.ok() && rc == 1;
-  // The code's content, not the commit: suites (rewritten by --update) and
-  // documentation do not change what runs compute, so committing them
-  // keeps finished runs reusable.
-  const std::vector<std::string> pathspecs = {"--", ".", ":(exclude)benchmarks", ":(exclude)docs",
-                                              ":(exclude)*.md"};
-  std::vector<std::string> ls = {"git", "-C", root, "ls-tree", "-r", "HEAD"};
-  std::vector<std::string> diff = {"git", "-C", root, "diff", "HEAD", "--no-ext-diff", "--no-color"};
-  ls.insert(ls.end(), pathspecs.begin(), pathspecs.end());
-  diff.insert(diff.end(), pathspecs.begin(), pathspecs.end());
-  absl::StatusOr<std::string> tree = RunProgram(ls, &rc);
-  if (!tree.ok() || rc != 0) return s;
-  absl::StatusOr<std::string> changes = RunProgram(diff, &rc);
-  if (!changes.ok() || rc != 0) return s;
-  s.fingerprint = Sha256Hex(*tree + "\n" + *changes);
+  s.fingerprint = CodeFingerprint(root);
   return s;
 }
 
@@ -631,14 +652,26 @@ class Runner {
                         out_dir_,
                         code_.head.empty() ? "unknown (no git)"
                                            : code_.head.substr(0, 12) + (code_.dirty ? "+dirty" : "")));
+      if (code_.fingerprint.empty()) {
+        Say(absl::StrCat("regress: warning: git cannot fingerprint the code under ", root_,
+                         ", so finished runs in ", out_dir_,
+                         " are reused whatever the code; remove them to rerun"));
+      }
     }
     if (o_.internal_group >= 0) {
       RETURN_IF_ERROR(BuildGroups());
       if (o_.internal_group >= static_cast<int>(groups_.size())) {
         return absl::InvalidArgumentError(absl::StrCat("--internal_group: no group ", o_.internal_group));
       }
+      if (o_.internal_shards < 1 || o_.internal_shard < 0 ||
+          o_.internal_shard >= o_.internal_shards) {
+        return absl::InvalidArgumentError(absl::StrCat("--internal_shard=", o_.internal_shard,
+                                                       " of --internal_shards=",
+                                                       o_.internal_shards));
+      }
       Group& g = groups_[o_.internal_group];
-      RunGroup(&g, o_.internal_group + 1, /*announce=*/true);
+      RunGroup(&g, o_.internal_group + 1, /*announce=*/true, o_.internal_shard,
+               o_.internal_shards);
       result_.interrupted = g.interrupted || Stopped();
       result_.exit_code = g.status.ok()                                                  ? 0
                           : g.status.code() == absl::StatusCode::kInvalidArgument ? 2
@@ -812,15 +845,20 @@ class Runner {
     return absl::OkStatus();
   }
 
-  // Runs (or, after a child process ran it, only reads) one group's
-  // comparison; `announce` prints its start and end lines.
-  void RunGroup(Group* g, int number, bool announce) {
+  // Runs (or, after child processes ran it, only reads) one group's
+  // comparison, or shard `shard` of `shards` of its cells; `announce` prints
+  // its start and end lines.
+  void RunGroup(Group* g, int number, bool announce, int shard = 0, int shards = 1) {
     ConfigureThreads(g->threads);
     const auto start = Clock::now();
-    if (announce) Say(absl::StrFormat("regress: [%d/%d] %s (%s), %d thread%s: %s", number, groups_.size(),
-                        g->label, absl::StrJoin(g->methods, ", "), g->threads,
-                        g->threads == 1 ? "" : "s", absl::StrJoin(g->entries, ", ")));
+    const std::string part =
+        shards > 1 ? absl::StrFormat(" (shard %d/%d)", shard + 1, shards) : std::string();
+    if (announce) Say(absl::StrFormat("regress: [%d/%d]%s %s (%s), %d thread%s: %s", number,
+                        groups_.size(), part, g->label, absl::StrJoin(g->methods, ", "),
+                        g->threads, g->threads == 1 ? "" : "s", absl::StrJoin(g->entries, ", ")));
     CompareOptions co;
+    co.shard_index = shard;
+    co.shard_count = shards;
     co.out_dir = g->dir;
     co.methods.assign(g->methods.begin(), g->methods.end());
     co.fractions = g->fractions;
@@ -853,17 +891,20 @@ class Runner {
       if (it == folder.end()) continue;
       g->cells[{c.method(), FractionKey(c.labeled_fraction()), c.seed()}] = {c, it->second};
     }
-    if (announce) Say(absl::StrFormat("regress: [%d/%d] %s: %d cell%s run, %d reused in %s", number,
-                        groups_.size(), g->label, g->ran, g->ran == 1 ? "" : "s", g->reused,
-                        FormatDuration(g->seconds)));
+    if (announce) Say(absl::StrFormat("regress: [%d/%d]%s %s: %d cell%s run, %d reused in %s",
+                        number, groups_.size(), part, g->label, g->ran, g->ran == 1 ? "" : "s",
+                        g->reused, FormatDuration(g->seconds)));
   }
 
-  // The command line of a child that runs group `index` alone.
-  std::vector<std::string> ChildArgv(int index) const {
+  // The command line of a child that runs shard `shard` of `shards` of
+  // group `index` alone.
+  std::vector<std::string> ChildArgv(int index, int shard, int shards) const {
     std::vector<std::string> argv = {o_.self_exe,
                                      "--suite=" + fs::absolute(o_.suite_path).string(),
                                      "--root=" + root_, "--out=" + out_dir_,
-                                     absl::StrCat("--internal_group=", index)};
+                                     absl::StrCat("--internal_group=", index),
+                                     absl::StrCat("--internal_shard=", shard),
+                                     absl::StrCat("--internal_shards=", shards)};
     std::vector<std::string> names;
     for (int i : selected_) names.push_back(suite_.entries(i).name());
     argv.push_back("--entries=" + absl::StrJoin(names, ","));
@@ -885,19 +926,37 @@ class Runner {
   }
 
   void RunGroups() {
-    const int jobs = std::min<int>(o_.jobs, static_cast<int>(groups_.size()));
+    // Work items: (group, shard, shards). A comparison group of several
+    // cells is split into up to 3 x jobs shards (smaller items balance the
+    // load: cells take 1-8 minutes); the teacher chains stay together.
+    struct Item {
+      int group, shard, shards;
+    };
+    std::vector<Item> items;
+    for (size_t i = 0; i < groups_.size(); ++i) {
+      const Group& g = groups_[i];
+      const int64_t cells =
+          static_cast<int64_t>(g.methods.size() * g.fractions.size() * g.seeds.size());
+      const int shards =
+          g.experiment || o_.jobs < 2 ? 1 : static_cast<int>(std::min<int64_t>(cells, 3 * o_.jobs));
+      for (int k = 0; k < std::max(shards, 1); ++k) {
+        items.push_back({static_cast<int>(i), k, std::max(shards, 1)});
+      }
+    }
+    const int jobs = std::min<int>(o_.jobs, static_cast<int>(items.size()));
     if (jobs > 1 && !o_.self_exe.empty()) {
       // Child processes, `jobs` at a time; then this process reads every
       // group's finished cells (all reused).
       std::map<pid_t, int> running;
       size_t next = 0;
-      while ((next < groups_.size() && !Stopped()) || !running.empty()) {
-        while (running.size() < static_cast<size_t>(jobs) && next < groups_.size() && !Stopped()) {
-          const pid_t pid = Spawn(ChildArgv(static_cast<int>(next)));
+      while ((next < items.size() && !Stopped()) || !running.empty()) {
+        while (running.size() < static_cast<size_t>(jobs) && next < items.size() && !Stopped()) {
+          const Item& item = items[next];
+          const pid_t pid = Spawn(ChildArgv(item.group, item.shard, item.shards));
           if (pid < 0) {
-            groups_[next].status = absl::InternalError("fork() failed");
+            groups_[item.group].status = absl::InternalError("fork() failed");
           } else {
-            running[pid] = static_cast<int>(next);
+            running[pid] = item.group;
           }
           ++next;
         }

@@ -97,6 +97,12 @@ std::string CurrentMachineKind();
 // is skipped there). STATISTICAL entries: &entry.expected().
 const Expected* ExpectedFor(const RegressionEntry& entry, const std::string& machine_kind);
 
+// A digest of the tracked code under the git work tree `root`: HEAD's tree
+// and the uncommitted diff, without benchmarks/, docs/ and *.md (so
+// committing a rewritten suite or documentation keeps finished runs
+// reusable, and any code change does not). Empty when git cannot tell.
+std::string CodeFingerprint(const std::string& root);
+
 struct RegressOptions {
   std::string suite_path;
   // Workspace root; "" = FindWorkspaceRoot(suite_path).
@@ -109,8 +115,9 @@ struct RegressOptions {
   // With `update`: accept a wider band (STATISTICAL entries whose recorded
   // std grew).
   bool allow_wider_bands = false;
-  // Groups of experiment/comparison entries run concurrently (each with its
-  // entries' thread count); performance entries always run alone.
+  // Groups of experiment/comparison entries, and shards of a comparison
+  // group's cells, run concurrently (each with its entries' thread count);
+  // performance entries always run alone.
   int jobs = 1;
   // Subset of entry names to run (empty = all).
   std::vector<std::string> entries;
@@ -126,6 +133,13 @@ struct RegressOptions {
   std::string self_exe;
   // Child mode: run only group N (in suite order) and return; no judging.
   int internal_group = -1;
+  // Child mode: of that group's cells only shard internal_shard of
+  // internal_shards (CompareOptions' sharding: a cell and the cells taking
+  // their teacher from it stay together). With jobs > 1 a comparison group
+  // of several cells is split into up to 3 x jobs shards, so one suite-wide
+  // comparison (the nightly tier) also runs `jobs` cells at a time.
+  int internal_shard = 0;
+  int internal_shards = 1;
   // The runners' own progress lines (training steps, cells) on stdout.
   bool verbose = false;
   const std::atomic<bool>* stop = nullptr;

@@ -6,6 +6,7 @@
 #include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -256,6 +257,54 @@ TEST(RegressValidateTest, NamesTheEntryAndField) {
   EXPECT_NE(s.message().find("letters, digits"), std::string::npos) << s;
   s = check("data { name: \"d\" } data { name: \"d\" }");
   EXPECT_NE(s.message().find("\"d\" is used twice"), std::string::npos) << s;
+}
+
+// The code fingerprint that decides whether finished runs are reused: a
+// throwaway git repository with code, docs and a suite.
+TEST(RegressCodeFingerprintTest, ChangesWithCodeOnly) {
+  namespace fs = std::filesystem;
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const fs::path repo = fs::path(tmp != nullptr ? tmp : "/tmp") / "fingerprint_repo";
+  fs::remove_all(repo);
+  fs::create_directories(repo / "docs");
+  fs::create_directories(repo / "benchmarks");
+  const auto write = [&](const std::string& path, const std::string& text) {
+    std::ofstream(repo / path) << text;
+  };
+  const auto git = [&](const std::string& args) {
+    const std::string cmd = "git -C '" + repo.string() +
+                            "' -c user.name=t -c user.email=t@t -c init.defaultBranch=main " +
+                            args + " >/dev/null 2>&1";
+    return std::system(cmd.c_str());
+  };
+  EXPECT_EQ(CodeFingerprint(repo.string()), "") << "not a repository yet";
+  write("a.cc", "int a = 1;\n");
+  write("docs/n.md", "notes\n");
+  write("README.md", "readme\n");
+  write("benchmarks/s.pbtxt", "name: \"s\"\n");
+  ASSERT_EQ(git("init -q"), 0);
+  ASSERT_EQ(git("add -A"), 0);
+  ASSERT_EQ(git("commit -q -m first"), 0);
+  const std::string f0 = CodeFingerprint(repo.string());
+  ASSERT_EQ(f0.size(), 64u);
+  // Documentation and suites, edited or committed: the same code.
+  write("docs/n.md", "more notes\n");
+  write("README.md", "readme 2\n");
+  write("benchmarks/s.pbtxt", "name: \"s2\"\n");
+  EXPECT_EQ(CodeFingerprint(repo.string()), f0);
+  ASSERT_EQ(git("commit -q -a -m docs"), 0);
+  EXPECT_EQ(CodeFingerprint(repo.string()), f0);
+  // A code change, uncommitted and then committed: different code.
+  write("a.cc", "int a = 2;\n");
+  const std::string f1 = CodeFingerprint(repo.string());
+  EXPECT_NE(f1, f0);
+  ASSERT_EQ(git("commit -q -a -m code"), 0);
+  const std::string f2 = CodeFingerprint(repo.string());
+  EXPECT_NE(f2, f0);
+  // Back to the first code, committed: the first fingerprint again.
+  write("a.cc", "int a = 1;\n");
+  ASSERT_EQ(git("commit -q -a -m revert"), 0);
+  EXPECT_EQ(CodeFingerprint(repo.string()), f0);
 }
 
 }  // namespace

@@ -32,9 +32,15 @@ reading of LTG's official code (lambert-x/video-semisup, Xiao et al. CVPR
     loss_clip_selection): the MvPL terms plus, for every stage, CosineSimiLoss
     (mmaction/models/losses/cosine_simi_loss.py: L2-normalise both along
     dim 1, 1 - mean of the cosine along dim 1) between the RGB stage features
-    of the labeled + weak rows and the detached TG ones. The cross-modal
-    contrastive term of those configs is not part of this check (not
-    implemented on our side; docs/BASELINES.md).
+    of the labeled + weak rows and the detached TG ones, plus the configs'
+    cross-modal contrast (crossclip_contrast_loss ['crossview_sameclip'],
+    crossclip_contrast_range ['weak'], one clip per video): the RGB and TG
+    head outputs of the labeled + weak rows through SimCLRLoss_PTV_New
+    (mmaction/models/losses/simclr_loss_ptv_new.py: loss_weight 0.5 times
+    SimCLRLoss_PTV([a, b]) + SimCLRLoss_PTV([b, a]); simclr_loss_ptv.py:
+    both L2-normalised, a b^T / temperature 0.5, cross_entropy against the
+    row index), times contrast_loss_weight 1. The heads themselves
+    (contrast_head.py) are ordinary layers and are not re-implemented here.
 
 float64; gradients with respect to every logit and stage feature.
 OUT_FILE: core/testing/reference_tensors.h's format.
@@ -54,6 +60,7 @@ NUM_LABELED, NUM_UNLABELED, NUM_CLASSES = 3, 6, 5
 THRESHOLD = 0.5
 # Stage feature maps [N, C, T, H, W] of a 4-stage network.
 STAGE_SHAPES = [(4, 4, 3, 3), (6, 2, 2, 2), (8, 1, 1, 1), (5, 1, 2, 2)]
+CONTRAST_DIM, CONTRAST_TEMPERATURE, CONTRAST_WEIGHT = 6, 0.5, 0.5
 
 
 def selected_ce(weak_scores, strong, threshold):
@@ -73,6 +80,14 @@ def cosine_simi_loss(v1, v2):
     v1 = F.normalize(v1, dim=1)
     v2 = F.normalize(v2, dim=1)
     return 1 - F.cosine_similarity(v1, v2, dim=1).mean()
+
+
+def simclr_ptv(a, b, temperature):
+    """One direction: rows of a against all rows of b, the same row positive."""
+    a = F.normalize(a, p=2, dim=1)
+    b = F.normalize(b, p=2, dim=1)
+    logits = torch.einsum("nc,kc->nk", [a, b]) / temperature
+    return F.cross_entropy(logits, torch.arange(a.shape[0]))
 
 
 def main(put):
@@ -137,7 +152,16 @@ def main(put):
         put("tg_align%d" % i, a)
         align.append(a)
     tg = tg + sum(align)
-    inputs = [z["rgb"], z["tg"]] + stages["rgb"] + stages["tg"]
+    emb = {v: (torch.randn(nl + nu, CONTRAST_DIM) * 2).requires_grad_(True) for v in ("rgb", "tg")}
+    put("contrast_temperature", torch.tensor(CONTRAST_TEMPERATURE))
+    put("contrast_weight", torch.tensor(CONTRAST_WEIGHT))
+    for v in ("rgb", "tg"):
+        put("contrast_embedding_" + v, emb[v])
+    contrast = (simclr_ptv(emb["rgb"], emb["tg"], CONTRAST_TEMPERATURE) +
+                simclr_ptv(emb["tg"], emb["rgb"], CONTRAST_TEMPERATURE))
+    put("tg_contrast", contrast)
+    tg = tg + CONTRAST_WEIGHT * contrast
+    inputs = [z["rgb"], z["tg"]] + stages["rgb"] + stages["tg"] + [emb["rgb"], emb["tg"]]
     grads = torch.autograd.grad(tg, inputs, allow_unused=True)
     put("tg_loss", tg)
     put("tg_grad_logits_rgb", grads[0])
@@ -147,6 +171,8 @@ def main(put):
             g = grads[2 + j * len(STAGE_SHAPES) + i]
             put("tg_grad_stage%d_%s" % (i, v),
                 torch.zeros_like(stages[v][i]) if g is None else g)
+    put("tg_grad_contrast_rgb", grads[-2])
+    put("tg_grad_contrast_tg", grads[-1])
 
 
 if __name__ == "__main__":
