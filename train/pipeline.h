@@ -24,6 +24,7 @@
 #define TIMEBALANCE_TRAIN_PIPELINE_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,6 +49,17 @@ struct PipelineOptions {
   // results), the others follow its decisions (a barrier after each step
   // that changes the directory). Null or one rank: a single process.
   std::shared_ptr<ProcessGroupCollectives> distributed;
+  // Runs the stages of one wave concurrently in child processes, at most
+  // `jobs` at a time, and returns when all have exited: true when one was
+  // interrupted (it wrote its checkpoint), an error naming the stage and its
+  // log when one failed. Used when timebalance.parallel_stages > 1 on a
+  // single process; unset (or data-parallel), stages run here one after
+  // another. //tools:timebalance sets it (train/stage_launcher.h).
+  std::function<absl::StatusOr<bool>(const std::vector<std::string>& stages, int jobs)>
+      launch_stages;
+  // Set in such a child: run only this stage, for a parent that holds the
+  // run directory's lock (none taken here, no summary written).
+  std::string child_stage;
 };
 
 struct PipelineResult {

@@ -1,0 +1,137 @@
+#include "train/stage_launcher.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace tb {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Child {
+  std::string stage;
+  std::string log;
+  pid_t pid = -1;
+};
+
+// The last `n` lines of a file.
+std::string Tail(const std::string& path, size_t n) {
+  std::ifstream in(path);
+  std::deque<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    lines.push_back(line);
+    if (lines.size() > n) lines.pop_front();
+  }
+  return absl::StrJoin(lines, "\n");
+}
+
+absl::StatusOr<pid_t> Spawn(const StageLauncherOptions& options, const std::string& stage,
+                            const std::string& log) {
+  // Everything the child needs is prepared before fork: after it, only
+  // async-signal-safe calls.
+  std::vector<std::string> args = options.argv;
+  if (args.empty()) args.push_back("timebalance");
+  args.push_back(kPipelineStageFlag + stage);
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("cannot open ", log, ": ", std::strerror(errno)));
+  }
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fd);
+    return absl::InternalError(absl::StrCat("fork for stage ", stage, ": ", std::strerror(errno)));
+  }
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(1);  // the parent died before prctl
+    ::dup2(fd, STDOUT_FILENO);
+    ::dup2(fd, STDERR_FILENO);
+    ::execv("/proc/self/exe", argv.data());
+    ::_exit(127);
+  }
+  ::close(fd);
+  return pid;
+}
+
+}  // namespace
+
+absl::StatusOr<bool> LaunchStages(const StageLauncherOptions& options,
+                                  const std::vector<std::string>& stages, int jobs) {
+  const fs::path logs = fs::path(options.run_dir) / "logs";
+  std::error_code ec;
+  fs::create_directories(logs, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", logs.string(), ": ", ec.message()));
+  std::vector<Child> running;
+  size_t next = 0;
+  bool interrupted = false, stopping = false;
+  std::string failure;
+  auto stop_all = [&running, &stopping] {
+    if (stopping) return;
+    stopping = true;
+    for (const Child& c : running) ::kill(c.pid, SIGTERM);
+  };
+  while (next < stages.size() || !running.empty()) {
+    while (!stopping && next < stages.size() && static_cast<int>(running.size()) < jobs) {
+      Child c;
+      c.stage = stages[next++];
+      c.log = (logs / (c.stage + ".log")).string();
+      absl::StatusOr<pid_t> pid = Spawn(options, c.stage, c.log);
+      if (!pid.ok()) {
+        if (failure.empty()) failure = std::string(pid.status().message());
+        stop_all();
+        break;
+      }
+      c.pid = *pid;
+      running.push_back(c);
+    }
+    if (options.stop != nullptr && options.stop->load()) stop_all();
+    bool reaped = false;
+    for (size_t i = 0; i < running.size();) {
+      int status = 0;
+      const pid_t r = ::waitpid(running[i].pid, &status, WNOHANG);
+      if (r == 0 || (r < 0 && errno == EINTR)) {
+        ++i;
+        continue;
+      }
+      reaped = true;
+      const Child c = running[i];
+      running.erase(running.begin() + static_cast<long>(i));
+      const int code = r < 0 ? -1
+                       : WIFEXITED(status) ? WEXITSTATUS(status)
+                                           : 128 + WTERMSIG(status);
+      if (code == 0) continue;
+      if (code == 128 + SIGINT || code == 128 + SIGTERM) {
+        interrupted = true;
+        stop_all();
+        continue;
+      }
+      if (failure.empty()) {
+        failure = absl::StrCat("stage ", c.stage, " (child process ", c.pid, ") exited with ",
+                               code, "; the end of ", c.log, ":\n", Tail(c.log, 15));
+      }
+      stop_all();
+    }
+    if (!reaped) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (!failure.empty()) return absl::InternalError(failure);
+  return interrupted;
+}
+
+}  // namespace tb
