@@ -96,11 +96,22 @@ TEST(TimeBalancePipeline, RunsSkipsAndRerunsChangedStages) {
   ASSERT_TRUE(ResolveNumClasses(&rescored, 2).ok());
   options.stages = {"score"};
   auto only_score = RunPipeline(rescored, *data, torch::kCPU, options);
-  // distill is out of date and not selected: a clear error, after the score stage ran.
-  ASSERT_FALSE(only_score.ok());
-  EXPECT_NE(only_score.status().message().find("stage distill is out of date"),
+  // distill is out of date and not selected: it stays pending, and the
+  // earlier results.json (which no longer describes the run) is removed.
+  ASSERT_TRUE(only_score.ok()) << only_score.status();
+  EXPECT_EQ(only_score->ran, (std::vector<std::string>{"score"}));
+  EXPECT_EQ(only_score->pending, (std::vector<std::string>{"distill"}));
+  EXPECT_FALSE(std::filesystem::exists(run + "/results.json"));
+  // A selected stage whose input is pending is an error naming the input.
+  ExperimentConfig restarted = Config(TmpDir() + "/fresh", "");
+  ASSERT_TRUE(ResolveNumClasses(&restarted, 2).ok());
+  options.stages = {"distill"};
+  auto missing = RunPipeline(restarted, *data, torch::kCPU, options);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find(
+                "stage distill needs stage score, which has not finished"),
             std::string::npos)
-      << only_score.status();
+      << missing.status();
   options.stages = {};
   auto fourth = RunPipeline(rescored, *data, torch::kCPU, options);
   ASSERT_TRUE(fourth.ok()) << fourth.status();

@@ -48,7 +48,8 @@ DEFINE_int32(num_threads, -1,
 DEFINE_bool(eval_only, false, "Skip training; evaluate the latest checkpoint of --run_dir.");
 DEFINE_string(stages, "",
               "Pipeline configs only: comma-separated stages to run (default all); the stages "
-              "they depend on must be finished.");
+              "they depend on must be finished; the others, when not up to date, stay "
+              "pending and no results.json is written.");
 
 namespace {
 

@@ -75,6 +75,19 @@ class Pipeline {
         return result_;
       }
     }
+    if (!result_.pending.empty()) {
+      // A restricted run: results.json describes a whole pipeline, so one
+      // left by an earlier run (now out of date) is removed rather than kept.
+      if (rank() == 0) {
+        std::error_code ec;
+        fs::remove(base_.run_dir() + "/results.json", ec);
+      }
+      Say(absl::StrCat("timebalance: stages not run (not selected by --stages and not up to "
+                       "date): ",
+                       absl::StrJoin(result_.pending, ", "),
+                       "; results.json is written when every stage has finished"));
+      return result_;
+    }
     RETURN_IF_ERROR(WriteSummary(stages));
     return result_;
   }
@@ -235,14 +248,22 @@ class Pipeline {
   // Returns true when interrupted.
   absl::StatusOr<bool> RunStage(const std::string& stage, bool selected) {
     StageState& state = state_[stage];
-    ASSIGN_OR_RETURN(state.fingerprint, Fingerprint(stage));
+    absl::StatusOr<std::string> fingerprint = Fingerprint(stage);
+    if (!selected && !fingerprint.ok()) {
+      // An unselected stage whose inputs have not finished: left for later.
+      // A selected stage that needs it fails in its own Fingerprint.
+      result_.pending.push_back(stage);
+      return false;
+    }
+    RETURN_IF_ERROR(fingerprint.status());
+    state.fingerprint = *fingerprint;
     const std::string dir = StageDir(base_, stage);
     if (Reuse(stage, dir, &state)) return false;
     if (!selected) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "stage ", stage, " is ",
-          fs::exists(RecordPath(dir)) ? "out of date" : "not finished",
-          " but not selected by --stages; include it"));
+      Say(absl::StrFormat("stage %s: %s, not selected by --stages; not run", stage,
+                          fs::exists(RecordPath(dir)) ? "out of date" : "not finished"));
+      result_.pending.push_back(stage);
+      return false;
     }
     // Every rank has decided (from the same files) before rank 0 changes them.
     RETURN_IF_ERROR(Agree(absl::OkStatus(), "stage " + stage));

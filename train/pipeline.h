@@ -11,7 +11,9 @@
 // stage_done.pbtxt (a StageRecord) carries the fingerprint (SHA-256) of its
 // current config and its inputs' fingerprints; a changed config (or a
 // changed upstream stage) reruns it from scratch. `stages` restricts the run
-// to a subset; the stages they depend on must then be finished and current.
+// to a subset; the stages they depend on must then be finished and current
+// (else an error naming the missing one), and stages left out that are not up
+// to date stay pending (PipelineResult::pending, no results.json).
 // An interrupted stage continues with `resume`. Every stage's config is
 // validated before the first one runs. At the end <run_dir>/results.json (a
 // PipelineResults) holds the student's and each fine-tuned teacher's test
@@ -51,6 +53,9 @@ struct PipelineOptions {
 struct PipelineResult {
   bool interrupted = false;
   std::vector<std::string> ran, skipped;  // stage names
+  // Stages neither selected by `stages` nor up to date; when non-empty, no
+  // results.json is written (and an earlier one is removed).
+  std::vector<std::string> pending;
   PipelineResults results;                // what results.json holds
   // The summed wall time of every stage (including stages finished by
   // earlier invocations).
