@@ -147,8 +147,9 @@ int Run() {
       launcher.argv = gflags::GetArgvs();
       launcher.run_dir = config.run_dir();
       launcher.stop = stop;
-      options.launch_stages = [launcher](const std::vector<std::string>& stages, int jobs) {
-        return tb::LaunchStages(launcher, stages, jobs);
+      options.launch_stages = [launcher](const std::vector<std::string>& stages, int jobs,
+                                         const std::function<void(const std::string&)>& on_start) {
+        return tb::LaunchStages(launcher, stages, jobs, on_start);
       };
     }
     absl::StatusOr<tb::PipelineResult> result =

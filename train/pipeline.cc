@@ -329,14 +329,14 @@ class Pipeline {
       if (r == Readiness::kReady) ready.push_back(stage);
     }
     if (ready.empty()) return false;
-    for (const std::string& stage : ready) {
+    auto started = [this](const std::string& stage) {
       Say(absl::StrFormat("stage %s: running in a child process (%d threads, log %s/logs/%s.log)",
                           stage,
                           PlannedStageThreads(base_, stage,
                                               static_cast<int>(std::thread::hardware_concurrency())),
                           base_.run_dir(), stage));
-    }
-    ASSIGN_OR_RETURN(bool interrupted, options_.launch_stages(ready, jobs));
+    };
+    ASSIGN_OR_RETURN(bool interrupted, options_.launch_stages(ready, jobs, started));
     if (interrupted) return true;
     for (const std::string& stage : ready) {
       StageState& state = state_[stage];

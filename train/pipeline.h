@@ -55,7 +55,9 @@ struct PipelineOptions {
   // log when one failed. Used when timebalance.parallel_stages > 1 on a
   // single process; unset (or data-parallel), stages run here one after
   // another. //tools:timebalance sets it (train/stage_launcher.h).
-  std::function<absl::StatusOr<bool>(const std::vector<std::string>& stages, int jobs)>
+  // `on_start` is called with each stage as its child starts.
+  std::function<absl::StatusOr<bool>(const std::vector<std::string>& stages, int jobs,
+                                     const std::function<void(const std::string&)>& on_start)>
       launch_stages;
   // Set in such a child: run only this stage, for a parent that holds the
   // run directory's lock (none taken here, no summary written).

@@ -73,7 +73,8 @@ absl::StatusOr<pid_t> Spawn(const StageLauncherOptions& options, const std::stri
 }  // namespace
 
 absl::StatusOr<bool> LaunchStages(const StageLauncherOptions& options,
-                                  const std::vector<std::string>& stages, int jobs) {
+                                  const std::vector<std::string>& stages, int jobs,
+                                  const std::function<void(const std::string&)>& on_start) {
   const fs::path logs = fs::path(options.run_dir) / "logs";
   std::error_code ec;
   fs::create_directories(logs, ec);
@@ -87,7 +88,9 @@ absl::StatusOr<bool> LaunchStages(const StageLauncherOptions& options,
     stopping = true;
     for (const Child& c : running) ::kill(c.pid, SIGTERM);
   };
-  while (next < stages.size() || !running.empty()) {
+  // Once stopping, the stages not yet started stay pending: wait for the
+  // running ones only.
+  while ((!stopping && next < stages.size()) || !running.empty()) {
     while (!stopping && next < stages.size() && static_cast<int>(running.size()) < jobs) {
       Child c;
       c.stage = stages[next++];
@@ -100,6 +103,7 @@ absl::StatusOr<bool> LaunchStages(const StageLauncherOptions& options,
       }
       c.pid = *pid;
       running.push_back(c);
+      if (on_start) on_start(c.stage);
     }
     if (options.stop != nullptr && options.stop->load()) stop_all();
     bool reaped = false;

@@ -32,8 +32,10 @@ struct StageLauncherOptions {
 // exited. Returns true when one was interrupted (exit 128 + SIGINT/SIGTERM)
 // and none failed; an error naming the first failed stage, its exit status
 // and the last lines of its log otherwise (the others are stopped).
+// `on_start` (optional) is called with each stage as its child starts.
 absl::StatusOr<bool> LaunchStages(const StageLauncherOptions& options,
-                                  const std::vector<std::string>& stages, int jobs);
+                                  const std::vector<std::string>& stages, int jobs,
+                                  const std::function<void(const std::string&)>& on_start = {});
 
 // The flag a child gets; //tools:timebalance defines it.
 inline constexpr char kPipelineStageFlag[] = "--internal_pipeline_stage=";
