@@ -76,32 +76,14 @@ std::vector<std::string> PipelineStageInputs(const ExperimentConfig& config,
   return in;
 }
 
-std::vector<std::vector<std::string>> PipelineWaves(const ExperimentConfig& config) {
-  std::map<std::string, int> wave;
-  std::vector<std::vector<std::string>> waves;
-  // Execution order lists every stage after its inputs.
-  for (const std::string& stage : PipelineStages(config)) {
-    int w = 0;
-    for (const std::string& in : PipelineStageInputs(config, stage)) {
-      w = std::max(w, wave.at(in) + 1);
-    }
-    wave[stage] = w;
-    if (static_cast<int>(waves.size()) <= w) waves.resize(w + 1);
-    waves[w].push_back(stage);
-  }
-  return waves;
-}
-
 int PlannedStageThreads(const ExperimentConfig& config, const std::string& stage,
                         int hardware_threads) {
   const int jobs = config.timebalance().parallel_stages();
   if (jobs <= 1) return 0;
+  const std::vector<std::string> stages = PipelineStages(config);
+  if (std::find(stages.begin(), stages.end(), stage) == stages.end()) return 0;
   const int total = config.num_threads() > 0 ? config.num_threads() : std::max(1, hardware_threads);
-  for (const std::vector<std::string>& w : PipelineWaves(config)) {
-    if (std::find(w.begin(), w.end(), stage) == w.end()) continue;
-    return std::max(1, total / std::min<int>(jobs, static_cast<int>(w.size())));
-  }
-  return 0;
+  return std::max(1, total / jobs);
 }
 
 std::string StageConfigPath(const std::string& stage) {

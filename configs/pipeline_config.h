@@ -54,13 +54,9 @@ absl::StatusOr<ExperimentConfig> PipelineStageConfig(const ExperimentConfig& con
 std::vector<std::string> PipelineStageInputs(const ExperimentConfig& config,
                                              const std::string& stage);
 
-// The stages in waves for timebalance.parallel_stages (experiment.proto): a
-// stage's wave is one more than the latest wave of its inputs; within a
-// wave, execution order.
-std::vector<std::vector<std::string>> PipelineWaves(const ExperimentConfig& config);
-
-// The LibTorch thread count the plan gives `stage` (parallel_stages > 1), or
-// 0 when stages run one after another with the run's own count.
+// The LibTorch thread count the plan gives `stage` (parallel_stages J > 1):
+// max(1, T / J), T = the run's num_threads (0: `hardware_threads`); 0 when
+// stages run one after another with the run's own count.
 // `hardware_threads` stands for num_threads = 0.
 int PlannedStageThreads(const ExperimentConfig& config, const std::string& stage,
                         int hardware_threads);

@@ -2,9 +2,10 @@
 # timebalance.parallel_stages end to end (train/pipeline.h,
 # train/stage_launcher.h) on the CI pipeline config with a 2-class
 # SynthActions:
-#  1. parallel_stages 2 on 2 threads: stages in waves, each in a child process
-#     with the planned thread count recorded in its resolved config, a log per
-#     stage, results.json at the end;
+#  1. parallel_stages 2 on 2 threads: each stage in a child process as soon
+#     as its inputs have finished, with the planned thread count (2 / 2 = 1)
+#     recorded in its resolved config, a log per stage, results.json at the
+#     end, and never a stage started before its inputs finished;
 #  2. a rerun skips every stage and starts no child;
 #  3. the same plan run one stage at a time in one process (the thread counts
 #     set per stage by hand) gives bit-identical models: the plan, not the
@@ -40,18 +41,28 @@ shas() {  # the model_sha256 of every training stage of run $1
   --override="$DATA timebalance { parallel_stages: 2 }" >par.txt 2>&1
 rc=$?
 [ "$rc" -eq 0 ] || { cat par.txt; tail -20 par/logs/*.log; echo "FAIL: parallel run exited $rc"; exit 1; }
-for s in pretrain_invariant pretrain_distinctive supervised finetune_invariant finetune_distinctive score; do
+for s in $STAGES; do
   grep -q "stage $s: running in a child process (1 threads" par.txt \
     || fail "stage $s did not run in a child with 1 thread: $(grep "stage $s" par.txt)"
   [ -s "par/logs/$s.log" ] || fail "no log for $s"
-done
-grep -q "stage distill: running in a child process (2 threads" par.txt \
-  || fail "distill did not get both threads: $(grep 'stage distill' par.txt)"
-for s in pretrain_invariant pretrain_distinctive supervised finetune_invariant finetune_distinctive; do
+  [ "$s" = score ] && continue
   grep -q '^num_threads: 1$' "par/stages/$s/config.pbtxt" \
     || fail "$s: resolved config lacks num_threads: 1"
 done
-grep -q '^num_threads: 2$' par/stages/distill/config.pbtxt || fail "distill: num_threads is not 2"
+# Order: a stage starts only after its inputs are done.
+line() { grep -n "$1" par.txt | head -1 | cut -d: -f1; }
+before() {  # $1 must be done before $2 starts
+  local done_at start_at
+  done_at=$(line "stage $1: done in"); start_at=$(line "stage $2: running in a child")
+  [ -n "$done_at" ] && [ -n "$start_at" ] && [ "$done_at" -lt "$start_at" ] \
+    || fail "$2 started before $1 was done: $(grep -E "stage ($1|$2):" par.txt)"
+}
+before pretrain_invariant score; before pretrain_distinctive score
+before pretrain_invariant finetune_invariant; before pretrain_distinctive finetune_distinctive
+for s in score finetune_invariant finetune_distinctive pretrain_distinctive; do before $s distill; done
+# At most 2 at a time: the third start comes after the first finish.
+[ "$(sed -n '1,/: done in/p' par.txt | grep -c 'running in a child')" -le 2 ] \
+  || fail "more than 2 stages started before the first finished: $(cat par.txt)"
 [ -s par/results.json ] || fail "no results.json after the parallel run"
 grep -q 'timebalance: student top1' par.txt || fail "no summary line"
 
@@ -64,7 +75,7 @@ grep -q 'child process' rerun.txt && fail "rerun started a child"
 # 3. The same plan, one stage at a time in this process.
 "$BIN" --config="$CONFIG" --run_dir=seq --num_threads=1 --override="$DATA timebalance {
   pretrain_invariant { num_threads: 1 } pretrain_distinctive { num_threads: 1 }
-  supervised_baseline { num_threads: 1 } finetune { num_threads: 1 } distill { num_threads: 2 } }" \
+  supervised_baseline { num_threads: 1 } finetune { num_threads: 1 } distill { num_threads: 1 } }" \
   >seq.txt 2>&1 || { cat seq.txt; fail "sequential run exited $?"; }
 grep -q 'child process' seq.txt && fail "the sequential run started a child"
 par_shas=$(shas par)

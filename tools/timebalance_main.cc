@@ -147,9 +147,9 @@ int Run() {
       launcher.argv = gflags::GetArgvs();
       launcher.run_dir = config.run_dir();
       launcher.stop = stop;
-      options.launch_stages = [launcher](const std::vector<std::string>& stages, int jobs,
-                                         const std::function<void(const std::string&)>& on_start) {
-        return tb::LaunchStages(launcher, stages, jobs, on_start);
+      options.launch_stages = [launcher](const std::vector<tb::StageTask>& tasks, int jobs,
+                                         const tb::StageHooks& hooks) {
+        return tb::LaunchStages(launcher, tasks, jobs, hooks);
       };
     }
     absl::StatusOr<tb::PipelineResult> result =

@@ -100,12 +100,10 @@ class Pipeline {
     }
     const int jobs = base_.timebalance().parallel_stages();
     if (jobs > 1 && options_.launch_stages && collectives() == nullptr) {
-      for (const std::vector<std::string>& wave : PipelineWaves(base_)) {
-        ASSIGN_OR_RETURN(bool interrupted, RunWave(wave, jobs));
-        if (interrupted) {
-          result_.interrupted = true;
-          return result_;
-        }
+      ASSIGN_OR_RETURN(bool interrupted, RunGraph(stages, jobs));
+      if (interrupted) {
+        result_.interrupted = true;
+        return result_;
       }
     } else {
       for (const std::string& s : stages) {
@@ -319,26 +317,27 @@ class Pipeline {
     return Readiness::kReady;
   }
 
-  // One wave of a parallel_stages plan: its ready stages run in child
-  // processes (options_.launch_stages); each must then have its record.
-  // Returns true when interrupted.
-  absl::StatusOr<bool> RunWave(const std::vector<std::string>& wave, int jobs) {
-    std::vector<std::string> ready;
-    for (const std::string& stage : wave) {
-      ASSIGN_OR_RETURN(Readiness r, Check(stage, Selected(stage)));
-      if (r == Readiness::kReady) ready.push_back(stage);
+  // The parallel_stages plan: every stage in a child process
+  // (options_.launch_stages) as soon as its inputs have finished; each must
+  // then have its record. Returns true when interrupted.
+  absl::StatusOr<bool> RunGraph(const std::vector<std::string>& stages, int jobs) {
+    std::vector<StageTask> tasks;
+    for (const std::string& stage : stages) {
+      tasks.push_back({stage, PipelineStageInputs(base_, stage)});
     }
-    if (ready.empty()) return false;
-    auto started = [this](const std::string& stage) {
+    StageHooks hooks;
+    hooks.prepare = [this](const std::string& stage) -> absl::StatusOr<bool> {
+      ASSIGN_OR_RETURN(Readiness r, Check(stage, Selected(stage)));
+      return r == Readiness::kReady;
+    };
+    hooks.on_start = [this](const std::string& stage) {
       Say(absl::StrFormat("stage %s: running in a child process (%d threads, log %s/logs/%s.log)",
                           stage,
                           PlannedStageThreads(base_, stage,
                                               static_cast<int>(std::thread::hardware_concurrency())),
                           base_.run_dir(), stage));
     };
-    ASSIGN_OR_RETURN(bool interrupted, options_.launch_stages(ready, jobs, started));
-    if (interrupted) return true;
-    for (const std::string& stage : ready) {
+    hooks.on_done = [this](const std::string& stage) -> absl::Status {
       StageState& state = state_[stage];
       const std::string dir = StageDir(base_, stage);
       if (!Reuse(stage, dir, &state, /*announce=*/false)) {
@@ -349,8 +348,9 @@ class Pipeline {
       result_.skipped.pop_back();  // Reuse counted it as skipped: it ran.
       result_.ran.push_back(stage);
       Say(absl::StrFormat("stage %s: done in %.1f s", stage, state.record.seconds()));
-    }
-    return false;
+      return absl::OkStatus();
+    };
+    return options_.launch_stages(tasks, jobs, hooks);
   }
 
   // Returns true when interrupted.

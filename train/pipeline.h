@@ -36,6 +36,7 @@
 #include "core/results.pb.h"
 #include "datasets/formats/experiment_data.h"
 #include "train/distributed.h"
+#include "train/stage_launcher.h"
 
 namespace tb {
 
@@ -49,15 +50,13 @@ struct PipelineOptions {
   // results), the others follow its decisions (a barrier after each step
   // that changes the directory). Null or one rank: a single process.
   std::shared_ptr<ProcessGroupCollectives> distributed;
-  // Runs the stages of one wave concurrently in child processes, at most
-  // `jobs` at a time, and returns when all have exited: true when one was
-  // interrupted (it wrote its checkpoint), an error naming the stage and its
-  // log when one failed. Used when timebalance.parallel_stages > 1 on a
-  // single process; unset (or data-parallel), stages run here one after
-  // another. //tools:timebalance sets it (train/stage_launcher.h).
-  // `on_start` is called with each stage as its child starts.
-  std::function<absl::StatusOr<bool>(const std::vector<std::string>& stages, int jobs,
-                                     const std::function<void(const std::string&)>& on_start)>
+  // Runs the stage graph in child processes, at most `jobs` at a time, each
+  // stage as soon as its inputs have finished (LaunchStages in
+  // train/stage_launcher.h, which //tools:timebalance binds to its command
+  // line). Used when timebalance.parallel_stages > 1 on a single process;
+  // unset (or data-parallel), stages run here one after another.
+  std::function<absl::StatusOr<bool>(const std::vector<StageTask>& tasks, int jobs,
+                                     const StageHooks& hooks)>
       launch_stages;
   // Set in such a child: run only this stage, for a parent that holds the
   // run directory's lock (none taken here, no summary written).

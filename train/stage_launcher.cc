@@ -11,6 +11,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -73,38 +74,72 @@ absl::StatusOr<pid_t> Spawn(const StageLauncherOptions& options, const std::stri
 }  // namespace
 
 absl::StatusOr<bool> LaunchStages(const StageLauncherOptions& options,
-                                  const std::vector<std::string>& stages, int jobs,
-                                  const std::function<void(const std::string&)>& on_start) {
+                                  const std::vector<StageTask>& tasks, int jobs,
+                                  const StageHooks& hooks) {
   const fs::path logs = fs::path(options.run_dir) / "logs";
   std::error_code ec;
   fs::create_directories(logs, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", logs.string(), ": ", ec.message()));
+  enum class State { kWaiting, kReady, kRunning, kFinished };
+  std::map<std::string, State> state;
+  for (const StageTask& t : tasks) state[t.name] = State::kWaiting;
   std::vector<Child> running;
-  size_t next = 0;
   bool interrupted = false, stopping = false;
   std::string failure;
+  auto fail = [&](std::string message) {
+    if (failure.empty()) failure = std::move(message);
+  };
   auto stop_all = [&running, &stopping] {
     if (stopping) return;
     stopping = true;
     for (const Child& c : running) ::kill(c.pid, SIGTERM);
   };
-  // Once stopping, the stages not yet started stay pending: wait for the
-  // running ones only.
-  while ((!stopping && next < stages.size()) || !running.empty()) {
-    while (!stopping && next < stages.size() && static_cast<int>(running.size()) < jobs) {
-      Child c;
-      c.stage = stages[next++];
-      c.log = (logs / (c.stage + ".log")).string();
-      absl::StatusOr<pid_t> pid = Spawn(options, c.stage, c.log);
-      if (!pid.ok()) {
-        if (failure.empty()) failure = std::string(pid.status().message());
-        stop_all();
-        break;
-      }
-      c.pid = *pid;
-      running.push_back(c);
-      if (on_start) on_start(c.stage);
+  auto inputs_finished = [&state](const StageTask& t) {
+    for (const std::string& in : t.inputs) {
+      auto it = state.find(in);
+      if (it != state.end() && it->second != State::kFinished) return false;
     }
+    return true;
+  };
+  // Prepares what has become ready and starts what fits; a stage with
+  // nothing to run finishes at once, which may ready its dependents, so this
+  // repeats until nothing changes.
+  auto schedule = [&] {
+    for (bool changed = true; changed && !stopping;) {
+      changed = false;
+      for (const StageTask& t : tasks) {
+        if (stopping) break;
+        State& s = state[t.name];
+        if (s == State::kWaiting && inputs_finished(t)) {
+          absl::StatusOr<bool> run = hooks.prepare ? hooks.prepare(t.name) : true;
+          if (!run.ok()) {
+            fail(std::string(run.status().message()));
+            stop_all();
+            break;
+          }
+          s = *run ? State::kReady : State::kFinished;
+          changed = true;
+        }
+        if (s == State::kReady && static_cast<int>(running.size()) < jobs) {
+          Child c;
+          c.stage = t.name;
+          c.log = (logs / (c.stage + ".log")).string();
+          absl::StatusOr<pid_t> pid = Spawn(options, c.stage, c.log);
+          if (!pid.ok()) {
+            fail(std::string(pid.status().message()));
+            stop_all();
+            break;
+          }
+          c.pid = *pid;
+          running.push_back(c);
+          s = State::kRunning;
+          if (hooks.on_start) hooks.on_start(c.stage);
+        }
+      }
+    }
+  };
+  schedule();
+  while (!running.empty()) {
     if (options.stop != nullptr && options.stop->load()) stop_all();
     bool reaped = false;
     for (size_t i = 0; i < running.size();) {
@@ -120,21 +155,42 @@ absl::StatusOr<bool> LaunchStages(const StageLauncherOptions& options,
       const int code = r < 0 ? -1
                        : WIFEXITED(status) ? WEXITSTATUS(status)
                                            : 128 + WTERMSIG(status);
-      if (code == 0) continue;
+      if (code == 0) {
+        state[c.stage] = State::kFinished;
+        if (hooks.on_done) {
+          absl::Status done = hooks.on_done(c.stage);
+          if (!done.ok()) {
+            fail(std::string(done.message()));
+            stop_all();
+          }
+        }
+        continue;
+      }
       if (code == 128 + SIGINT || code == 128 + SIGTERM) {
         interrupted = true;
         stop_all();
         continue;
       }
-      if (failure.empty()) {
-        failure = absl::StrCat("stage ", c.stage, " (child process ", c.pid, ") exited with ",
-                               code, "; the end of ", c.log, ":\n", Tail(c.log, 15));
-      }
+      fail(absl::StrCat("stage ", c.stage, " (child process ", c.pid, ") exited with ", code,
+                        "; the end of ", c.log, ":\n", Tail(c.log, 15)));
       stop_all();
     }
-    if (!reaped) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (reaped) {
+      schedule();  // Once stopping, the stages not started stay pending.
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
   }
   if (!failure.empty()) return absl::InternalError(failure);
+  if (!interrupted && !stopping) {
+    for (const StageTask& t : tasks) {
+      if (state[t.name] != State::kFinished) {
+        return absl::InternalError(absl::StrCat("stage ", t.name,
+                                                " never became ready: an input is not a stage "
+                                                "of the graph or comes after it"));
+      }
+    }
+  }
   return interrupted;
 }
 

@@ -1,7 +1,7 @@
 // File: train/stage_launcher.h
 //
 // Child processes for the pipeline's parallel stages
-// (timebalance.parallel_stages, train/pipeline.h): each stage of a wave runs
+// (timebalance.parallel_stages, train/pipeline.h): each stage runs
 // as this binary again (/proc/self/exe) with the parent's command line plus
 // --internal_pipeline_stage=<stage>, its stdout and stderr appended to
 // <run_dir>/logs/<stage>.log. A child dies with its parent (PR_SET_PDEATHSIG),
@@ -28,14 +28,35 @@ struct StageLauncherOptions {
   const std::atomic<bool>* stop = nullptr;
 };
 
-// Runs `stages` as child processes, at most `jobs` at a time, until all have
-// exited. Returns true when one was interrupted (exit 128 + SIGINT/SIGTERM)
-// and none failed; an error naming the first failed stage, its exit status
-// and the last lines of its log otherwise (the others are stopped).
-// `on_start` (optional) is called with each stage as its child starts.
+// A stage of the graph: it may start once every input has finished.
+struct StageTask {
+  std::string name;
+  std::vector<std::string> inputs;  // names of earlier tasks
+};
+
+// What the caller decides, called on this thread between child events.
+struct StageHooks {
+  // Called once per stage when its inputs have finished: true to run it in
+  // a child, false when there is nothing to run (up to date, or left
+  // pending); an error stops the run.
+  std::function<absl::StatusOr<bool>(const std::string& stage)> prepare;
+  // Called as a stage's child starts.
+  std::function<void(const std::string& stage)> on_start;
+  // Called after a stage's child exited 0; an error stops the run.
+  std::function<absl::Status(const std::string& stage)> on_done;
+};
+
+// Runs the graph `tasks` (listed after their inputs): a stage starts in a
+// child process as soon as its inputs have finished and fewer than `jobs`
+// children run, in the order of `tasks`. Returns when every stage has
+// finished, or, after a stop request or a failure, when the running children
+// have exited (the others are not started): true when one was interrupted
+// (exit 128 + SIGINT/SIGTERM) and none failed; an error naming the first
+// failed stage, its exit status and the last lines of its log, or a hook's
+// error, otherwise.
 absl::StatusOr<bool> LaunchStages(const StageLauncherOptions& options,
-                                  const std::vector<std::string>& stages, int jobs,
-                                  const std::function<void(const std::string&)>& on_start = {});
+                                  const std::vector<StageTask>& tasks, int jobs,
+                                  const StageHooks& hooks);
 
 // The flag a child gets; //tools:timebalance defines it.
 inline constexpr char kPipelineStageFlag[] = "--internal_pipeline_stage=";
