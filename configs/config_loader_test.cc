@@ -136,19 +136,21 @@ TEST(PipelineConfig, ParallelStagesPlan) {
   config->mutable_timebalance()->set_parallel_stages(2);
   EXPECT_EQ(PlannedStageThreads(*config, "pretrain_invariant", 8), 2);  // 4 / 2
   EXPECT_EQ(PlannedStageThreads(*config, "score", 8), 2);
-  EXPECT_EQ(PlannedStageThreads(*config, "distill", 8), 2);
+  EXPECT_EQ(PlannedStageThreads(*config, "distill", 8), 4);     // final: all threads
+  EXPECT_EQ(PlannedStageThreads(*config, "supervised", 8), 4);  // final too
   EXPECT_EQ(PlannedStageThreads(*config, "no_such_stage", 8), 0);
   EXPECT_EQ(PipelineStageConfig(*config, "finetune_distinctive")->num_threads(), 2);
-  EXPECT_EQ(PipelineStageConfig(*config, "distill")->num_threads(), 2);
+  EXPECT_EQ(PipelineStageConfig(*config, "distill")->num_threads(), 4);
   config->mutable_timebalance()->mutable_distill()->set_num_threads(1);
   EXPECT_EQ(PipelineStageConfig(*config, "distill")->num_threads(), 1);
   config->mutable_timebalance()->set_parallel_stages(3);
-  EXPECT_EQ(PlannedStageThreads(*config, "supervised", 8), 1);  // 4 / 3
+  EXPECT_EQ(PlannedStageThreads(*config, "score", 8), 1);  // 4 / 3
   // num_threads 0 = the hardware threads; never fewer than 1 per stage.
   config->set_num_threads(0);
   config->mutable_timebalance()->set_parallel_stages(3);
-  EXPECT_EQ(PlannedStageThreads(*config, "supervised", 2), 1);
-  EXPECT_EQ(PlannedStageThreads(*config, "supervised", 6), 2);
+  EXPECT_EQ(PlannedStageThreads(*config, "finetune_invariant", 2), 1);
+  EXPECT_EQ(PlannedStageThreads(*config, "finetune_invariant", 6), 2);
+  EXPECT_EQ(PlannedStageThreads(*config, "supervised", 6), 6);
 
   // StudentInit RANDOM: distill does not wait for a pretraining stage.
   config->mutable_timebalance()->set_student_init(TimeBalancePipelineConfig::RANDOM);

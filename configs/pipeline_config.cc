@@ -83,7 +83,13 @@ int PlannedStageThreads(const ExperimentConfig& config, const std::string& stage
   const std::vector<std::string> stages = PipelineStages(config);
   if (std::find(stages.begin(), stages.end(), stage) == stages.end()) return 0;
   const int total = config.num_threads() > 0 ? config.num_threads() : std::max(1, hardware_threads);
-  return std::max(1, total / jobs);
+  // A final stage (no other stage reads it: distill, supervised) runs last,
+  // alone, with every thread; the others share them.
+  for (const std::string& other : stages) {
+    const std::vector<std::string> in = PipelineStageInputs(config, other);
+    if (std::find(in.begin(), in.end(), stage) != in.end()) return std::max(1, total / jobs);
+  }
+  return total;
 }
 
 std::string StageConfigPath(const std::string& stage) {

@@ -55,8 +55,10 @@ std::vector<std::string> PipelineStageInputs(const ExperimentConfig& config,
                                              const std::string& stage);
 
 // The LibTorch thread count the plan gives `stage` (parallel_stages J > 1):
-// max(1, T / J), T = the run's num_threads (0: `hardware_threads`); 0 when
-// stages run one after another with the run's own count.
+// T for a final stage (one no other stage reads: distill, supervised), which
+// then runs alone; max(1, T / J) for the others; T = the run's num_threads
+// (0: `hardware_threads`). 0 when stages run one after another with the
+// run's own count, or for an unknown stage.
 // `hardware_threads` stands for num_threads = 0.
 int PlannedStageThreads(const ExperimentConfig& config, const std::string& stage,
                         int hardware_threads);

@@ -3,9 +3,10 @@
 # train/stage_launcher.h) on the CI pipeline config with a 2-class
 # SynthActions:
 #  1. parallel_stages 2 on 2 threads: each stage in a child process as soon
-#     as its inputs have finished, with the planned thread count (2 / 2 = 1)
-#     recorded in its resolved config, a log per stage, results.json at the
-#     end, and never a stage started before its inputs finished;
+#     as its inputs have finished and its threads fit, with the planned
+#     thread count (2 / 2 = 1; the final stages distill and supervised 2,
+#     alone) recorded in its resolved config, a log per stage, results.json
+#     at the end, and never a stage started before its inputs finished;
 #  2. a rerun skips every stage and starts no child;
 #  3. the same plan run one stage at a time in one process (the thread counts
 #     set per stage by hand) gives bit-identical models: the plan, not the
@@ -42,12 +43,23 @@ shas() {  # the model_sha256 of every training stage of run $1
 rc=$?
 [ "$rc" -eq 0 ] || { cat par.txt; tail -20 par/logs/*.log; echo "FAIL: parallel run exited $rc"; exit 1; }
 for s in $STAGES; do
-  grep -q "stage $s: running in a child process (1 threads" par.txt \
-    || fail "stage $s did not run in a child with 1 thread: $(grep "stage $s" par.txt)"
+  n=1; case $s in distill|supervised) n=2 ;; esac
+  grep -q "stage $s: running in a child process ($n threads" par.txt \
+    || fail "stage $s did not run in a child with $n threads: $(grep "stage $s" par.txt)"
   [ -s "par/logs/$s.log" ] || fail "no log for $s"
   [ "$s" = score ] && continue
-  grep -q '^num_threads: 1$' "par/stages/$s/config.pbtxt" \
-    || fail "$s: resolved config lacks num_threads: 1"
+  grep -q "^num_threads: $n\$" "par/stages/$s/config.pbtxt" \
+    || fail "$s: resolved config lacks num_threads: $n"
+done
+# The 2-thread stages ran alone: nothing started or ran beside them.
+for s in distill supervised; do
+  start=$(grep -n "stage $s: running in a child" par.txt | cut -d: -f1)
+  done_at=$(grep -n "stage $s: done in" par.txt | cut -d: -f1)
+  [ -n "$start" ] && [ -n "$done_at" ] && [ "$((done_at - start))" -eq 1 ] \
+    || fail "$s did not run alone: $(sed -n "${start:-1},${done_at:-1}p" par.txt)"
+  before=$(head -n "$(( ${start:-1} - 1 ))" par.txt)
+  [ "$(grep -c 'running in a child' <<<"$before")" -eq "$(grep -c ': done in' <<<"$before")" ] \
+    || fail "$s started while another stage ran"
 done
 # Order: a stage starts only after its inputs are done.
 line() { grep -n "$1" par.txt | head -1 | cut -d: -f1; }
@@ -75,7 +87,7 @@ grep -q 'child process' rerun.txt && fail "rerun started a child"
 # 3. The same plan, one stage at a time in this process.
 "$BIN" --config="$CONFIG" --run_dir=seq --num_threads=1 --override="$DATA timebalance {
   pretrain_invariant { num_threads: 1 } pretrain_distinctive { num_threads: 1 }
-  supervised_baseline { num_threads: 1 } finetune { num_threads: 1 } distill { num_threads: 1 } }" \
+  supervised_baseline { num_threads: 2 } finetune { num_threads: 1 } distill { num_threads: 2 } }" \
   >seq.txt 2>&1 || { cat seq.txt; fail "sequential run exited $?"; }
 grep -q 'child process' seq.txt && fail "the sequential run started a child"
 par_shas=$(shas par)

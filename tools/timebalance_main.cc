@@ -148,8 +148,8 @@ int Run() {
       launcher.run_dir = config.run_dir();
       launcher.stop = stop;
       options.launch_stages = [launcher](const std::vector<tb::StageTask>& tasks, int jobs,
-                                         const tb::StageHooks& hooks) {
-        return tb::LaunchStages(launcher, tasks, jobs, hooks);
+                                         int thread_budget, const tb::StageHooks& hooks) {
+        return tb::LaunchStages(launcher, tasks, jobs, thread_budget, hooks);
       };
     }
     absl::StatusOr<tb::PipelineResult> result =

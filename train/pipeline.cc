@@ -321,9 +321,12 @@ class Pipeline {
   // (options_.launch_stages) as soon as its inputs have finished; each must
   // then have its record. Returns true when interrupted.
   absl::StatusOr<bool> RunGraph(const std::vector<std::string>& stages, int jobs) {
+    const int hardware = static_cast<int>(std::thread::hardware_concurrency());
+    const int budget = base_.num_threads() > 0 ? base_.num_threads() : std::max(1, hardware);
     std::vector<StageTask> tasks;
     for (const std::string& stage : stages) {
-      tasks.push_back({stage, PipelineStageInputs(base_, stage)});
+      const int threads = StageThreads(stage);
+      tasks.push_back({stage, PipelineStageInputs(base_, stage), threads > 0 ? threads : budget});
     }
     StageHooks hooks;
     hooks.prepare = [this](const std::string& stage) -> absl::StatusOr<bool> {
@@ -350,7 +353,7 @@ class Pipeline {
       Say(absl::StrFormat("stage %s: done in %.1f s", stage, state.record.seconds()));
       return absl::OkStatus();
     };
-    return options_.launch_stages(tasks, jobs, hooks);
+    return options_.launch_stages(tasks, jobs, budget, hooks);
   }
 
   // Returns true when interrupted.

@@ -56,7 +56,7 @@ struct PipelineOptions {
   // line). Used when timebalance.parallel_stages > 1 on a single process;
   // unset (or data-parallel), stages run here one after another.
   std::function<absl::StatusOr<bool>(const std::vector<StageTask>& tasks, int jobs,
-                                     const StageHooks& hooks)>
+                                     int thread_budget, const StageHooks& hooks)>
       launch_stages;
   // Set in such a child: run only this stage, for a parent that holds the
   // run directory's lock (none taken here, no summary written).

@@ -26,6 +26,7 @@ struct Child {
   std::string stage;
   std::string log;
   pid_t pid = -1;
+  int threads = 1;
 };
 
 // The last `n` lines of a file.
@@ -75,7 +76,7 @@ absl::StatusOr<pid_t> Spawn(const StageLauncherOptions& options, const std::stri
 
 absl::StatusOr<bool> LaunchStages(const StageLauncherOptions& options,
                                   const std::vector<StageTask>& tasks, int jobs,
-                                  const StageHooks& hooks) {
+                                  int thread_budget, const StageHooks& hooks) {
   const fs::path logs = fs::path(options.run_dir) / "logs";
   std::error_code ec;
   fs::create_directories(logs, ec);
@@ -120,9 +121,13 @@ absl::StatusOr<bool> LaunchStages(const StageLauncherOptions& options,
           s = *run ? State::kReady : State::kFinished;
           changed = true;
         }
-        if (s == State::kReady && static_cast<int>(running.size()) < jobs) {
+        int used = 0;
+        for (const Child& r : running) used += r.threads;
+        const bool fits = running.empty() || used + t.threads <= thread_budget;
+        if (s == State::kReady && static_cast<int>(running.size()) < jobs && fits) {
           Child c;
           c.stage = t.name;
+          c.threads = t.threads;
           c.log = (logs / (c.stage + ".log")).string();
           absl::StatusOr<pid_t> pid = Spawn(options, c.stage, c.log);
           if (!pid.ok()) {

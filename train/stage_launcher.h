@@ -32,6 +32,7 @@ struct StageLauncherOptions {
 struct StageTask {
   std::string name;
   std::vector<std::string> inputs;  // names of earlier tasks
+  int threads = 1;                  // of the thread budget, while it runs
 };
 
 // What the caller decides, called on this thread between child events.
@@ -47,8 +48,10 @@ struct StageHooks {
 };
 
 // Runs the graph `tasks` (listed after their inputs): a stage starts in a
-// child process as soon as its inputs have finished and fewer than `jobs`
-// children run, in the order of `tasks`. Returns when every stage has
+// child process as soon as its inputs have finished, fewer than `jobs`
+// children run and its threads fit in `thread_budget` beside the running
+// children's (a stage that asks for more than the budget runs alone), in the
+// order of `tasks`. Returns when every stage has
 // finished, or, after a stop request or a failure, when the running children
 // have exited (the others are not started): true when one was interrupted
 // (exit 128 + SIGINT/SIGTERM) and none failed; an error naming the first
@@ -56,7 +59,7 @@ struct StageHooks {
 // error, otherwise.
 absl::StatusOr<bool> LaunchStages(const StageLauncherOptions& options,
                                   const std::vector<StageTask>& tasks, int jobs,
-                                  const StageHooks& hooks);
+                                  int thread_budget, const StageHooks& hooks);
 
 // The flag a child gets; //tools:timebalance defines it.
 inline constexpr char kPipelineStageFlag[] = "--internal_pipeline_stage=";
