@@ -253,6 +253,37 @@ class WeakStrongPlanner : public SamplePlanner {
   const std::vector<ViewShape> views_;
 };
 
+// TCL's two playback speeds of one span: "base" (T frames at the dataset
+// stride) and "slow" (T / r frames at r times the stride from the same
+// start, frames base[0], base[r], ...), each with its own augmentation draw.
+class TwoSpeedPlanner : public SamplePlanner {
+ public:
+  TwoSpeedPlanner(const TwoSpeedSamplerOptions& o, const DatasetConfig& d)
+      : augmentation_(o.has_augmentation() ? o.augmentation() : d.augmentation()),
+        ratio_(o.speed_ratio()),
+        num_frames_(d.clip().num_frames()),
+        stride_(d.clip().stride()),
+        pad_(d.clip().pad()),
+        views_{{"base", 1, d.clip().num_frames()},
+               {"slow", 1, std::max(1, d.clip().num_frames() / o.speed_ratio())}} {}
+  const std::vector<ViewShape>& views() const override { return views_; }
+  std::vector<ClipPlan> Plan(int64_t n, RngStream* rng) const override {
+    const int64_t start = RandomClipStart(n, num_frames_, stride_, rng);
+    std::vector<ClipPlan> plans(2);
+    plans[0].frames = ClipFrameIndices(n, start, num_frames_, stride_, pad_);
+    plans[1].view = 1;
+    plans[1].frames = ClipFrameIndices(n, start, views_[1].frames, stride_ * ratio_, pad_);
+    for (ClipPlan& p : plans) p.augmentation = &augmentation_;
+    return plans;
+  }
+
+ private:
+  const Augmentation augmentation_;
+  const int ratio_, num_frames_, stride_;
+  const ClipSampling::PadMode pad_;
+  const std::vector<ViewShape> views_;
+};
+
 }  // namespace
 
 Augmentation StrongReferenceAugmentation(const Augmentation& weak) {
@@ -361,6 +392,8 @@ absl::StatusOr<std::unique_ptr<SamplePlanner>> CreateRgbPlanner(const SamplerCon
       return std::unique_ptr<SamplePlanner>(new SpreadPlanner(sampler.spread(), dataset));
     case SamplerConfig::kWeakStrong:
       return std::unique_ptr<SamplePlanner>(new WeakStrongPlanner(sampler.weak_strong(), dataset));
+    case SamplerConfig::kTwoSpeed:
+      return std::unique_ptr<SamplePlanner>(new TwoSpeedPlanner(sampler.two_speed(), dataset));
     case SamplerConfig::kClip:
     case SamplerConfig::KIND_NOT_SET:
       RETURN_IF_ERROR(ValidateAugmentation(dataset.augmentation(), "dataset.augmentation"));
@@ -422,6 +455,15 @@ absl::Status ValidateSamplerOptions(const SamplerConfig& s, const std::string& o
     }
     if (w.has_weak()) RETURN_IF_ERROR(ValidateAugmentation(w.weak(), p + ".weak"));
     if (w.has_strong()) RETURN_IF_ERROR(ValidateAugmentation(w.strong(), p + ".strong"));
+  }
+  if (s.has_two_speed()) {
+    const TwoSpeedSamplerOptions& t = s.two_speed();
+    if (t.speed_ratio() < 2 || t.speed_ratio() > 8) {
+      return bad("speed_ratio", t.speed_ratio(), "must be in [2, 8]");
+    }
+    if (t.has_augmentation()) {
+      RETURN_IF_ERROR(ValidateAugmentation(t.augmentation(), p + ".augmentation"));
+    }
   }
   return absl::OkStatus();
 }

@@ -154,6 +154,37 @@ TEST(ViewsTest, WeakAndStrongClipsShareTheirFramesButNotTheirAugmentation) {
             d.augmentation().DebugString());
 }
 
+TEST(ViewsTest, TwoSpeedSlowClipIsTheBaseSpanAtHalfTheFrameRate) {
+  const DatasetConfig d = Dataset(8, 2);
+  const auto planner = Planner("two_speed {}", d);
+  ASSERT_EQ(planner->views().size(), 2u);
+  EXPECT_EQ(planner->views()[0].name, "base");
+  EXPECT_EQ(planner->views()[0].frames, 8);
+  EXPECT_EQ(planner->views()[1].name, "slow");
+  EXPECT_EQ(planner->views()[1].frames, 4);
+  std::set<int64_t> starts;
+  for (uint64_t sample = 0; sample < 30; ++sample) {
+    RngStream rng(6, 0, sample, 0, 0);
+    const auto plans = planner->Plan(60, &rng);
+    ASSERT_EQ(plans.size(), 2u);
+    const int64_t s = plans[0].frames[0];
+    starts.insert(s);
+    EXPECT_EQ(plans[0].frames, (std::vector<int64_t>{s, s + 2, s + 4, s + 6, s + 8, s + 10,
+                                                     s + 12, s + 14}));
+    EXPECT_EQ(plans[1].view, 1);
+    EXPECT_EQ(plans[1].frames, (std::vector<int64_t>{s, s + 4, s + 8, s + 12}));
+    EXPECT_EQ(plans[0].augmentation->DebugString(), d.augmentation().DebugString());
+    EXPECT_EQ(plans[1].augmentation, plans[0].augmentation);
+  }
+  EXPECT_GT(starts.size(), 5u);
+  SamplerConfig bad;
+  bad.mutable_two_speed()->set_speed_ratio(1);
+  auto p = CreateSamplePlanner(bad, d);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("sampler.two_speed.speed_ratio = 1"), std::string::npos)
+      << p.status();
+}
+
 TEST(ViewsTest, BadOptionsNameTheField) {
   SamplerConfig s;
   s.mutable_rho()->set_rho(0);

@@ -52,6 +52,10 @@ absl::Status ValidateSemiSupervised(const google::protobuf::Message& options,
       SamplerConfig sampler;
       *sampler.mutable_weak_strong() = *w;
       c.Merge(ValidateSamplerOptions(sampler, c.Path(name)));
+    } else if (const auto* t = dynamic_cast<const TwoSpeedSamplerOptions*>(&m)) {
+      SamplerConfig sampler;
+      *sampler.mutable_two_speed() = *t;
+      c.Merge(ValidateSamplerOptions(sampler, c.Path(name)));
     }
   }
   const DatasetConfig& d = scope.dataset;

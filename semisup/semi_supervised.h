@@ -28,9 +28,10 @@ namespace tb {
 // The checks every semi-supervised trainer's Validate runs: the
 // UnlabeledSchedule and PseudoLabelOptions fields of `options` (found by
 // type, so a new method gets them checked too), any WeakStrongSamplerOptions
-// field (sampler ranges), and that the experiment leaves unlabeled videos to
-// read (a labeled_fraction of 1 without a labeled_list or unlabeled_set:
-// ALL_TRAIN leaves none: a config error, not a run-time one).
+// or TwoSpeedSamplerOptions field (sampler ranges), and that the experiment
+// leaves unlabeled videos to read (a labeled_fraction of 1 without a
+// labeled_list or unlabeled_set: ALL_TRAIN leaves none: a config error, not
+// a run-time one).
 absl::Status ValidateSemiSupervised(const google::protobuf::Message& options,
                                     const TrainerScope& scope);
 
