@@ -644,6 +644,10 @@ absl::StatusOr<InferenceModel> InferenceModel::Adopt(std::shared_ptr<VideoBackbo
 }
 
 absl::StatusOr<InferenceOutputs> InferenceModel::Run(const torch::Tensor& clip) {
+  return Forward(clip, kWantFeatures | kWantLogits | kWantProbabilities);
+}
+
+absl::StatusOr<InferenceOutputs> InferenceModel::Forward(const torch::Tensor& clip, int wanted) {
   if (!clip.defined() || clip.dim() != 5 || !clip.is_floating_point()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "InferenceModel: the clip must be a 5-D floating tensor [B, C, T, H, W], got ",
@@ -667,30 +671,34 @@ absl::StatusOr<InferenceOutputs> InferenceModel::Run(const torch::Tensor& clip) 
                                              : torch::kFloat);
       if (options_.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast3d);
       const torch::Tensor features = model_->Features(x);
-      out.logits = model_->Logits(features).to(torch::kFloat);
-      out.features = features.to(torch::kFloat);
-      out.probabilities = torch::softmax(out.logits, 1);
+      if (wanted & kWantFeatures) out.features = features.to(torch::kFloat);
+      if (wanted & (kWantLogits | kWantProbabilities)) {
+        torch::Tensor logits = model_->Logits(features).to(torch::kFloat);
+        if (wanted & kWantProbabilities) out.probabilities = torch::softmax(logits, 1);
+        if (wanted & kWantLogits) out.logits = std::move(logits);
+      }
     }
-    // Ordinary tensors from here on (see the header).
-    out.features = out.features.clone();
-    out.logits = out.logits.clone();
-    out.probabilities = out.probabilities.clone();
+    // Ordinary tensors from here on (see the header); only what was asked
+    // for is copied out.
+    for (torch::Tensor* t : {&out.features, &out.logits, &out.probabilities}) {
+      if (t->defined()) *t = t->clone();
+    }
     return out;
   });
 }
 
 absl::StatusOr<torch::Tensor> InferenceModel::Logits(const torch::Tensor& clip) {
-  ASSIGN_OR_RETURN(InferenceOutputs out, Run(clip));
+  ASSIGN_OR_RETURN(InferenceOutputs out, Forward(clip, kWantLogits));
   return out.logits;
 }
 
 absl::StatusOr<torch::Tensor> InferenceModel::Features(const torch::Tensor& clip) {
-  ASSIGN_OR_RETURN(InferenceOutputs out, Run(clip));
+  ASSIGN_OR_RETURN(InferenceOutputs out, Forward(clip, kWantFeatures));
   return out.features;
 }
 
 absl::StatusOr<torch::Tensor> InferenceModel::Probabilities(const torch::Tensor& clip) {
-  ASSIGN_OR_RETURN(InferenceOutputs out, Run(clip));
+  ASSIGN_OR_RETURN(InferenceOutputs out, Forward(clip, kWantProbabilities));
   return out.probabilities;
 }
 

@@ -152,7 +152,8 @@ class InferenceModel {
   // device; moved and cast as the options say). InvalidArgument for a clip
   // that is not a 5-D floating tensor or that the backbone rejects.
   absl::StatusOr<InferenceOutputs> Run(const torch::Tensor& clip);
-  // The parts of Run(clip).
+  // The parts of Run(clip): each computes and copies out only its part
+  // (Features() skips the classifier head).
   absl::StatusOr<torch::Tensor> Logits(const torch::Tensor& clip);
   absl::StatusOr<torch::Tensor> Features(const torch::Tensor& clip);
   absl::StatusOr<torch::Tensor> Probabilities(const torch::Tensor& clip);
@@ -169,6 +170,10 @@ class InferenceModel {
                  BatchNormFoldReport report, torch::Device device)
       : model_(std::move(model)), options_(options), report_(std::move(report)),
         device_(device) {}
+
+  enum : int { kWantFeatures = 1, kWantLogits = 2, kWantProbabilities = 4 };
+  // Run's body; the outputs not in `wanted` are left undefined.
+  absl::StatusOr<InferenceOutputs> Forward(const torch::Tensor& clip, int wanted);
 
   std::shared_ptr<VideoBackbone> model_;
   InferenceOptions options_;

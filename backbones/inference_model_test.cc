@@ -203,6 +203,15 @@ TEST_P(EveryBackbone, FoldedFp32EqualsEvalModeAndLeavesTheOriginalAlone) {
   EXPECT_EQ(out->logits.sizes(), (std::vector<int64_t>{2, kClasses}));
   EXPECT_EQ(out->features.sizes(), (std::vector<int64_t>{2, folded->feature_dim()}));
   EXPECT_EQ(out->probabilities.scalar_type(), torch::kFloat);
+  // Each part alone is Run's part, bit for bit.
+  absl::StatusOr<torch::Tensor> features_only = folded->Features(clip);
+  absl::StatusOr<torch::Tensor> logits_only = folded->Logits(clip);
+  absl::StatusOr<torch::Tensor> probabilities_only = folded->Probabilities(clip);
+  ASSERT_TRUE(features_only.ok() && logits_only.ok() && probabilities_only.ok());
+  EXPECT_TRUE(torch::equal(*features_only, out->features));
+  EXPECT_TRUE(torch::equal(*logits_only, out->logits));
+  EXPECT_TRUE(torch::equal(*probabilities_only, out->probabilities));
+  EXPECT_FALSE(probabilities_only->is_inference());
   // The probabilities are not all alike (otherwise the comparison says little).
   EXPECT_GT(reference.probabilities.max().item<double>() -
                 reference.probabilities.min().item<double>(), 1e-3);

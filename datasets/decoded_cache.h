@@ -12,8 +12,12 @@
 // video is cached only when decoding all of it succeeds with nothing wrong
 // found (VideoReader::damage() clean); a damaged video is always read the
 // ordinary way, so the loader's error policy sees exactly what it saw
-// before. Keys carry the file's size and modification time, so a rewritten
-// file is not served stale. Thread-safe.
+// before. A video is keyed by its path and decode size, and its file is
+// opened only when it is decoded into the cache: a hit touches no file
+// system (no stat() per read). The dataset is taken to be read-only for the
+// life of the process, as the loaders already assume (their index of frame
+// counts is read once, at start); a file rewritten mid-run keeps being
+// served as it was first decoded. Thread-safe.
 //
 // LoaderOptions.decoded_cache_mb sets the budget (0 = off, the default);
 // all loaders of the process share one cache, whose budget is the largest

@@ -5,19 +5,11 @@
 # the stage results), TimeBalance and the fixed-0.5 ablation reusing the
 # teachers, the table, a rerun that trains nothing, and bad arguments.
 set -uo pipefail
-ROOT="$TEST_SRCDIR/timebalance"
-BIN="$ROOT/tools/timebalance"
-GEN="$ROOT/datasets/synthetic/make_synthetic"
+source "$TEST_SRCDIR/timebalance/tests/testlib.sh"
 CONFIG="$ROOT/configs/timebalance_claims_r3d18tiny_synth_ci.pbtxt"
 STUDY="$ROOT/tools/claims_study.py"
-WORK="$TEST_TMPDIR/claims"
-mkdir -p "$WORK" && cd "$WORK"
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-
-"$GEN" --out=data --classes=2 --train_per_class=6 --test_per_class=2 --seed=3 \
-  --min_frames=40 --max_frames=48 --min_short_side=64 --max_short_side=72 >gen.txt 2>&1 \
-  || { cat gen.txt; exit 1; }
+tb_workdir claims
+tb_synth data 2 6 2 3
 
 study() {
   /usr/bin/python3 "$STUDY" --config="$CONFIG" --data=data --out=out --budgets=2,3 \
@@ -87,5 +79,4 @@ study --budgets=2,x >bad.txt 2>&1; rc=$?
 study --curve_seeds=5 >bad.txt 2>&1; rc=$?
 [ "$rc" -eq 2 ] && grep -q -- '--curve_seeds' bad.txt || fail "--curve_seeds=5: exit $rc: $(cat bad.txt)"
 
-[ "$failures" -eq 0 ] || { echo "$failures failure(s)"; exit 1; }
-echo "claims study test passed"
+tb_finish "claims study test"

@@ -18,21 +18,16 @@
 #      address; WORLD_SIZE without RANK, a batch the ranks cannot split and
 #      NCCL on a CPU LibTorch exit 2.
 set -uo pipefail
-BIN="$TEST_SRCDIR/timebalance/tools/timebalance"
-GEN="$TEST_SRCDIR/timebalance/datasets/synthetic/make_synthetic"
+source "$TEST_SRCDIR/timebalance/tests/testlib.sh"
 CMP="$TEST_SRCDIR/timebalance/tools/compare_checkpoints.py"
 CONFIG="$TEST_SRCDIR/timebalance/configs/supervised_r3d18tiny_8x4_synth_ci.pbtxt"
 PY=/usr/bin/python3
 cd "$TEST_TMPDIR"
 unset RANK WORLD_SIZE LOCAL_RANK MASTER_ADDR MASTER_PORT SLURM_PROCID SLURM_NTASKS
-"$GEN" --out=data --classes=4 --train_per_class=4 --test_per_class=4 --seed=3 \
-  --min_frames=40 --max_frames=48 --min_short_side=64 --max_short_side=72 >gen.txt 2>&1 \
-  || { cat gen.txt; exit 1; }
+tb_synth data 4 4 4 3
 # An odd number of test videos (15): the ranks evaluate 8 and 7.
 sed -i '$d' data/testlist01.txt
 DATA='dataset { ucf101 { root: "data" } clip { decode_short_side: 48 crop_size: 40 } }'
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 json() { $PY -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
@@ -237,5 +232,4 @@ expect_exit 2 "distributed.backend = NCCL" nccl.log env RANK=0 WORLD_SIZE=2 MAST
   MASTER_PORT="$(free_port)" "$BIN" --config="$CONFIG" --run_dir=nccl \
   --override="$DATA distributed { backend: NCCL }"
 
-if [ $failures -ne 0 ]; then echo "$failures failure(s)"; exit 1; fi
-echo "distributed_e2e_test: all checks passed"
+tb_finish distributed_e2e_test

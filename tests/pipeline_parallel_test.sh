@@ -15,18 +15,11 @@
 #     finishes with the same models as an uninterrupted run;
 #  5. SIGKILL of the parent leaves no child behind.
 set -uo pipefail
-ROOT="$TEST_SRCDIR/timebalance"
-BIN="$ROOT/tools/timebalance"
-GEN="$ROOT/datasets/synthetic/make_synthetic"
+source "$TEST_SRCDIR/timebalance/tests/testlib.sh"
 CONFIG="$ROOT/configs/timebalance_r3d18tiny_synth_ci.pbtxt"
-WORK="$TEST_TMPDIR/parallel"
-mkdir -p "$WORK" && cd "$WORK"
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-
-"$GEN" --out=data --classes=2 --train_per_class=6 --test_per_class=2 --seed=5 \
-  --min_frames=40 --max_frames=48 --min_short_side=64 --max_short_side=72 >gen.txt 2>&1 \
-  || { cat gen.txt; exit 1; }
+tb_workdir parallel
+WORK="$PWD"
+tb_synth data 2 6 2 5
 DATA="dataset { ucf101 { root: \"$WORK/data\" } clip { decode_short_side: 40 crop_size: 32 } }"
 STAGES="pretrain_invariant pretrain_distinctive supervised score finetune_invariant finetune_distinctive distill"
 
@@ -133,5 +126,4 @@ for _ in $(seq 1 50); do
 done
 pgrep -f "run_dir=killed" >/dev/null && { pkill -KILL -f "run_dir=killed"; fail "a child outlived its SIGKILLed parent"; }
 
-[ "$failures" -eq 0 ] || { echo "$failures failure(s)"; exit 1; }
-echo "parallel pipeline test passed"
+tb_finish "parallel pipeline test"

@@ -333,12 +333,9 @@ class Pipeline {
       ASSIGN_OR_RETURN(Readiness r, Check(stage, Selected(stage)));
       return r == Readiness::kReady;
     };
-    hooks.on_start = [this](const std::string& stage) {
+    hooks.on_start = [this](const StageTask& task) {
       Say(absl::StrFormat("stage %s: running in a child process (%d threads, log %s/logs/%s.log)",
-                          stage,
-                          PlannedStageThreads(base_, stage,
-                                              static_cast<int>(std::thread::hardware_concurrency())),
-                          base_.run_dir(), stage));
+                          task.name, task.threads, base_.run_dir(), task.name));
     };
     hooks.on_done = [this](const std::string& stage) -> absl::Status {
       StageState& state = state_[stage];

@@ -138,7 +138,7 @@ absl::StatusOr<bool> LaunchStages(const StageLauncherOptions& options,
           c.pid = *pid;
           running.push_back(c);
           s = State::kRunning;
-          if (hooks.on_start) hooks.on_start(c.stage);
+          if (hooks.on_start) hooks.on_start(t);
         }
       }
     }

@@ -41,8 +41,8 @@ struct StageHooks {
   // a child, false when there is nothing to run (up to date, or left
   // pending); an error stops the run.
   std::function<absl::StatusOr<bool>(const std::string& stage)> prepare;
-  // Called as a stage's child starts.
-  std::function<void(const std::string& stage)> on_start;
+  // Called as a stage's child starts (with its task: name, threads).
+  std::function<void(const StageTask& task)> on_start;
   // Called after a stage's child exited 0; an error stops the run.
   std::function<absl::Status(const std::string& stage)> on_done;
 };
