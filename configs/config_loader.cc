@@ -69,6 +69,8 @@ void ValidateOptimizer(const OptimizerConfig& o, FieldChecker* c) {
     c->Require(a.beta1() >= 0 && a.beta1() < 1, "adam.beta1", a.beta1(), "must be in [0, 1)");
     c->Require(a.beta2() >= 0 && a.beta2() < 1, "adam.beta2", a.beta2(), "must be in [0, 1)");
     c->Require(a.weight_decay() >= 0, "adam.weight_decay", a.weight_decay(), "must be >= 0");
+    c->Require(!(a.fused() && a.decoupled()), "adam.fused", a.fused(),
+               "is only available for Adam, not with adam.decoupled (AdamW)");
   }
   if (o.has_sgd()) {
     const SgdOptions& s = o.sgd();

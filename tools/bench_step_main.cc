@@ -31,6 +31,7 @@
 #include "core/autocast.h"
 #include "core/threads.h"
 #include "semisup/timebalance_trainer.h"
+#include "train/fused_adam.h"
 #include "core/cli.h"
 #include "core/peer_process.h"
 #include "configs/pipeline_config.h"
@@ -40,6 +41,9 @@ DEFINE_string(override, "", "Text-proto fragment merged into the config.");
 DEFINE_int32(num_classes, 101, "Classifier outputs (no dataset is read).");
 DEFINE_int32(iters, 5, "Timed steps per precision (the median is printed).");
 DEFINE_int32(warmup, 2, "Untimed steps before timing.");
+DEFINE_bool(fused_adam, false,
+            "Step with train/fused_adam.h (AdamOptions.fused) instead of torch::optim::Adam; "
+            "the peer then uses torch.optim.Adam(foreach=True), its fastest CPU Adam.");
 DEFINE_int32(threads, 0, "LibTorch intra-op threads (0 = all cores).");
 DEFINE_string(precisions, "fp32,bf16", "Comma-separated: fp32, bf16.");
 DEFINE_string(peer, "",
@@ -137,7 +141,11 @@ int Run() {
     if (!created.ok()) return tb::ToolError("bench_step", tb::kExitUsageError, created.status());
     tb::TimeBalanceTrainer& trainer = **created;
     trainer.SetTraining(true);
-    torch::optim::Adam adam(trainer.TrainableParameters(), torch::optim::AdamOptions(1e-4));
+    std::unique_ptr<torch::optim::Adam> adam =
+        FLAGS_fused_adam ? std::make_unique<tb::FusedAdam>(trainer.TrainableParameters(),
+                                                           torch::optim::AdamOptions(1e-4))
+                         : std::make_unique<torch::optim::Adam>(trainer.TrainableParameters(),
+                                                                torch::optim::AdamOptions(1e-4));
     std::vector<double> times;
     for (int i = 0; i < FLAGS_warmup + FLAGS_iters; ++i) {
       const auto start = std::chrono::steady_clock::now();
@@ -147,9 +155,9 @@ int Run() {
         result = trainer.Step({&labeled, &unlabeled});
       }
       if (!result.ok()) return tb::ToolError("bench_step", tb::kExitDataError, result.status());
-      adam.zero_grad();
+      adam->zero_grad();
       result->loss.backward();
-      adam.step();
+      adam->step();
       if (i >= FLAGS_warmup) {
         times.push_back(
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -158,6 +166,7 @@ int Run() {
     const double clips_per_s = (nl + nu) / Median(times);
     const std::string teacher_mode = absl::StrCat(
         tb::TimeBalanceOptions::TeacherPrecision_Name(options.teacher_precision()),
+        FLAGS_fused_adam ? ", fused Adam" : "",
         options.fold_teachers() ? ", folded" : "", options.teacher_channels_last() ? ", cl" : "");
     std::printf("| %s | %s | %.3f | %.2f |", precision.c_str(), teacher_mode.c_str(),
                 Median(times), clips_per_s);
@@ -166,11 +175,12 @@ int Run() {
       const std::string command = absl::StrFormat(
           "/usr/bin/python3 %s --frames=%d --size=%d --labeled=%d --unlabeled=%d "
           "--num_classes=%d --dropout=%g --labeled_weight=%g --unlabeled_weight=%g --iters=%d "
-          "--warmup=%d --threads=%d --precisions=%s%s",
+          "--warmup=%d --threads=%d --precisions=%s%s%s",
           FLAGS_peer, clip.num_frames(), clip.crop_size(), nl, nu, FLAGS_num_classes,
           config.backbone().dropout(), options.labeled_weight(), options.unlabeled_weight(),
           FLAGS_iters, FLAGS_warmup, threads, precision,
-          config.backbone().r3d18().tclr_temporal_layer4() ? " --tclr_temporal_layer4" : "");
+          config.backbone().r3d18().tclr_temporal_layer4() ? " --tclr_temporal_layer4" : "",
+          FLAGS_fused_adam ? " --adam_foreach" : "");
       absl::StatusOr<std::string> line = tb::RunPeer(command, "PEER_STEP");
       absl::StatusOr<double> peer_clips =
           line.ok() ? tb::JsonNumberField(*line, "clips_per_s") : line.status();

@@ -28,6 +28,7 @@
 #include "core/status_macros.h"
 #include "core/torch_status.h"
 #include "datasets/views.h"
+#include "train/fused_adam.h"
 #include "train/lr_schedule.h"
 
 namespace tb {
@@ -60,11 +61,12 @@ std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerConfig& c,
                     .eps(o.eps())
                     .weight_decay(o.weight_decay()));
   }
-  return std::make_unique<torch::optim::Adam>(
-      params, torch::optim::AdamOptions(o.lr())
-                  .betas({o.beta1(), o.beta2()})
-                  .eps(o.eps())
-                  .weight_decay(o.weight_decay()));
+  const auto options = torch::optim::AdamOptions(o.lr())
+                           .betas({o.beta1(), o.beta2()})
+                           .eps(o.eps())
+                           .weight_decay(o.weight_decay());
+  if (o.fused()) return std::make_unique<FusedAdam>(params, options);
+  return std::make_unique<torch::optim::Adam>(params, options);
 }
 
 double BaseLearningRate(const OptimizerConfig& c) {

@@ -7,7 +7,7 @@ mode, no_grad, bf16 autocast when the precision is bf16) give softmax probabilit
 mixed with per-video weights s = 0.5; the student's forward; cross-entropy on the labeled
 clips plus labeled_weight * MSE(p_s, p_t) on the labeled and unlabeled_weight * MSE on the
 unlabeled clips; the step's metrics read with .item() as the trainer does; zero_grad,
-backward and an Adam step (lr 1e-4). The whole step runs under bf16 autocast for the bf16
+backward and an Adam step (lr 1e-4; foreach=True with --adam_foreach). The whole step runs under bf16 autocast for the bf16
 row, as bench_step wraps trainer.Step() in AutocastScope. Models are torchvision's r3d_18
 (student and teachers) with dropout before the fc, as the C++ ResNetBackbone has; clips and
 labels are random. Prints the median over --iters steps after --warmup untimed steps.
@@ -106,6 +106,9 @@ def main():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precisions", default="fp32,bf16")
+    # bench_step --fused_adam passes this: torch 1.13's fastest Adam on the CPU (fused=True is
+    # CUDA-only there), so our fused step is compared with the peer's best, not its default.
+    parser.add_argument("--adam_foreach", action="store_true")
     args = parser.parse_args()
     precisions = args.precisions.split(",")
     for p in precisions:
@@ -140,7 +143,8 @@ def main():
     for precision in precisions:
         bf16 = precision == "bf16"
         # A fresh optimizer per precision, as bench_step builds one per precision.
-        adam = torch.optim.Adam(student.parameters(), lr=1e-4)
+        adam = torch.optim.Adam(student.parameters(), lr=1e-4,
+                                foreach=True if args.adam_foreach else None)
         times = []
         for i in range(args.warmup + args.iters):
             start = time.perf_counter()
