@@ -617,6 +617,8 @@ absl::StatusOr<InferenceModel> InferenceModel::Adopt(std::shared_ptr<VideoBackbo
   }
   RETURN_IF_ERROR(CallTorch("InferenceModel: preparing weights", [&] {
     torch::NoGradGuard no_grad;
+    // Folding gives convolutions new bias parameters: frozen like the rest.
+    for (torch::Tensor& p : model->parameters()) p.set_requires_grad(false);
     if (options.precision == InferencePrecision::kBf16Weights) model->to(torch::kBFloat16);
     if (options.channels_last) ToChannelsLast(*model);
   }));

@@ -122,5 +122,45 @@ TEST(ConfigLoader, ShippedConfigsAreValid) {
   EXPECT_GT(count, 50);  // configs/*.pbtxt and configs/paper/*.pbtxt
 }
 
+// The parallel_stages plan: the run's threads split evenly between the J
+// stages that may run at once, a fragment's own num_threads kept.
+TEST(PipelineConfig, ParallelStagesPlan) {
+  const std::string path = std::string(std::getenv("TEST_SRCDIR")) +
+                           "/timebalance/configs/timebalance_r3d18tiny_synth_ci.pbtxt";
+  auto config = LoadExperimentConfig(path, {"run_dir: \"/tmp/x\" num_threads: 4"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  // Sequential (the default): no plan, the run's thread count.
+  EXPECT_EQ(PlannedStageThreads(*config, "distill", 8), 0);
+  EXPECT_EQ(PipelineStageConfig(*config, "distill")->num_threads(), 4);
+
+  config->mutable_timebalance()->set_parallel_stages(2);
+  EXPECT_EQ(PlannedStageThreads(*config, "pretrain_invariant", 8), 2);  // 4 / 2
+  EXPECT_EQ(PlannedStageThreads(*config, "score", 8), 2);
+  EXPECT_EQ(PlannedStageThreads(*config, "distill", 8), 4);     // final: all threads
+  EXPECT_EQ(PlannedStageThreads(*config, "supervised", 8), 4);  // final too
+  EXPECT_EQ(PlannedStageThreads(*config, "no_such_stage", 8), 0);
+  EXPECT_EQ(PipelineStageConfig(*config, "finetune_distinctive")->num_threads(), 2);
+  EXPECT_EQ(PipelineStageConfig(*config, "distill")->num_threads(), 4);
+  config->mutable_timebalance()->mutable_distill()->set_num_threads(1);
+  EXPECT_EQ(PipelineStageConfig(*config, "distill")->num_threads(), 1);
+  config->mutable_timebalance()->set_parallel_stages(3);
+  EXPECT_EQ(PlannedStageThreads(*config, "score", 8), 1);  // 4 / 3
+  // num_threads 0 = the hardware threads; never fewer than 1 per stage.
+  config->set_num_threads(0);
+  config->mutable_timebalance()->set_parallel_stages(3);
+  EXPECT_EQ(PlannedStageThreads(*config, "finetune_invariant", 2), 1);
+  EXPECT_EQ(PlannedStageThreads(*config, "finetune_invariant", 6), 2);
+  EXPECT_EQ(PlannedStageThreads(*config, "supervised", 6), 6);
+
+  // StudentInit RANDOM: distill does not wait for a pretraining stage.
+  config->mutable_timebalance()->set_student_init(TimeBalancePipelineConfig::RANDOM);
+  EXPECT_EQ(PipelineStageInputs(*config, "distill"),
+            (std::vector<std::string>{"score", "finetune_invariant", "finetune_distinctive"}));
+
+  auto bad = LoadExperimentConfig(path, {"run_dir: \"/tmp/x\" timebalance { parallel_stages: 0 }"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(), "config field timebalance.parallel_stages = 0: must be >= 1");
+}
+
 }  // namespace
 }  // namespace tb

@@ -1,6 +1,9 @@
 #include "configs/pipeline_config.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "configs/config_loader.h"
@@ -50,6 +53,45 @@ std::vector<std::string> PipelineStages(const ExperimentConfig& config) {
   return stages;
 }
 
+std::vector<std::string> PipelineStageInputs(const ExperimentConfig& config,
+                                             const std::string& stage) {
+  if (stage == kScore) return {kPretrainInvariant, kPretrainDistinctive};
+  if (stage == kFinetuneInvariant) return {kPretrainInvariant};
+  if (stage == kFinetuneDistinctive) return {kPretrainDistinctive};
+  if (stage != kDistill) return {};
+  std::vector<std::string> in = {kScore, kFinetuneInvariant, kFinetuneDistinctive};
+  switch (config.timebalance().student_init()) {
+    case TimeBalancePipelineConfig::INVARIANT:
+      in.push_back(kPretrainInvariant);
+      break;
+    case TimeBalancePipelineConfig::DISTINCTIVE:
+      in.push_back(kPretrainDistinctive);
+      break;
+    case TimeBalancePipelineConfig::COMBINED:
+      in.push_back(kPretrainCombined);
+      break;
+    default:
+      break;
+  }
+  return in;
+}
+
+int PlannedStageThreads(const ExperimentConfig& config, const std::string& stage,
+                        int hardware_threads) {
+  const int jobs = config.timebalance().parallel_stages();
+  if (jobs <= 1) return 0;
+  const std::vector<std::string> stages = PipelineStages(config);
+  if (std::find(stages.begin(), stages.end(), stage) == stages.end()) return 0;
+  const int total = config.num_threads() > 0 ? config.num_threads() : std::max(1, hardware_threads);
+  // A final stage (no other stage reads it: distill, supervised) runs last,
+  // alone, with every thread; the others share them.
+  for (const std::string& other : stages) {
+    const std::vector<std::string> in = PipelineStageInputs(config, other);
+    if (std::find(in.begin(), in.end(), stage) != in.end()) return std::max(1, total / jobs);
+  }
+  return total;
+}
+
 std::string StageConfigPath(const std::string& stage) {
   if (stage == kScore) return "timebalance.score";
   absl::StatusOr<StageSpec> spec = Spec(stage);
@@ -61,7 +103,13 @@ absl::StatusOr<ExperimentConfig> PipelineStageConfig(const ExperimentConfig& bas
   ASSIGN_OR_RETURN(StageSpec spec, Spec(stage));
   ExperimentConfig c = base;
   c.clear_timebalance();
-  c.MergeFrom(Fragment(base.timebalance(), spec.fragment));
+  const ExperimentConfig& fragment = Fragment(base.timebalance(), spec.fragment);
+  c.MergeFrom(fragment);
+  if (!fragment.has_num_threads()) {
+    const int planned = PlannedStageThreads(
+        base, stage, static_cast<int>(std::thread::hardware_concurrency()));
+    if (planned > 0) c.set_num_threads(planned);
+  }
   c.set_name(absl::StrCat(base.name(), "/", stage));
   c.set_run_dir((std::filesystem::path(base.run_dir()) / "stages" / stage).string());
   const std::string path = StageConfigPath(stage);
@@ -77,6 +125,11 @@ absl::StatusOr<ExperimentConfig> PipelineStageConfig(const ExperimentConfig& bas
 }
 
 absl::Status ValidatePipelineConfig(const ExperimentConfig& config) {
+  if (config.timebalance().parallel_stages() < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config field timebalance.parallel_stages = ", config.timebalance().parallel_stages(),
+        ": must be >= 1"));
+  }
   RETURN_IF_ERROR(ValidateMixingRule(config.timebalance().score(), StageConfigPath(kScore)));
   for (const std::string& stage : PipelineStages(config)) {
     if (stage == kScore) continue;

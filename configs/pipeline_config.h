@@ -42,9 +42,26 @@ std::vector<std::string> PipelineStages(const ExperimentConfig& config);
 std::string StageConfigPath(const std::string& stage);
 
 // The validated config of training stage `stage` before its inputs are
-// filled in. InvalidArgument names the fragment's field path.
+// filled in, with the planned thread count (PlannedStageThreads, hardware
+// threads from std::thread) unless its fragment sets num_threads.
+// InvalidArgument names the fragment's field path.
 absl::StatusOr<ExperimentConfig> PipelineStageConfig(const ExperimentConfig& config,
                                                      const std::string& stage);
+
+// The stages whose outputs `stage` reads: score <- both pretraining stages;
+// finetune_X <- pretrain_X; distill <- score, both fine-tuned teachers and
+// the student's init stage (student_init); the others none.
+std::vector<std::string> PipelineStageInputs(const ExperimentConfig& config,
+                                             const std::string& stage);
+
+// The LibTorch thread count the plan gives `stage` (parallel_stages J > 1):
+// T for a final stage (one no other stage reads: distill, supervised), which
+// then runs alone; max(1, T / J) for the others; T = the run's num_threads
+// (0: `hardware_threads`). 0 when stages run one after another with the
+// run's own count, or for an unknown stage.
+// `hardware_threads` stands for num_threads = 0.
+int PlannedStageThreads(const ExperimentConfig& config, const std::string& stage,
+                        int hardware_threads);
 
 // Validates the score rule and every training stage of `config` (which has
 // a `timebalance` field).

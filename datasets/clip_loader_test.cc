@@ -7,6 +7,8 @@
 #include <torch/torch.h>
 
 #include "datasets/clip_ops.h"
+#include "datasets/decoded_cache.h"
+#include "datasets/video_clips.h"
 #include "core/testing/test_util.h"
 #include "datasets/synthetic/synth_actions.h"
 #include "datasets/ucf101.h"
@@ -156,6 +158,52 @@ TEST_F(ClipLoaderTest, UnreadableVideoFailsOrIsSubstitutedNeverDropped) {
   EXPECT_EQ(b->clips.size(0), 2);
   EXPECT_EQ(b->videos, (std::vector<int64_t>{0, 0}));
   EXPECT_GT(b->substitutions, 0);
+}
+
+// LoaderOptions.decoded_cache_mb: the same clips from memory as from the
+// file, for training batches and evaluation clips; a damaged video is not
+// cached (and not decoded whole again).
+TEST_F(ClipLoaderTest, DecodedCacheServesIdenticalClips) {
+  const auto plain = Take(videos_, 2, 0, 6);
+  config_.mutable_loader()->set_decoded_cache_mb(64);
+  const auto filling = Take(videos_, 2, 0, 6);
+  const auto served = Take(videos_, 1, 0, 6);
+  ASSERT_EQ(filling.size(), 6u);
+  ASSERT_EQ(served.size(), 6u);
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_TRUE(torch::equal(plain[i].clips, filling[i].clips)) << "batch " << i;
+    EXPECT_TRUE(torch::equal(plain[i].clips, served[i].clips)) << "batch " << i;
+  }
+  DecodedVideoCache* cache = DecodedVideoCache::Shared(64);
+  ASSERT_NE(cache, nullptr);
+  EXPECT_EQ(DecodedVideoCache::Shared(0), nullptr);
+  const DecodedVideoCache::Stats stats = cache->stats();
+  EXPECT_EQ(stats.videos, 6);
+  EXPECT_GE(stats.hits, 12);  // every read after the first of each video
+  EXPECT_GT(stats.bytes, 0);
+
+  ClipGeometry g = ClipGeometryFromConfig(config_);
+  ASSERT_EQ(g.cache, cache);
+  std::vector<float> with_cache(5 * g.clip_floats()), without(5 * g.clip_floats());
+  ASSERT_TRUE(DecodeEvaluationClips(videos_[0].path, g, 5, 0.8f, with_cache.data()).ok());
+  g.cache = nullptr;
+  ASSERT_TRUE(DecodeEvaluationClips(videos_[0].path, g, 5, 0.8f, without.data()).ok());
+  EXPECT_EQ(with_cache, without);
+
+  // A copy cut to half its bytes: damaged, so never cached.
+  const std::string cut = testing::TmpPath("cut.avi");
+  std::filesystem::copy_file(videos_[0].path, cut,
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::resize_file(cut, std::filesystem::file_size(cut) / 2);
+  DecodedVideoCache small(64 << 20);
+  EXPECT_EQ(small.Get(cut, 40), nullptr);
+  EXPECT_EQ(small.Get(cut, 40), nullptr);
+  EXPECT_EQ(small.stats().uncacheable, 1);
+  EXPECT_EQ(small.stats().videos, 0);
+  // A budget too small for one video: nothing kept, nothing fails.
+  DecodedVideoCache tiny(1000);
+  EXPECT_EQ(tiny.Get(videos_[0].path, 40), nullptr);
+  EXPECT_EQ(tiny.stats().bytes, 0);
 }
 
 }  // namespace

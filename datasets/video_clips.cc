@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <map>
 
+#include <glog/logging.h>
+
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "datasets/augment.h"
@@ -19,16 +21,41 @@ absl::StatusOr<FrameUnion> FrameUnion::Read(VideoReader& reader,
   std::sort(all.begin(), all.end());
   all.erase(std::unique(all.begin(), all.end()), all.end());
   FrameUnion u;
-  ASSIGN_OR_RETURN(u.frames_, reader.ReadFrames(all, short_side));
+  ASSIGN_OR_RETURN(Frames frames, reader.ReadFrames(all, short_side));
+  u.frames_ = std::make_shared<const Frames>(std::move(frames));
   for (size_t i = 0; i < all.size(); ++i) u.slot_[all[i]] = static_cast<int64_t>(i);
+  return u;
+}
+
+FrameUnion FrameUnion::Whole(std::shared_ptr<const DecodedVideoCache::Video> video) {
+  FrameUnion u;
+  const Frames* frames = &video->frames;
+  u.frames_ = std::shared_ptr<const Frames>(std::move(video), frames);
+  u.whole_ = true;
   return u;
 }
 
 void FrameUnion::Gather(const std::vector<int64_t>& indices, uint8_t* out) const {
   const size_t bytes = frame_bytes();
   for (size_t t = 0; t < indices.size(); ++t) {
-    std::copy_n(frames_.rgb.data() + slot_.at(indices[t]) * bytes, bytes, out + t * bytes);
+    const int64_t slot = whole_ ? indices[t] : slot_.at(indices[t]);
+    CHECK(slot >= 0 && slot < frames_->count) << "frame " << indices[t] << " not decoded";
+    std::copy_n(frames_->rgb.data() + slot * bytes, bytes, out + t * bytes);
   }
+}
+
+absl::StatusOr<FrameUnion> ReadFrameUnion(const std::string& path, const ClipGeometry& g,
+                                          const FrameListsFn& lists_for) {
+  if (g.cache != nullptr) {
+    if (std::shared_ptr<const DecodedVideoCache::Video> video =
+            g.cache->Get(path, g.decode_short_side)) {
+      lists_for(video->frame_count);  // the caller's plan, from the same frame count
+      return FrameUnion::Whole(std::move(video));
+    }
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<VideoReader> reader, VideoReader::Open(path));
+  const std::vector<std::vector<int64_t>> lists = lists_for(reader->info().frame_count);
+  return FrameUnion::Read(*reader, lists, g.decode_short_side);
 }
 
 ClipGeometry ClipGeometryFromConfig(const DatasetConfig& config) {
@@ -39,6 +66,7 @@ ClipGeometry ClipGeometryFromConfig(const DatasetConfig& config) {
   g.decode_short_side = c.decode_short_side();
   g.crop_size = c.crop_size();
   g.pad = c.pad();
+  g.cache = DecodedVideoCache::Shared(config.loader().decoded_cache_mb());
   for (int i = 0; i < 3; ++i) {
     g.mean[i] = c.mean(i);
     g.std[i] = c.std(i);
@@ -53,13 +81,16 @@ absl::Status DecodeEvaluationClips(const std::string& path, const ClipGeometry& 
     return absl::InvalidArgumentError(
         absl::StrCat("DecodeEvaluationClips: num_crops = ", num_crops, ": must be 1 or 3"));
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<VideoReader> reader, VideoReader::Open(path));
-  const int64_t n = reader->info().frame_count;
   std::vector<std::vector<int64_t>> per_clip;
-  for (int64_t start : EvenlySpacedClipStarts(n, g.num_frames, g.stride, num_clips)) {
-    per_clip.push_back(ClipFrameIndices(n, start, g.num_frames, g.stride, g.pad));
-  }
-  ASSIGN_OR_RETURN(FrameUnion frames, FrameUnion::Read(*reader, per_clip, g.decode_short_side));
+  ASSIGN_OR_RETURN(FrameUnion frames, ReadFrameUnion(path, g, [&](int64_t n) {
+                     per_clip.clear();
+                     for (int64_t start : EvenlySpacedClipStarts(n, g.num_frames, g.stride,
+                                                                 num_clips)) {
+                       per_clip.push_back(ClipFrameIndices(n, start, g.num_frames, g.stride,
+                                                           g.pad));
+                     }
+                     return per_clip;
+                   }));
   std::vector<uint8_t> clip_rgb(frames.frame_bytes() * g.num_frames);
   const std::vector<CropBox> boxes =
       SpatialCropBoxes(frames.height(), frames.width(), crop_fraction, num_crops);

@@ -10,6 +10,8 @@
 #define TIMEBALANCE_DATASETS_VIDEO_CLIPS_H_
 
 #include <array>
+#include <functional>
+#include <memory>
 #include <map>
 #include <string>
 #include <vector>
@@ -18,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "core/rng.h"
 #include "datasets/datasets.pb.h"
+#include "datasets/decoded_cache.h"
 #include "datasets/video_reader.h"
 
 namespace tb {
@@ -30,6 +33,9 @@ struct ClipGeometry {
   ClipSampling::PadMode pad = ClipSampling::MIRROR;
   std::array<float, 3> mean{};
   std::array<float, 3> std{};
+  // Whole decoded videos shared by the process's loaders
+  // (LoaderOptions.decoded_cache_mb); null = off.
+  DecodedVideoCache* cache = nullptr;
 
   // Floats in one clip: 3 * T * S * S.
   int64_t clip_floats() const {
@@ -45,19 +51,30 @@ class FrameUnion {
   static absl::StatusOr<FrameUnion> Read(VideoReader& reader,
                                          const std::vector<std::vector<int64_t>>& index_lists,
                                          int short_side);
-  int height() const { return frames_.height; }
-  int width() const { return frames_.width; }
-  size_t frame_bytes() const { return static_cast<size_t>(frames_.height) * frames_.width * 3; }
+  // Every frame of a cached video (no copy).
+  static FrameUnion Whole(std::shared_ptr<const DecodedVideoCache::Video> video);
+  int height() const { return frames_->height; }
+  int width() const { return frames_->width; }
+  size_t frame_bytes() const { return static_cast<size_t>(frames_->height) * frames_->width * 3; }
   // Copies the frames `indices` (each part of the union) to `out`, in order,
   // frame_bytes() each.
   void Gather(const std::vector<int64_t>& indices, uint8_t* out) const;
 
  private:
-  Frames frames_;
-  std::map<int64_t, int64_t> slot_;  // frame index -> position in frames_
+  std::shared_ptr<const Frames> frames_;
+  bool whole_ = false;               // frame index == position in frames_
+  std::map<int64_t, int64_t> slot_;  // otherwise: frame index -> position in frames_
 };
 
-// Reads the clip geometry of a resolved (defaults filled) DatasetConfig.
+// The frames of video `path` that `lists_for(frame_count)` asks for: from
+// g.cache when the video is cached there (every frame), else decoded now
+// (the union of the lists). `lists_for` is called exactly once.
+using FrameListsFn = std::function<std::vector<std::vector<int64_t>>(int64_t frame_count)>;
+absl::StatusOr<FrameUnion> ReadFrameUnion(const std::string& path, const ClipGeometry& g,
+                                          const FrameListsFn& lists_for);
+
+// Reads the clip geometry of a resolved (defaults filled) DatasetConfig,
+// with the process's decoded-video cache when loader.decoded_cache_mb > 0.
 ClipGeometry ClipGeometryFromConfig(const DatasetConfig& config);
 
 // `num_clips` evenly spaced clips, each cut with `num_crops` square crops

@@ -614,15 +614,18 @@ absl::Status DecodeSample(const std::string& path, const SamplePlanner& planner,
                                             " output buffers for ", views.size(), " views"));
   }
   PartTimer timer(timings != nullptr ? &timings->decode_seconds : nullptr);
-  ASSIGN_OR_RETURN(std::unique_ptr<VideoReader> reader, VideoReader::Open(path));
-  const int64_t n = reader->info().frame_count;
-  const std::vector<ClipPlan> plans = planner.Plan(n, rng);
-  std::vector<std::vector<int64_t>> lists;
-  for (const ClipPlan& p : plans) {
-    lists.push_back(p.frames);
-    if (p.mixup_frame >= 0) lists.push_back({p.mixup_frame});
-  }
-  ASSIGN_OR_RETURN(FrameUnion frames, FrameUnion::Read(*reader, lists, g.decode_short_side));
+  int64_t n = 0;
+  std::vector<ClipPlan> plans;
+  ASSIGN_OR_RETURN(FrameUnion frames, ReadFrameUnion(path, g, [&](int64_t frame_count) {
+                     n = frame_count;
+                     plans = planner.Plan(n, rng);
+                     std::vector<std::vector<int64_t>> lists;
+                     for (const ClipPlan& p : plans) {
+                       lists.push_back(p.frames);
+                       if (p.mixup_frame >= 0) lists.push_back({p.mixup_frame});
+                     }
+                     return lists;
+                   }));
   const FlowViews* flow = planner.flow();
   FlowFields fields;
   if (flow != nullptr) {

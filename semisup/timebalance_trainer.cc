@@ -16,9 +16,50 @@ torch::Tensor MixTeachers(const torch::Tensor& p_invariant, const torch::Tensor&
   return s * p_invariant + (1 - s) * p_distinctive;
 }
 
+namespace {
+
+InferencePrecision TeacherPrecision(const TimeBalanceOptions& o) {
+  switch (o.teacher_precision()) {
+    case TimeBalanceOptions::TEACHER_FP32:
+      return InferencePrecision::kFp32;
+    case TimeBalanceOptions::TEACHER_BF16_AUTOCAST:
+      return InferencePrecision::kBf16Autocast;
+    case TimeBalanceOptions::TEACHER_BF16_WEIGHTS:
+      return InferencePrecision::kBf16Weights;
+    default:
+      return o.teacher_bf16() ? InferencePrecision::kBf16Autocast : InferencePrecision::kFp32;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TimeBalanceTrainer>> TimeBalanceTrainer::Create(
+    std::shared_ptr<VideoBackbone> student, std::shared_ptr<VideoBackbone> invariant,
+    std::shared_ptr<VideoBackbone> distinctive, std::map<std::string, float> scores,
+    const TimeBalanceOptions& options, torch::Device device) {
+  InferenceOptions inference;
+  inference.fold_batch_norm = options.fold_teachers();
+  inference.channels_last = options.teacher_channels_last();
+  inference.precision = TeacherPrecision(options);
+  std::vector<InferenceModel> teachers;
+  for (auto* teacher : {&invariant, &distinctive}) {
+    const char* name = teacher == &invariant ? "invariant" : "distinctive";
+    RETURN_IF_ERROR(CallTorch("moving a teacher", [&] { (*teacher)->to(device); }));
+    absl::StatusOr<InferenceModel> prepared = InferenceModel::Adopt(std::move(*teacher), inference);
+    if (!prepared.ok()) {
+      return absl::Status(prepared.status().code(),
+                          absl::StrCat("timebalance: preparing the ", name,
+                                       " teacher: ", prepared.status().message()));
+    }
+    teachers.push_back(*std::move(prepared));
+  }
+  return std::unique_ptr<TimeBalanceTrainer>(
+      new TimeBalanceTrainer(std::move(student), std::move(teachers[0]), std::move(teachers[1]),
+                             std::move(scores), options, device));
+}
+
 TimeBalanceTrainer::TimeBalanceTrainer(std::shared_ptr<VideoBackbone> student,
-                                       std::shared_ptr<VideoBackbone> invariant,
-                                       std::shared_ptr<VideoBackbone> distinctive,
+                                       InferenceModel invariant, InferenceModel distinctive,
                                        std::map<std::string, float> scores,
                                        const TimeBalanceOptions& options, torch::Device device)
     : student_(std::move(student)),
@@ -28,17 +69,17 @@ TimeBalanceTrainer::TimeBalanceTrainer(std::shared_ptr<VideoBackbone> student,
       options_(options),
       device_(device) {
   student_->to(device_);
-  for (auto* teacher : {invariant_.get(), distinctive_.get()}) {
-    teacher->to(device_);
-    teacher->eval();
-    for (auto& p : teacher->parameters()) p.set_requires_grad(false);
-  }
 }
 
 void TimeBalanceTrainer::SetTraining(bool training) {
-  student_->train(training);
-  invariant_->eval();  // teachers never leave eval mode
-  distinctive_->eval();
+  student_->train(training);  // the teachers are inference models: always eval mode
+}
+
+absl::StatusOr<std::pair<torch::Tensor, torch::Tensor>> TimeBalanceTrainer::TeacherProbabilities(
+    const torch::Tensor& x) {
+  ASSIGN_OR_RETURN(torch::Tensor p_i, invariant_.Probabilities(x));
+  ASSIGN_OR_RETURN(torch::Tensor p_d, distinctive_.Probabilities(x));
+  return std::make_pair(p_i, p_d);
 }
 
 absl::StatusOr<torch::Tensor> TimeBalanceTrainer::Weights(const ClipBatch& batch) const {
@@ -63,20 +104,15 @@ absl::StatusOr<StepResult> TimeBalanceTrainer::Step(const StepBatches& batches) 
   const ClipBatch& ub = *batches.unlabeled;
   ASSIGN_OR_RETURN(torch::Tensor s_l, Weights(lb));
   ASSIGN_OR_RETURN(torch::Tensor s_u, Weights(ub));
+  ASSIGN_OR_RETURN(const torch::Tensor x, CallTorch("timebalance step", [&] {
+                     return torch::cat({lb.clips, ub.clips}).to(device_);
+                   }));
+  ASSIGN_OR_RETURN(auto teachers, TeacherProbabilities(x));
   return CallTorch("timebalance step", [&] {
     const int64_t nl = lb.clips.size(0);
-    const torch::Tensor x = torch::cat({lb.clips, ub.clips}).to(device_);
     const torch::Tensor y = lb.labels.to(device_);
     const torch::Tensor s = torch::cat({s_l, s_u}).to(device_);
-    torch::Tensor p_i, p_d;
-    {
-      torch::NoGradGuard no_grad;
-      AutocastScope autocast(device_, options_.teacher_bf16() ? Precision::kBf16
-                                                               : Precision::kFp32);
-      p_i = torch::softmax(invariant_->forward(x).to(torch::kFloat), 1);
-      p_d = torch::softmax(distinctive_->forward(x).to(torch::kFloat), 1);
-    }
-    const torch::Tensor p_t = MixTeachers(p_i, p_d, s);
+    const torch::Tensor p_t = MixTeachers(teachers.first, teachers.second, s);
     StepResult result =
         DistillationStep(student_->forward(x), p_t, y, ub.labels, options_.labeled_weight(),
                          options_.unlabeled_weight(), options_.distance());
@@ -96,6 +132,11 @@ absl::Status ValidateTimeBalance(const TimeBalanceOptions& o, const TrainerScope
   if (o.has_teacher_backbone()) {
     c.Merge(ValidateBackbone(o.teacher_backbone(), c.Path("teacher_backbone")));
   }
+  c.Require(!o.teacher_bf16() ||
+                o.teacher_precision() == TimeBalanceOptions::TEACHER_PRECISION_UNSPECIFIED ||
+                o.teacher_precision() == TimeBalanceOptions::TEACHER_BF16_AUTOCAST,
+            "teacher_precision", TimeBalanceOptions::TeacherPrecision_Name(o.teacher_precision()),
+            "contradicts teacher_bf16: true (which means TEACHER_BF16_AUTOCAST); set one of them");
   return c.status();
 }
 
@@ -115,9 +156,11 @@ absl::StatusOr<std::unique_ptr<Trainer>> CreateTimeBalance(const TimeBalanceOpti
   std::map<std::string, float> weights;
   for (const VideoWeight& v : scores.videos()) weights[v.video()] = v.weight();
   ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> student, context.CreateModel());
-  return std::unique_ptr<Trainer>(new TimeBalanceTrainer(
-      std::move(student), std::move(invariant), std::move(distinctive), std::move(weights), o,
-      context.device));
+  ASSIGN_OR_RETURN(std::unique_ptr<TimeBalanceTrainer> trainer,
+                   TimeBalanceTrainer::Create(std::move(student), std::move(invariant),
+                                              std::move(distinctive), std::move(weights), o,
+                                              context.device));
+  return std::unique_ptr<Trainer>(std::move(trainer));
 }
 
 }  // namespace

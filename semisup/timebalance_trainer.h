@@ -17,6 +17,10 @@
 // pseudo-label accuracy on the unlabeled clips against their hidden labels
 // (pl_acc_all).
 //
+// The teachers run as inference (backbones/inference_model.h): InferenceMode,
+// BatchNorms folded into the convolutions (fold_teachers), optionally
+// channels-last-3d, in the precision of teacher_precision.
+//
 // Example config (the pipeline fills the teachers and scores):
 //   trainer { timebalance { labeled_weight: 50 unlabeled_weight: 100 }
 //             labeled_batch_size: 8 unlabeled_batch_size: 8 }
@@ -29,6 +33,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "backbones/inference_model.h"
 #include "semisup/semisup.pb.h"
 #include "train/api/trainer.h"
 
@@ -40,11 +46,19 @@ torch::Tensor MixTeachers(const torch::Tensor& p_invariant, const torch::Tensor&
 
 class TimeBalanceTrainer : public Trainer {
  public:
-  TimeBalanceTrainer(std::shared_ptr<VideoBackbone> student,
-                     std::shared_ptr<VideoBackbone> invariant,
-                     std::shared_ptr<VideoBackbone> distinctive,
-                     std::map<std::string, float> scores, const TimeBalanceOptions& options,
-                     torch::Device device);
+  // Takes the teachers over (each must be used by nobody else: they are
+  // folded in place) and prepares them as the options say. Errors:
+  // FailedPrecondition for a shared teacher, those of InferenceModel::Adopt
+  // otherwise.
+  static absl::StatusOr<std::unique_ptr<TimeBalanceTrainer>> Create(
+      std::shared_ptr<VideoBackbone> student, std::shared_ptr<VideoBackbone> invariant,
+      std::shared_ptr<VideoBackbone> distinctive, std::map<std::string, float> scores,
+      const TimeBalanceOptions& options, torch::Device device);
+
+  // The teachers' softmax probabilities (fp32) on clips x: {invariant,
+  // distinctive}.
+  absl::StatusOr<std::pair<torch::Tensor, torch::Tensor>> TeacherProbabilities(
+      const torch::Tensor& x);
 
   absl::StatusOr<StepResult> Step(const StepBatches& batches) override;
   std::vector<torch::Tensor> TrainableParameters() override { return student_->parameters(); }
@@ -55,13 +69,17 @@ class TimeBalanceTrainer : public Trainer {
   bool NeedsUnlabeled() const override { return true; }
   void SetTraining(bool training) override;
 
-  VideoBackbone& invariant_teacher() { return *invariant_; }
-  VideoBackbone& distinctive_teacher() { return *distinctive_; }
+  const InferenceModel& invariant_teacher() const { return invariant_; }
+  const InferenceModel& distinctive_teacher() const { return distinctive_; }
 
  private:
+  TimeBalanceTrainer(std::shared_ptr<VideoBackbone> student, InferenceModel invariant,
+                     InferenceModel distinctive, std::map<std::string, float> scores,
+                     const TimeBalanceOptions& options, torch::Device device);
   absl::StatusOr<torch::Tensor> Weights(const ClipBatch& batch) const;
 
-  std::shared_ptr<VideoBackbone> student_, invariant_, distinctive_;
+  std::shared_ptr<VideoBackbone> student_;
+  InferenceModel invariant_, distinctive_;
   std::map<std::string, float> scores_;
   TimeBalanceOptions options_;
   torch::Device device_;

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "absl/strings/match.h"
 #include "core/testing/reference_tensors.h"
 
 namespace tb {
@@ -99,17 +100,48 @@ ClipBatch Batch(int n, const std::string& prefix) {
   return b;
 }
 
+// Tiny(seed) with BatchNorm running statistics drawn at random, as a trained
+// teacher has them (folding identity statistics would test little).
+std::shared_ptr<VideoBackbone> TrainedLooking(int seed) {
+  auto model = Tiny(seed);
+  torch::NoGradGuard no_grad;
+  for (auto& item : model->named_buffers()) {
+    if (absl::EndsWith(item.key(), "running_mean")) item.value().uniform_(-0.5, 0.5);
+    if (absl::EndsWith(item.key(), "running_var")) item.value().uniform_(0.5, 2.0);
+  }
+  return model;
+}
+
+std::unique_ptr<TimeBalanceTrainer> MakeTrainer(std::shared_ptr<VideoBackbone> student,
+                                                std::shared_ptr<VideoBackbone> invariant,
+                                                std::shared_ptr<VideoBackbone> distinctive,
+                                                std::map<std::string, float> scores,
+                                                const TimeBalanceOptions& options) {
+  auto trainer = TimeBalanceTrainer::Create(std::move(student), std::move(invariant),
+                                            std::move(distinctive), std::move(scores), options,
+                                            torch::kCPU);
+  EXPECT_TRUE(trainer.ok()) << trainer.status();
+  return trainer.ok() ? *std::move(trainer) : nullptr;
+}
+
 TEST(TimeBalanceTrainer, LossMatchesHandComputationAndTeachersStayFrozen) {
-  auto student = Tiny(1), invariant = Tiny(2), distinctive = Tiny(3);
+  // The trainer folds its own teachers; the reference uses identical copies.
+  auto student = Tiny(1), invariant = TrainedLooking(2), distinctive = TrainedLooking(3);
   std::map<std::string, float> scores = {{"l0", 0.0f}, {"l1", 1.0f}, {"u0", 0.5f},
                                          {"u1", 0.25f}, {"u2", 0.9f}};
   TimeBalanceOptions options;  // MSE, weights 50 / 100
   options.set_scores("scores.tsv");
-  TimeBalanceTrainer trainer(student, invariant, distinctive, scores, options, torch::kCPU);
+  auto trainer_ptr = MakeTrainer(student, TrainedLooking(2), TrainedLooking(3), scores, options);
+  ASSERT_NE(trainer_ptr, nullptr);
+  TimeBalanceTrainer& trainer = *trainer_ptr;
+  invariant->eval();
+  distinctive->eval();
   trainer.SetTraining(true);
   torch::manual_seed(4);
   const ClipBatch lb = Batch(2, "l"), ub = Batch(3, "u");
-  const auto teacher_before = invariant->named_parameters()["stem.0.weight"].clone();
+  const auto folded_before = trainer.invariant_teacher().module().parameters();
+  std::vector<torch::Tensor> teacher_before;
+  for (const auto& p : folded_before) teacher_before.push_back(p.clone());
   const auto student_before = student->named_parameters()["stem.0.weight"].clone();
 
   // Independent computation of the expected loss.
@@ -140,21 +172,65 @@ TEST(TimeBalanceTrainer, LossMatchesHandComputationAndTeachersStayFrozen) {
   sgd.zero_grad();
   result->loss.backward();
   sgd.step();
-  for (auto* teacher : {invariant.get(), distinctive.get()}) {
-    EXPECT_FALSE(teacher->is_training());
-    for (const auto& p : teacher->parameters()) {
+  for (const InferenceModel* teacher :
+       {&trainer.invariant_teacher(), &trainer.distinctive_teacher()}) {
+    EXPECT_FALSE(teacher->module().is_training());
+    EXPECT_GT(teacher->fold_report().folded.size(), 0u);
+    for (const auto& p : teacher->module().parameters()) {
       EXPECT_FALSE(p.requires_grad());
       EXPECT_FALSE(p.grad().defined());
     }
   }
-  EXPECT_TRUE(torch::equal(invariant->named_parameters()["stem.0.weight"], teacher_before));
+  const auto folded_after = trainer.invariant_teacher().module().parameters();
+  ASSERT_EQ(folded_after.size(), teacher_before.size());
+  for (size_t i = 0; i < folded_after.size(); ++i) {
+    EXPECT_TRUE(torch::equal(folded_after[i], teacher_before[i])) << i;
+  }
   EXPECT_FALSE(torch::equal(student->named_parameters()["stem.0.weight"], student_before));
+}
+
+// The bound: folded teachers give the unfolded teachers'
+// probabilities within 1e-5 in fp32, channels-last or not.
+TEST(TimeBalanceTrainer, FoldedTeachersMatchUnfoldedOnes) {
+  TimeBalanceOptions unfolded;
+  unfolded.set_fold_teachers(false);
+  auto reference = MakeTrainer(Tiny(1), TrainedLooking(2), TrainedLooking(3), {}, unfolded);
+  ASSERT_NE(reference, nullptr);
+  EXPECT_TRUE(reference->invariant_teacher().fold_report().folded.empty());
+  torch::manual_seed(7);
+  const torch::Tensor x = torch::randn({4, 3, 4, 16, 16});
+  auto expected = reference->TeacherProbabilities(x);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  for (bool channels_last : {false, true}) {
+    TimeBalanceOptions folded;
+    folded.set_teacher_channels_last(channels_last);
+    auto trainer = MakeTrainer(Tiny(1), TrainedLooking(2), TrainedLooking(3), {}, folded);
+    ASSERT_NE(trainer, nullptr);
+    auto actual = trainer->TeacherProbabilities(x);
+    ASSERT_TRUE(actual.ok()) << actual.status();
+    EXPECT_LT((actual->first - expected->first).abs().max().item<double>(), 1e-5);
+    EXPECT_LT((actual->second - expected->second).abs().max().item<double>(), 1e-5);
+    EXPECT_EQ(trainer->invariant_teacher().fold_report().batch_norms_after, 0)
+        << trainer->invariant_teacher().fold_report().ToString();
+  }
+}
+
+TEST(TimeBalanceTrainer, SharedTeacherIsRejected) {
+  auto shared = Tiny(2);
+  auto keep = shared;  // someone else still uses it: folding in place would change theirs
+  auto created = TimeBalanceTrainer::Create(Tiny(1), shared, Tiny(3), {}, TimeBalanceOptions(),
+                                            torch::kCPU);
+  ASSERT_FALSE(created.ok());
+  EXPECT_NE(created.status().message().find("invariant teacher"), std::string::npos)
+      << created.status();
 }
 
 TEST(TimeBalanceTrainer, MissingScoreNamesTheVideo) {
   TimeBalanceOptions options;
   options.set_scores("s.tsv");
-  TimeBalanceTrainer trainer(Tiny(1), Tiny(2), Tiny(3), {{"l0", 0.5f}}, options, torch::kCPU);
+  auto trainer_ptr = MakeTrainer(Tiny(1), Tiny(2), Tiny(3), {{"l0", 0.5f}}, options);
+  ASSERT_NE(trainer_ptr, nullptr);
+  TimeBalanceTrainer& trainer = *trainer_ptr;
   const ClipBatch lb = Batch(1, "l"), ub = Batch(1, "u");
   auto result = trainer.Step({&lb, &ub});
   ASSERT_FALSE(result.ok());

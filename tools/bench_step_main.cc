@@ -5,10 +5,14 @@
 // them), clips are random tensors of the config's clip geometry (no data
 // loading), batch sizes from the distillation stage of a pipeline config (or
 // the experiment's trainer). Prints median clips/s (student clips per
-// second) for fp32 and bf16 autocast (student and teachers).
+// second) for fp32 and bf16 autocast (student and teachers). The teachers
+// run as the trainer runs them (TimeBalanceOptions: folded by default; set
+// fold_teachers, teacher_channels_last, teacher_precision by --override).
+// With --peer, the Python peer (tools/bench/peer_step.py) runs right after
+// each precision with the same shapes and threads, and the ratio is printed.
 //
 //   bazel run -c opt //tools:bench_step -- --config=configs/X.pbtxt
-//       [--override=...] [--num_classes=101]
+//       [--override=...] [--num_classes=101] [--peer=tools/bench/peer_step.py]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -19,6 +23,8 @@
 #include <torch/optim/adam.h>
 #include <torch/torch.h>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "backbones/backbone.h"
 #include "configs/config_loader.h"
@@ -26,6 +32,7 @@
 #include "core/threads.h"
 #include "semisup/timebalance_trainer.h"
 #include "core/cli.h"
+#include "core/peer_process.h"
 #include "configs/pipeline_config.h"
 
 DEFINE_string(config, "", "Experiment or TimeBalance pipeline config. Required.");
@@ -35,8 +42,17 @@ DEFINE_int32(iters, 5, "Timed steps per precision (the median is printed).");
 DEFINE_int32(warmup, 2, "Untimed steps before timing.");
 DEFINE_int32(threads, 0, "LibTorch intra-op threads (0 = all cores).");
 DEFINE_string(precisions, "fp32,bf16", "Comma-separated: fp32, bf16.");
+DEFINE_string(peer, "",
+              "Python peer to time right after each precision, e.g. tools/bench/peer_step.py "
+              "(run with /usr/bin/python3, same shapes and threads); adds its clips/s and the "
+              "ratio. Needs an r3d18 backbone of width 1.");
 
 namespace {
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
 
 int Run() {
   if (FLAGS_config.empty()) {
@@ -60,12 +76,11 @@ int Run() {
                      : nl;
   const tb::ClipSampling& clip = config.dataset().clip();
   torch::manual_seed(0);
-  std::vector<std::shared_ptr<tb::VideoBackbone>> models;
-  for (int i = 0; i < 3; ++i) {
-    auto m = tb::CreateBackbone(config.backbone());
-    if (!m.ok()) return tb::ToolError("bench_step", tb::kExitUsageError, m.status());
-    models.push_back(*m);
+  auto created_student = tb::CreateBackbone(config.backbone());
+  if (!created_student.ok()) {
+    return tb::ToolError("bench_step", tb::kExitUsageError, created_student.status());
   }
+  std::shared_ptr<tb::VideoBackbone> student = *created_student;
   tb::ClipBatch labeled, unlabeled;
   labeled.clips = torch::randn({nl, 3, clip.num_frames(), clip.crop_size(), clip.crop_size()});
   labeled.labels = torch::randint(0, FLAGS_num_classes, {nl}, torch::kInt64);
@@ -80,9 +95,20 @@ int Run() {
   std::printf("bench_step: %s, student + 2 teachers, %lld parameters each, %d labeled + %d "
               "unlabeled clips of %dx%dx%d per step, %d threads\n",
               config.backbone().ShortDebugString().c_str(),
-              static_cast<long long>(tb::CountParameters(*models[0])), nl, nu,
-              clip.num_frames(), clip.crop_size(), clip.crop_size(), threads);
-  std::printf("| precision | step s (median) | student clips/s |\n|---|---|---|\n");
+              static_cast<long long>(tb::CountParameters(*student)), nl, nu, clip.num_frames(),
+              clip.crop_size(), clip.crop_size(), threads);
+  const bool peer = !FLAGS_peer.empty();
+  if (peer) {
+    const tb::BackboneConfig& b = config.backbone();
+    if (!b.has_r3d18() || b.r3d18().width_multiplier() != 1.0f) {
+      return tb::ToolError("bench_step", tb::kExitUsageError,
+                           "--peer: the Python peer builds torchvision's r3d_18, so the config's "
+                           "backbone must be r3d18 with width_multiplier 1, got " +
+                               b.ShortDebugString());
+    }
+  }
+  std::printf("| precision | teachers | step s (median) | student clips/s |%s\n|---|---|---|---|%s\n",
+              peer ? " peer clips/s | ratio |" : "", peer ? "---|---|" : "");
   for (const std::string& precision :
        std::vector<std::string>(absl::StrSplit(FLAGS_precisions, ','))) {
     if (precision != "fp32" && precision != "bf16") {
@@ -91,9 +117,25 @@ int Run() {
     }
     const bool bf16 = precision == "bf16";
     tb::TimeBalanceOptions options = config.trainer().timebalance();
-    options.set_teacher_bf16(bf16);
-    tb::TimeBalanceTrainer trainer(models[0], models[1], models[2], scores, options,
-                                   torch::kCPU);
+    options.set_teacher_bf16(false);
+    if (!bf16) {
+      options.set_teacher_precision(tb::TimeBalanceOptions::TEACHER_FP32);
+    } else if (!options.has_teacher_precision() ||
+               options.teacher_precision() == tb::TimeBalanceOptions::TEACHER_FP32) {
+      options.set_teacher_precision(tb::TimeBalanceOptions::TEACHER_BF16_AUTOCAST);
+    }
+    // Fresh teachers per precision: the trainer folds them in place.
+    std::vector<std::shared_ptr<tb::VideoBackbone>> teachers;
+    for (int t = 0; t < 2; ++t) {
+      auto m = tb::CreateBackbone(config.backbone());
+      if (!m.ok()) return tb::ToolError("bench_step", tb::kExitUsageError, m.status());
+      teachers.push_back(*std::move(m));
+    }
+    auto created = tb::TimeBalanceTrainer::Create(student, std::move(teachers[0]),
+                                                  std::move(teachers[1]), scores, options,
+                                                  torch::kCPU);
+    if (!created.ok()) return tb::ToolError("bench_step", tb::kExitUsageError, created.status());
+    tb::TimeBalanceTrainer& trainer = **created;
     trainer.SetTraining(true);
     torch::optim::Adam adam(trainer.TrainableParameters(), torch::optim::AdamOptions(1e-4));
     std::vector<double> times;
@@ -113,9 +155,32 @@ int Run() {
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
       }
     }
-    std::sort(times.begin(), times.end());
-    const double median = times[times.size() / 2];
-    std::printf("| %s | %.3f | %.2f |\n", precision.c_str(), median, (nl + nu) / median);
+    const double clips_per_s = (nl + nu) / Median(times);
+    const std::string teacher_mode = absl::StrCat(
+        tb::TimeBalanceOptions::TeacherPrecision_Name(options.teacher_precision()),
+        options.fold_teachers() ? ", folded" : "", options.teacher_channels_last() ? ", cl" : "");
+    std::printf("| %s | %s | %.3f | %.2f |", precision.c_str(), teacher_mode.c_str(),
+                Median(times), clips_per_s);
+    if (peer) {
+      // The peer right after, same shapes and threads: a ratio measured side by side.
+      const std::string command = absl::StrFormat(
+          "/usr/bin/python3 %s --frames=%d --size=%d --labeled=%d --unlabeled=%d "
+          "--num_classes=%d --dropout=%g --labeled_weight=%g --unlabeled_weight=%g --iters=%d "
+          "--warmup=%d --threads=%d --precisions=%s%s",
+          FLAGS_peer, clip.num_frames(), clip.crop_size(), nl, nu, FLAGS_num_classes,
+          config.backbone().dropout(), options.labeled_weight(), options.unlabeled_weight(),
+          FLAGS_iters, FLAGS_warmup, threads, precision,
+          config.backbone().r3d18().tclr_temporal_layer4() ? " --tclr_temporal_layer4" : "");
+      absl::StatusOr<std::string> line = tb::RunPeer(command, "PEER_STEP");
+      absl::StatusOr<double> peer_clips =
+          line.ok() ? tb::JsonNumberField(*line, "clips_per_s") : line.status();
+      if (!peer_clips.ok()) {
+        return tb::ToolError("bench_step", tb::kExitDataError, peer_clips.status());
+      }
+      std::printf(" %.2f | %.2fx |", *peer_clips, clips_per_s / *peer_clips);
+    }
+    std::printf("\n");
+    std::fflush(stdout);
   }
   return 0;
 }

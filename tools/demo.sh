@@ -7,8 +7,15 @@
 # distinctive teacher and TimeBalance student, overall and per class family.
 #   tools/demo.sh            (data in data/, the run in runs/demo_tb, its HTML
 #                             report in runs/demo_tb/report.html)
-# Environment: DEMO_THREADS (LibTorch threads), DEMO_KEEP=1 (keep the finished
-# stages of an earlier demo run instead of starting over).
+# The process keeps decoded videos in memory (loader.decoded_cache_mb): the
+# 30 labeled videos are read 8000 times by each fine-tuning stage. Stages run
+# one after another by default: on the 2-core CI machine two 1-thread stages
+# at once are no faster than one 2-thread stage, and the 1-thread plan moves
+# the numbers (docs/PERFORMANCE.md); DEMO_PARALLEL=2 runs two at a time.
+# Environment: DEMO_THREADS (LibTorch threads), DEMO_PARALLEL (stages at once,
+# default 1; J > 1 runs J at a time in child processes), DEMO_CACHE_MB
+# (decoded-video cache per process, default 1024; 0 = off), DEMO_KEEP=1
+# (keep the finished stages of an earlier demo run instead of starting over).
 source "$(dirname "${BASH_SOURCE[0]}")/bazel_env.sh"
 
 DATA="${DEMO_DATA:-data/synth_actions}"
@@ -28,7 +35,8 @@ t_data=$(( $(date +%s) - t0 - t_build ))
 
 if [ "${DEMO_KEEP:-0}" != 1 ]; then rm -rf "$RUN"; fi
 "$BIN" --config="$CONFIG" --run_dir="$RUN" ${DEMO_THREADS:+--num_threads=$DEMO_THREADS} \
-  --override="dataset { ucf101 { root: \"$DATA\" } }"
+  --override="dataset { ucf101 { root: \"$DATA\" } loader { decoded_cache_mb: ${DEMO_CACHE_MB:-1024} } }
+              timebalance { parallel_stages: ${DEMO_PARALLEL:-1} }"
 
 echo
 echo "SynthActions ($DATA), 10% labels, tiny R3D-18 (TCLR variant), test split (10 clips x centre crop per video):"

@@ -9,7 +9,7 @@
 //
 // Launched by torchrun (or srun) as several processes, it trains data-parallel
 // (docs/DISTRIBUTED.md):
-//   torchrun --no_python --nproc_per_node=2 --redirects=1 --tee=1 --log_dir=DIR \
+//   torchrun --no_python --nproc_per_node=2 --redirects=1 --tee=1 --log_dir=DIR
 //       bazel-bin/tools/timebalance --config=configs/X.pbtxt --run_dir=runs/x
 //
 // Exit codes: 0 done, 1 runtime error (missing data, unreadable video, I/O,
@@ -36,6 +36,7 @@
 #include "train/distributed.h"
 #include "train/experiment_runner.h"
 #include "train/pipeline.h"
+#include "train/stage_launcher.h"
 
 DEFINE_string(config, "", "Experiment config (text proto ExperimentConfig). Required.");
 DEFINE_string(override, "",
@@ -50,6 +51,10 @@ DEFINE_string(stages, "",
               "Pipeline configs only: comma-separated stages to run (default all); the stages "
               "they depend on must be finished; the others, when not up to date, stay "
               "pending and no results.json is written.");
+
+DEFINE_string(internal_pipeline_stage, "",
+              "Internal (timebalance.parallel_stages): run this one stage for a parent "
+              "process that holds the run directory.");
 
 namespace {
 
@@ -134,6 +139,18 @@ int Run() {
     options.stop = stop;
     if (!FLAGS_stages.empty()) {
       options.stages = absl::StrSplit(FLAGS_stages, ',', absl::SkipEmpty());
+    }
+    if (!FLAGS_internal_pipeline_stage.empty()) {
+      options.child_stage = FLAGS_internal_pipeline_stage;
+    } else {
+      tb::StageLauncherOptions launcher;
+      launcher.argv = gflags::GetArgvs();
+      launcher.run_dir = config.run_dir();
+      launcher.stop = stop;
+      options.launch_stages = [launcher](const std::vector<tb::StageTask>& tasks, int jobs,
+                                         int thread_budget, const tb::StageHooks& hooks) {
+        return tb::LaunchStages(launcher, tasks, jobs, thread_budget, hooks);
+      };
     }
     absl::StatusOr<tb::PipelineResult> result =
         tb::RunPipeline(config, *data, *device, options);

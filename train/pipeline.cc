@@ -6,6 +6,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <thread>
+
+#include <ATen/Parallel.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -36,6 +39,22 @@ std::string StageDir(const ExperimentConfig& base, const std::string& stage) {
 
 std::string RecordPath(const std::string& dir) { return dir + "/stage_done.pbtxt"; }
 
+// LibTorch's intra-op thread count set to `n` (> 0) for a scope.
+class ScopedThreads {
+ public:
+  explicit ScopedThreads(int n) : saved_(at::get_num_threads()) {
+    if (n > 0 && n != saved_) at::set_num_threads(n);
+  }
+  ~ScopedThreads() {
+    if (at::get_num_threads() != saved_) at::set_num_threads(saved_);
+  }
+  ScopedThreads(const ScopedThreads&) = delete;
+  ScopedThreads& operator=(const ScopedThreads&) = delete;
+
+ private:
+  const int saved_;
+};
+
 struct StageState {
   std::string fingerprint;
   StageRecord record;  // when done; record.output is relative to the stage dir
@@ -61,6 +80,17 @@ class Pipeline {
     // Every stage config is checked before any compute.
     RETURN_IF_ERROR(ValidatePipelineConfig(base_));
     std::unique_ptr<RunDirLock> lock;
+    if (!options_.child_stage.empty()) {
+      // The parent holds the lock and writes the summary.
+      for (const std::string& s : stages) {
+        ASSIGN_OR_RETURN(bool interrupted, RunStage(s, s == options_.child_stage));
+        if (interrupted) {
+          result_.interrupted = true;
+          break;
+        }
+      }
+      return result_;
+    }
     if (rank() == 0) {
       absl::StatusOr<std::unique_ptr<RunDirLock>> acquired = RunDirLock::Acquire(base_.run_dir());
       RETURN_IF_ERROR(Agree(acquired.status(), "locking the run directory"));
@@ -68,11 +98,20 @@ class Pipeline {
     } else {
       RETURN_IF_ERROR(Agree(absl::OkStatus(), "locking the run directory"));
     }
-    for (const std::string& s : stages) {
-      ASSIGN_OR_RETURN(bool interrupted, RunStage(s, Selected(s)));
+    const int jobs = base_.timebalance().parallel_stages();
+    if (jobs > 1 && options_.launch_stages && collectives() == nullptr) {
+      ASSIGN_OR_RETURN(bool interrupted, RunGraph(stages, jobs));
       if (interrupted) {
         result_.interrupted = true;
         return result_;
+      }
+    } else {
+      for (const std::string& s : stages) {
+        ASSIGN_OR_RETURN(bool interrupted, RunStage(s, Selected(s)));
+        if (interrupted) {
+          result_.interrupted = true;
+          return result_;
+        }
       }
     }
     if (!result_.pending.empty()) {
@@ -138,17 +177,20 @@ class Pipeline {
     }
   }
 
+  // The LibTorch threads `stage` runs with: its config's num_threads (set by
+  // its fragment or by the parallel_stages plan), 0 = the process's.
+  int StageThreads(const std::string& stage) const {
+    if (stage == kScore) {
+      return PlannedStageThreads(base_, stage,
+                                 static_cast<int>(std::thread::hardware_concurrency()));
+    }
+    absl::StatusOr<ExperimentConfig> c = PipelineStageConfig(base_, stage);
+    return c.ok() ? c->num_threads() : 0;
+  }
+
   // The upstream stages of `stage`.
   std::vector<std::string> Inputs(const std::string& stage) const {
-    if (stage == kScore) return {kPretrainInvariant, kPretrainDistinctive};
-    if (stage == kFinetuneInvariant) return {kPretrainInvariant};
-    if (stage == kFinetuneDistinctive) return {kPretrainDistinctive};
-    if (stage == kDistill) {
-      std::vector<std::string> in = {kScore, kFinetuneInvariant, kFinetuneDistinctive};
-      if (const char* init = StudentInitStage()) in.push_back(init);
-      return in;
-    }
-    return {};
+    return PipelineStageInputs(base_, stage);
   }
 
   // The stage's full config with its inputs filled in (training stages).
@@ -193,7 +235,8 @@ class Pipeline {
 
   // True when the stage's record matches its fingerprint and its output is
   // still there.
-  bool Reuse(const std::string& stage, const std::string& dir, StageState* state) {
+  bool Reuse(const std::string& stage, const std::string& dir, StageState* state,
+             bool announce = true) {
     absl::StatusOr<StageRecord> record = ReadTextRecord<StageRecord>(RecordPath(dir));
     if (!record.ok() || record->fingerprint() != state->fingerprint ||
         !fs::exists(fs::path(dir) / record->output())) {
@@ -203,7 +246,7 @@ class Pipeline {
     state->output = (fs::path(dir) / record->output()).string();
     state->done = true;
     result_.skipped.push_back(stage);
-    Say(absl::StrFormat("stage %s: up to date (%s), skipped", stage, dir));
+    if (announce) Say(absl::StrFormat("stage %s: up to date (%s), skipped", stage, dir));
     return true;
   }
 
@@ -245,26 +288,80 @@ class Pipeline {
     return absl::OkStatus();
   }
 
-  // Returns true when interrupted.
-  absl::StatusOr<bool> RunStage(const std::string& stage, bool selected) {
+  // What a stage needs before it can run: kReady when it is selected and
+  // not up to date; kDone when it is up to date; kPending when it is not
+  // selected (or its inputs are pending) and not up to date.
+  enum class Readiness { kReady, kDone, kPending };
+  absl::StatusOr<Readiness> Check(const std::string& stage, bool selected) {
     StageState& state = state_[stage];
     absl::StatusOr<std::string> fingerprint = Fingerprint(stage);
     if (!selected && !fingerprint.ok()) {
       // An unselected stage whose inputs have not finished: left for later.
       // A selected stage that needs it fails in its own Fingerprint.
       result_.pending.push_back(stage);
-      return false;
+      return Readiness::kPending;
     }
     RETURN_IF_ERROR(fingerprint.status());
     state.fingerprint = *fingerprint;
     const std::string dir = StageDir(base_, stage);
-    if (Reuse(stage, dir, &state)) return false;
+    if (Reuse(stage, dir, &state)) return Readiness::kDone;
     if (!selected) {
-      Say(absl::StrFormat("stage %s: %s, not selected by --stages; not run", stage,
-                          fs::exists(RecordPath(dir)) ? "out of date" : "not finished"));
+      // In a child process the other stages are its siblings' business.
+      if (options_.child_stage.empty()) {
+        Say(absl::StrFormat("stage %s: %s, not selected by --stages; not run", stage,
+                            fs::exists(RecordPath(dir)) ? "out of date" : "not finished"));
+      }
       result_.pending.push_back(stage);
-      return false;
+      return Readiness::kPending;
     }
+    return Readiness::kReady;
+  }
+
+  // The parallel_stages plan: every stage in a child process
+  // (options_.launch_stages) as soon as its inputs have finished; each must
+  // then have its record. Returns true when interrupted.
+  absl::StatusOr<bool> RunGraph(const std::vector<std::string>& stages, int jobs) {
+    const int hardware = static_cast<int>(std::thread::hardware_concurrency());
+    const int budget = base_.num_threads() > 0 ? base_.num_threads() : std::max(1, hardware);
+    std::vector<StageTask> tasks;
+    for (const std::string& stage : stages) {
+      const int threads = StageThreads(stage);
+      tasks.push_back({stage, PipelineStageInputs(base_, stage), threads > 0 ? threads : budget});
+    }
+    StageHooks hooks;
+    hooks.prepare = [this](const std::string& stage) -> absl::StatusOr<bool> {
+      ASSIGN_OR_RETURN(Readiness r, Check(stage, Selected(stage)));
+      return r == Readiness::kReady;
+    };
+    hooks.on_start = [this](const std::string& stage) {
+      Say(absl::StrFormat("stage %s: running in a child process (%d threads, log %s/logs/%s.log)",
+                          stage,
+                          PlannedStageThreads(base_, stage,
+                                              static_cast<int>(std::thread::hardware_concurrency())),
+                          base_.run_dir(), stage));
+    };
+    hooks.on_done = [this](const std::string& stage) -> absl::Status {
+      StageState& state = state_[stage];
+      const std::string dir = StageDir(base_, stage);
+      if (!Reuse(stage, dir, &state, /*announce=*/false)) {
+        return absl::InternalError(absl::StrCat(
+            "stage ", stage, " finished in its child process but ", RecordPath(dir),
+            " is missing or out of date (see ", base_.run_dir(), "/logs/", stage, ".log)"));
+      }
+      result_.skipped.pop_back();  // Reuse counted it as skipped: it ran.
+      result_.ran.push_back(stage);
+      Say(absl::StrFormat("stage %s: done in %.1f s", stage, state.record.seconds()));
+      return absl::OkStatus();
+    };
+    return options_.launch_stages(tasks, jobs, budget, hooks);
+  }
+
+  // Returns true when interrupted.
+  absl::StatusOr<bool> RunStage(const std::string& stage, bool selected) {
+    ASSIGN_OR_RETURN(Readiness readiness, Check(stage, selected));
+    if (readiness != Readiness::kReady) return false;
+    StageState& state = state_[stage];
+    const std::string dir = StageDir(base_, stage);
     // Every rank has decided (from the same files) before rank 0 changes them.
     RETURN_IF_ERROR(Agree(absl::OkStatus(), "stage " + stage));
     RETURN_IF_ERROR(Agree(rank() == 0 ? PrepareDir(stage, dir, state.fingerprint)
@@ -275,6 +372,7 @@ class Pipeline {
     StageRecord out;
     out.set_stage(stage);
     out.set_fingerprint(state.fingerprint);
+    ScopedThreads threads(StageThreads(stage));
     if (stage == kScore) {
       // Every rank computes the scores (the same ones); rank 0 writes them,
       // and the others wait for the file before a stage reads it.

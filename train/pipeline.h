@@ -24,6 +24,7 @@
 #define TIMEBALANCE_TRAIN_PIPELINE_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +36,7 @@
 #include "core/results.pb.h"
 #include "datasets/formats/experiment_data.h"
 #include "train/distributed.h"
+#include "train/stage_launcher.h"
 
 namespace tb {
 
@@ -48,6 +50,17 @@ struct PipelineOptions {
   // results), the others follow its decisions (a barrier after each step
   // that changes the directory). Null or one rank: a single process.
   std::shared_ptr<ProcessGroupCollectives> distributed;
+  // Runs the stage graph in child processes, at most `jobs` at a time, each
+  // stage as soon as its inputs have finished (LaunchStages in
+  // train/stage_launcher.h, which //tools:timebalance binds to its command
+  // line). Used when timebalance.parallel_stages > 1 on a single process;
+  // unset (or data-parallel), stages run here one after another.
+  std::function<absl::StatusOr<bool>(const std::vector<StageTask>& tasks, int jobs,
+                                     int thread_budget, const StageHooks& hooks)>
+      launch_stages;
+  // Set in such a child: run only this stage, for a parent that holds the
+  // run directory's lock (none taken here, no summary written).
+  std::string child_stage;
 };
 
 struct PipelineResult {
