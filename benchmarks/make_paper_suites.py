@@ -16,7 +16,7 @@ import os
 # Method -> {fraction: published top-1 (%)}: the 3D-ResNet18 rows of the
 # paper's table (../shared/reference/PAPER_RESULTS.md). FixMatch is left out:
 # its published numbers are for SlowFast-R50, not R3D-18. TCL likewise: its only
-# published number (K400 1%, 11.6) is for TSM-ResNet18.
+# published number (K400 1%, 11.6) is for TSM-ResNet18; ActorCM's are for R(2+1)D-34.
 UCF101 = {
     "PseudoLabel": {0.05: 17.6, 0.1: 24.7, 0.2: 37.0, 0.5: 47.5},
     "MeanTeacher": {0.05: 17.5, 0.1: 25.6, 0.2: 36.3, 0.5: 45.8},

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/status_macros.h"
+#include "datasets/actor_boxes.h"
 #include "datasets/augment.h"
 #include "datasets/clip_ops.h"
 #include "datasets/clip_sampler.h"
@@ -320,22 +321,75 @@ class FlowPlanner : public SamplePlanner {
 absl::StatusOr<std::unique_ptr<SamplePlanner>> CreateRgbPlanner(const SamplerConfig& sampler,
                                                                 const DatasetConfig& dataset);
 
+// Which of `views` the companion list `names` (empty = all) selects; an
+// unknown name is an error naming `field`.
+absl::StatusOr<std::vector<bool>> CompanionsWanted(
+    const std::vector<ViewShape>& views,
+    const google::protobuf::RepeatedPtrField<std::string>& names, const std::string& field) {
+  std::vector<std::string> all;
+  for (const ViewShape& v : views) all.push_back(v.name);
+  std::vector<bool> wanted(views.size(), names.empty());
+  for (const std::string& name : names) {
+    auto it = std::find(all.begin(), all.end(), name);
+    if (it == all.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("config field ", field, ": no view '", name,
+                                                     "' in this sampler (views: ",
+                                                     absl::StrJoin(all, ", "), ")"));
+    }
+    wanted[it - all.begin()] = true;
+  }
+  return wanted;
+}
+
+// A planner plus the actor-mask companions of some of its views: the same
+// plans (and flow companions), views followed by the "<view>_actor" views.
+class ActorMaskPlanner : public SamplePlanner {
+ public:
+  ActorMaskPlanner(std::unique_ptr<SamplePlanner> base, std::vector<ViewShape> views,
+                   ActorMaskViews masks)
+      : base_(std::move(base)), views_(std::move(views)), masks_(std::move(masks)) {}
+  const std::vector<ViewShape>& views() const override { return views_; }
+  std::vector<ClipPlan> Plan(int64_t n, RngStream* rng) const override {
+    return base_->Plan(n, rng);
+  }
+  const FlowViews* flow() const override { return base_->flow(); }
+  const ActorMaskViews* actor_masks() const override { return &masks_; }
+
+ private:
+  const std::unique_ptr<SamplePlanner> base_;
+  const std::vector<ViewShape> views_;
+  const ActorMaskViews masks_;
+};
+
+absl::StatusOr<std::unique_ptr<SamplePlanner>> AddActorMaskViews(
+    std::unique_ptr<SamplePlanner> base, const ActorMaskOptions& options) {
+  std::vector<ViewShape> views = base->views();
+  ASSIGN_OR_RETURN(const std::vector<bool> wanted,
+                   CompanionsWanted(views, options.views(), "sampler.actor_masks.views"));
+  ActorMaskViews masks;
+  masks.score_threshold = options.score_threshold();
+  const size_t count = views.size();
+  masks.companion.assign(count, -1);
+  for (size_t v = 0; v < count; ++v) {
+    // Flow companions ("<view>_flow") get no mask of their own.
+    if (!wanted[v] || views[v].channels != 3) continue;
+    masks.companion[v] = static_cast<int>(views.size());
+    ViewShape shape = views[v];
+    shape.name += "_actor";
+    shape.channels = 1;
+    views.push_back(shape);
+  }
+  masks.companion.resize(views.size(), -1);
+  return std::unique_ptr<SamplePlanner>(
+      new ActorMaskPlanner(std::move(base), std::move(views), std::move(masks)));
+}
+
 absl::StatusOr<std::unique_ptr<SamplePlanner>> AddFlowViews(std::unique_ptr<SamplePlanner> base,
                                                             const FlowViewOptions& options,
                                                             const DatasetConfig& dataset) {
   std::vector<ViewShape> views = base->views();
-  std::vector<std::string> names;
-  for (const ViewShape& v : views) names.push_back(v.name);
-  std::vector<bool> wanted(views.size(), options.views().empty());
-  for (const std::string& name : options.views()) {
-    auto it = std::find(names.begin(), names.end(), name);
-    if (it == names.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("config field sampler.flow.views: no view '",
-                                                     name, "' in this sampler (views: ",
-                                                     absl::StrJoin(names, ", "), ")"));
-    }
-    wanted[it - names.begin()] = true;
-  }
+  ASSIGN_OR_RETURN(const std::vector<bool> wanted,
+                   CompanionsWanted(views, options.views(), "sampler.flow.views"));
   ASSIGN_OR_RETURN(const std::string dir, DatasetFlowDir(dataset));
   FlowViews flow;
   ASSIGN_OR_RETURN(flow.store, FlowStore::Open(dir));
@@ -373,8 +427,13 @@ absl::StatusOr<std::unique_ptr<SamplePlanner>> CreateSamplePlanner(
     const SamplerConfig& sampler, const DatasetConfig& dataset) {
   RETURN_IF_ERROR(ValidateSampler(sampler, "sampler"));
   ASSIGN_OR_RETURN(std::unique_ptr<SamplePlanner> planner, CreateRgbPlanner(sampler, dataset));
-  if (!sampler.has_flow()) return planner;
-  return AddFlowViews(std::move(planner), sampler.flow(), dataset);
+  if (sampler.has_flow()) {
+    ASSIGN_OR_RETURN(planner, AddFlowViews(std::move(planner), sampler.flow(), dataset));
+  }
+  if (sampler.has_actor_masks()) {
+    ASSIGN_OR_RETURN(planner, AddActorMaskViews(std::move(planner), sampler.actor_masks()));
+  }
+  return planner;
 }
 
 namespace {
@@ -455,6 +514,13 @@ absl::Status ValidateSamplerOptions(const SamplerConfig& s, const std::string& o
     }
     if (w.has_weak()) RETURN_IF_ERROR(ValidateAugmentation(w.weak(), p + ".weak"));
     if (w.has_strong()) RETURN_IF_ERROR(ValidateAugmentation(w.strong(), p + ".strong"));
+  }
+  if (s.has_actor_masks()) {
+    const float t = s.actor_masks().score_threshold();
+    if (!(t >= 0 && t <= 1)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config field sampler.actor_masks.score_threshold = ", t, ": must be in [0, 1]"));
+    }
   }
   if (s.has_two_speed()) {
     const TwoSpeedSamplerOptions& t = s.two_speed();
@@ -565,6 +631,12 @@ absl::Status DecodeSample(const std::string& path, const SamplePlanner& planner,
   if (flow != nullptr) {
     ASSIGN_OR_RETURN(fields, ReadFlowFields(path, n, *flow, plans));
   }
+  const ActorMaskViews* masks = planner.actor_masks();
+  ActorBoxes actor_boxes;
+  if (masks != nullptr) {
+    ASSIGN_OR_RETURN(actor_boxes,
+                     ReadActorBoxes(ActorBoxesPathFor(path), masks->score_threshold));
+  }
   timer.Next(timings != nullptr ? &timings->augment_seconds : nullptr);
   const size_t frame_bytes = frames.frame_bytes();
   const int s = g.crop_size;
@@ -593,6 +665,11 @@ absl::Status DecodeSample(const std::string& path, const SamplePlanner& planner,
                          s, fields.scale,
                          outputs[flow->companion[p.view]] +
                              static_cast<size_t>(p.slot) * 2 * t_count * plane);
+    }
+    if (masks != nullptr && masks->companion[p.view] >= 0) {
+      RenderActorMask(actor_boxes, p.frames, frames.height(), frames.width(), box, s,
+                      outputs[masks->companion[p.view]] +
+                          static_cast<size_t>(p.slot) * t_count * plane);
     }
     float* out = outputs[p.view] + static_cast<size_t>(p.slot) * 3 * t_count * plane;
     // [0, 1] values first; photometric ops; then normalisation and erasing.

@@ -43,6 +43,13 @@ struct ViewShape {
 
 class FlowStore;
 
+// The actor-mask companions of a planner's views (SamplerConfig.actor_masks).
+struct ActorMaskViews {
+  // For each view of the planner: the index of its "<view>_actor" view, or -1.
+  std::vector<int> companion;
+  float score_threshold = 0.4f;
+};
+
 // The flow companions of a planner's views.
 struct FlowViews {
   std::shared_ptr<const FlowStore> store;  // finds each video's .flow file
@@ -75,6 +82,8 @@ class SamplePlanner {
   virtual std::vector<ClipPlan> Plan(int64_t frame_count, RngStream* rng) const = 0;
   // The flow companions (SamplerConfig.flow); nullptr = none.
   virtual const FlowViews* flow() const { return nullptr; }
+  // The actor-mask companions (SamplerConfig.actor_masks); nullptr = none.
+  virtual const ActorMaskViews* actor_masks() const { return nullptr; }
 };
 
 // Builds the planner of `sampler` (unset kind = `clip`) for a resolved

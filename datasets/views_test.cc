@@ -1,10 +1,12 @@
 #include "datasets/views.h"
 
+#include <filesystem>
 #include <set>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "datasets/actor_boxes.h"
 #include "datasets/clip_ops.h"
 #include "google/protobuf/text_format.h"
 #include "core/testing/test_util.h"
@@ -250,6 +252,52 @@ TEST_F(ViewsDecodeTest, VtdlMixupIsTheOnlyDifferenceBetweenAnchorAndPositive) {
     }
     EXPECT_GT(views[1].abs().sum().item<double>(), 0.0);
   }
+}
+
+// The weak view's actor mask (from the generator's .actors file): a
+// 1-channel companion, binary, neither empty nor full (the object is in
+// every frame and smaller than it); the strong view gets none; a missing box
+// file is an error naming it.
+TEST_F(ViewsDecodeTest, ActorMasksComeWithTheChosenViewFromTheBoxFile) {
+  const DatasetConfig d = Dataset(4, 2);
+  const ClipGeometry g = ClipGeometryFromConfig(d);
+  // The whole frame, unflipped: the object is inside the weak clip.
+  const auto planner = Planner(
+      std::string("weak_strong { weak { ") + kIdentity + " } } actor_masks { views: \"weak\" }",
+      d);
+  ASSERT_EQ(planner->views().size(), 3u);
+  EXPECT_EQ(planner->views()[2].name, "weak_actor");
+  EXPECT_EQ(planner->views()[2].channels, 1);
+  ASSERT_NE(planner->actor_masks(), nullptr);
+  EXPECT_EQ(planner->actor_masks()->companion, (std::vector<int>{2, -1, -1}));
+  std::vector<torch::Tensor> views = {torch::zeros({3, 4, 24, 24}), torch::zeros({3, 4, 24, 24}),
+                                      torch::full({1, 4, 24, 24}, -1.0f)};
+  std::vector<float*> outputs;
+  for (auto& v : views) outputs.push_back(v.data_ptr<float>());
+  RngStream rng(2, 0, 0, 0, 0);
+  ASSERT_TRUE(DecodeSample(videos_[0].path, *planner, g, &rng, outputs).ok());
+  const torch::Tensor& mask = views[2];
+  EXPECT_TRUE(((mask == 0) | (mask == 1)).all().item<bool>());
+  const double share = mask.mean().item<double>();
+  EXPECT_GT(share, 0.0);
+  EXPECT_LT(share, 1.0);
+  const std::string moved = videos_[0].path + ".actors.moved";
+  std::filesystem::rename(ActorBoxesPathFor(videos_[0].path), moved);
+  const absl::Status missing = DecodeSample(videos_[0].path, *planner, g, &rng, outputs);
+  std::filesystem::rename(moved, ActorBoxesPathFor(videos_[0].path));
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(missing.message().find(".actors is missing"), std::string::npos) << missing;
+  auto bad = CreateSamplePlanner(
+      [] {
+        SamplerConfig s;
+        s.mutable_weak_strong();
+        s.mutable_actor_masks()->add_views("nope");
+        return s;
+      }(),
+      d);
+  EXPECT_NE(bad.status().message().find("sampler.actor_masks.views: no view 'nope'"),
+            std::string::npos)
+      << bad.status();
 }
 
 TEST_F(ViewsDecodeTest, RandAugmentAndCutoutComeAfterTheCropAndCutoutIsGrey) {

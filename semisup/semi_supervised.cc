@@ -27,6 +27,14 @@ torch::Tensor Wide(const torch::Tensor& x) {
   return x.scalar_type() == torch::kDouble ? x : x.to(torch::kFloat);
 }
 
+// sum_i mask_i loss_i over N (ALL) or over sum_i mask_i (SELECTED).
+torch::Tensor MaskedLossMean(const torch::Tensor& per_sample, const torch::Tensor& mask,
+                             PseudoLabelOptions::Normalization normalization) {
+  const torch::Tensor selected = (per_sample * mask).sum();
+  if (normalization == PseudoLabelOptions::SELECTED) return selected / mask.sum().clamp_min(1.0);
+  return selected / static_cast<double>(std::max<int64_t>(1, per_sample.size(0)));
+}
+
 }  // namespace
 
 absl::Status ValidateSemiSupervised(const google::protobuf::Message& options,
@@ -109,11 +117,16 @@ torch::Tensor PseudoLabelLoss(const torch::Tensor& logits, const PseudoLabels& l
   const torch::Tensor per_sample =
       F::cross_entropy(Wide(logits), labels.labels,
                        F::CrossEntropyFuncOptions().reduction(torch::kNone));
-  const torch::Tensor selected = (per_sample * labels.mask).sum();
-  if (normalization == PseudoLabelOptions::SELECTED) {
-    return selected / labels.mask.sum().clamp_min(1.0);
-  }
-  return selected / static_cast<double>(std::max<int64_t>(1, logits.size(0)));
+  return MaskedLossMean(per_sample, labels.mask, normalization);
+}
+
+torch::Tensor SoftPseudoLabelLoss(const torch::Tensor& logits, const torch::Tensor& targets,
+                                  const torch::Tensor& mask,
+                                  PseudoLabelOptions::Normalization normalization) {
+  const torch::Tensor per_sample =
+      -(targets.detach().to(Wide(logits).scalar_type()) * torch::log_softmax(Wide(logits), 1))
+           .sum(1);
+  return MaskedLossMean(per_sample, mask, normalization);
 }
 
 float ThresholdOr(const PseudoLabelOptions& options, float reference) {

@@ -69,6 +69,14 @@ PseudoLabels RepeatPseudoLabels(const PseudoLabels& labels, int64_t k);
 torch::Tensor PseudoLabelLoss(const torch::Tensor& logits, const PseudoLabels& labels,
                               PseudoLabelOptions::Normalization normalization);
 
+// PseudoLabelLoss with soft targets [N, C] (rows summing to 1, no
+// gradient): sum_i mask_i (-sum_c targets_ic log softmax(logits_i)_c)
+// divided by N (ALL) or by sum_i mask_i (SELECTED). ActorCutMix's mixed
+// labels.
+torch::Tensor SoftPseudoLabelLoss(const torch::Tensor& logits, const torch::Tensor& targets,
+                                  const torch::Tensor& mask,
+                                  PseudoLabelOptions::Normalization normalization);
+
 // The threshold of `options`, or `reference` when unset.
 float ThresholdOr(const PseudoLabelOptions& options, float reference);
 

@@ -260,6 +260,29 @@ void DrawObject(uint8_t* rgb, int width, int height, const Look& look, float cx,
   }
 }
 
+// The normalised box around an object DrawObject draws at (cx, cy) with
+// `radius` (its bounding radius is 1.25 radius), clipped to the frame.
+std::array<float, 4> ObjectBox(float cx, float cy, float radius, int width, int height) {
+  const float reach = radius * 1.25f;
+  return {std::clamp((cx - reach) / width, 0.0f, 1.0f),
+          std::clamp((cy - reach) / height, 0.0f, 1.0f),
+          std::clamp((cx + reach) / width, 0.0f, 1.0f),
+          std::clamp((cy + reach) / height, 0.0f, 1.0f)};
+}
+
+// The `.actors` file of a video's actor boxes (datasets/actor_boxes.h):
+// "frame x0 y0 x1 y1 score" lines, score 1; a box clipped to nothing (the
+// object outside the frame) is left out.
+std::string ActorBoxesText(const std::vector<std::array<float, 4>>& boxes) {
+  std::string text = "# frame x0 y0 x1 y1 score (corners normalised to the frame)\n";
+  for (size_t t = 0; t < boxes.size(); ++t) {
+    const std::array<float, 4>& b = boxes[t];
+    if (b[0] >= b[2] || b[1] >= b[3]) continue;
+    absl::StrAppendFormat(&text, "%d %.5f %.5f %.5f %.5f 1\n", t, b[0], b[1], b[2], b[3]);
+  }
+  return text;
+}
+
 uint64_t SplitMix64(uint64_t& state) {
   uint64_t z = (state += 0x9e3779b97f4a7c15ull);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -596,10 +619,12 @@ absl::StatusOr<WrittenVideo> WriteOneVideo(const std::string& path, int class_id
                                      writer_options));
   for (int t = 0; t < video.num_frames; ++t) RETURN_IF_ERROR(writer->WriteFrame(video.frame(t)));
   RETURN_IF_ERROR(writer->Close());
+  const std::string actors = ActorBoxesText(video.actor_boxes);
+  RETURN_IF_ERROR(WriteTextFile(path + ".actors", actors));
   std::error_code ec;
   const auto size = std::filesystem::file_size(path, ec);
   if (ec) return FsError(path, "cannot stat", ec);
-  return WrittenVideo{static_cast<int64_t>(size), video.num_frames};
+  return WrittenVideo{static_cast<int64_t>(size + actors.size()), video.num_frames};
 }
 
 }  // namespace
@@ -793,6 +818,8 @@ absl::StatusOr<SynthVideo> RenderVideo(int class_id, int video_index,
     const Pose& p = poses[t];
     DrawObject(frame, width, height, look, origin_x + p.x - dx, origin_y + p.y - dy,
                radius * p.scale, p.angle);
+    video.actor_boxes.push_back(ObjectBox(origin_x + p.x - dx, origin_y + p.y - dy,
+                                          radius * p.scale, width, height));
     for (Distractor& d : distractors) {
       if (d.in_front) {
         DrawObject(frame, width, height, d.look, d.x - dx, d.y - dy, d.radius, d.angle);

@@ -25,13 +25,16 @@
 // Videos are written in the UCF101 layout:
 //   out_dir/<Class>/v_<Class>_gNN_c01.avi, classInd.txt ("1 Class"),
 //   trainlist01.txt ("Class/v_Class_g01_c01.avi 1"), testlist01.txt (path),
-//   synth_actions.txt (options and class descriptions).
+//   synth_actions.txt (options and class descriptions), and next to every
+//   video its actor boxes, <video>.actors (the main object's box in every
+//   frame; datasets/actor_boxes.h), for ActorCutMix.
 // Video k of class c (train videos first, then test) is rendered from
 // RngStream(seed, 0, c * (train_per_class + test_per_class) + k, 0, purpose),
 // so the output is the same for any number of threads.
 #ifndef TIMEBALANCE_DATASETS_SYNTHETIC_SYNTH_ACTIONS_H_
 #define TIMEBALANCE_DATASETS_SYNTHETIC_SYNTH_ACTIONS_H_
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -106,6 +109,11 @@ struct SynthVideo {
   int height = 0;
   int num_frames = 0;
   std::vector<uint8_t> rgb;
+  // The main object's (the actor's) bounding box in every frame, {x0, y0,
+  // x1, y1} normalised to the frame and clipped to it, written next to the
+  // video as `<video>.actors` (the format of datasets/actor_boxes.h, score 1;
+  // that library is not a dependency, to keep the packages acyclic).
+  std::vector<std::array<float, 4>> actor_boxes;
   const uint8_t* frame(int t) const {
     return rgb.data() + static_cast<size_t>(t) * width * height * 3;
   }

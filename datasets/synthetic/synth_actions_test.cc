@@ -132,12 +132,15 @@ TEST(SynthActions, WritesTheUcf101Layout) {
   }
   EXPECT_EQ(frames, stats.frames);
 
-  // Nothing but the listed videos and the four text files, no leftovers.
-  int num_files = 0;
+  // Nothing but the listed videos, their actor box files and the four text
+  // files, no leftovers.
+  int num_files = 0, num_actor_files = 0;
   for (const auto& entry : fs::recursive_directory_iterator(dir)) {
     num_files += entry.is_regular_file();
+    num_actor_files += entry.path().extension() == ".actors";
   }
-  EXPECT_EQ(num_files, 12 + 4);
+  EXPECT_EQ(num_files, 12 + 12 + 4);
+  EXPECT_EQ(num_actor_files, 12);
 
   const std::string info = ReadAll(dir + "/synth_actions.txt");
   EXPECT_NE(info.find("seed=7"), std::string::npos);
@@ -152,7 +155,7 @@ TEST(SynthActions, SameSeedSameBytesForAnyThreadCount) {
   ASSERT_TRUE(WriteSynthActions(TmpDir("two_threads"), options, 2).ok());
   const auto a = Tree(TmpDir("one_thread"));
   const auto b = Tree(TmpDir("two_threads"));
-  ASSERT_EQ(a.size(), 16u);
+  ASSERT_EQ(a.size(), 28u);  // 12 videos, their 12 .actors files, 4 text files
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(a[i].first, b[i].first);
