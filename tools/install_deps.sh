@@ -16,6 +16,7 @@ PACKAGES=(
   zlib1g-dev               # compressed optical-flow files (datasets/flow)
   libopencv-contrib-dev libopencv-dev  # TV-L1 flow (optflow), opencv4.pc
   libopenblas0-pthread     # replaces the reference BLAS (~30x faster matmul)
+  libgoogle-perftools-dev  # tcmalloc, the binaries' allocator (third_party/BUILD)
   ffmpeg                   # CLI, used by tests to cross-check the decoder
   python3-torch python3-torchvision   # reference values in tests
   python3-crc32c           # independent TFRecord CRC check in core:event_writer_test
