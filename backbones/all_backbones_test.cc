@@ -81,6 +81,49 @@ TEST(AllBackbones, ShapesAtTwoInputSizes) {
   }
 }
 
+// BackboneConfig.input_channels: a flow model (2 channels) takes [B, 2, T,
+// H, W] clips, rejects RGB ones with an error naming the sizes, and differs
+// from the RGB model only in the stem's first weight.
+TEST(AllBackbones, InputChannelsChangeOnlyTheFirstConvolution) {
+  for (const Case& c : Cases()) {
+    SCOPED_TRACE(c.text);
+    BackboneConfig config;
+    ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(c.text, &config));
+    config.set_num_classes(5);
+    auto rgb = CreateBackbone(config);
+    config.set_input_channels(2);
+    auto flow = CreateBackbone(config);
+    ASSERT_TRUE(rgb.ok() && flow.ok()) << rgb.status() << flow.status();
+    (*flow)->eval();
+    torch::NoGradGuard no_grad;
+    EXPECT_EQ((*flow)->forward(torch::randn({2, 2, c.frames_a, c.size_a, c.size_a})).sizes(),
+              (std::vector<int64_t>{2, 5}));
+    EXPECT_THROW((*flow)->forward(torch::randn({2, 3, c.frames_a, c.size_a, c.size_a})),
+                 c10::Error);
+    const auto rgb_params = (*rgb)->named_parameters();
+    const auto flow_params = (*flow)->named_parameters();
+    ASSERT_EQ(rgb_params.size(), flow_params.size());
+    int differing = 0;
+    for (const auto& p : rgb_params) {
+      const torch::Tensor* q = flow_params.find(p.key());
+      ASSERT_NE(q, nullptr) << p.key();
+      if (p.value().sizes() == q->sizes()) continue;
+      ++differing;
+      EXPECT_EQ(p.value().size(1), 3) << p.key();
+      EXPECT_EQ(q->size(1), 2) << p.key();
+    }
+    // One stem convolution (SlowFast: one per pathway).
+    EXPECT_EQ(differing, c.text.rfind("slowfast", 0) == 0 ? 2 : 1);
+  }
+  BackboneConfig bad;
+  bad.mutable_r3d18();
+  bad.set_num_classes(5);
+  bad.set_input_channels(0);
+  const absl::Status status = CreateBackbone(bad).status();
+  EXPECT_NE(std::string(status.message()).find("backbone.input_channels = 0"), std::string::npos)
+      << status;
+}
+
 TEST(AllBackbones, Bf16AutocastForwardIsCloseToFp32) {
   for (const Case& c : Cases()) {
     SCOPED_TRACE(c.text);

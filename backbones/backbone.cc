@@ -46,6 +46,8 @@ absl::Status ValidateBackbone(const BackboneConfig& config, const std::string& p
             "must be >= 0 (0 = from the dataset)");
   c.Require(config.dropout() >= 0.0f && config.dropout() < 1.0f, "dropout", config.dropout(),
             "must be in [0, 1)");
+  c.Require(config.input_channels() >= 1 && config.input_channels() <= 64, "input_channels",
+            config.input_channels(), "must be in [1, 64] (3 = RGB, 2 = optical flow)");
   if (!c.ok()) return c.status();
   return BackboneRegistry().Validate(config, {path});
 }

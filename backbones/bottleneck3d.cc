@@ -18,9 +18,9 @@ SyncBatchNorm Bn(int64_t channels) {
   return SyncBatchNorm3d(torch::nn::BatchNorm3dOptions(channels).eps(1e-5).momentum(0.1));
 }
 
-StemImpl::StemImpl(int64_t out, int64_t temporal_kernel) {
+StemImpl::StemImpl(int64_t out, int64_t temporal_kernel, int64_t in_channels) {
   conv = register_module(
-      "conv", Conv(3, out, {temporal_kernel, 7, 7}, {1, 2, 2}, {temporal_kernel / 2, 3, 3}));
+      "conv", Conv(in_channels, out, {temporal_kernel, 7, 7}, {1, 2, 2}, {temporal_kernel / 2, 3, 3}));
   bn = register_module("bn", Bn(out));
 }
 

@@ -2,7 +2,7 @@
 //
 // Building blocks shared by the bottleneck 3D ResNets (SlowOnly-R50 and both
 // SlowFast pathways), with pytorchvideo's layer semantics:
-// - Stem: Conv(3, out, kt x 7 x 7, stride 1x2x2) + BN + ReLU, then
+// - Stem: Conv(C, out, kt x 7 x 7, stride 1x2x2) + BN + ReLU, then
 //   MaxPool3d(1x3x3, stride 1x2x2): H and W / 4, T kept.
 // - Bottleneck: conv1 (kt x 1 x 1) -> conv2 (1 x 3 x 3, spatial stride) ->
 //   conv3 (1 x 1 x 1, inner * 4), BN after each, ReLU after the first two and
@@ -33,7 +33,7 @@ torch::nn::Conv3d Conv(int64_t in, int64_t out, Triple kernel, Triple stride, Tr
 SyncBatchNorm Bn(int64_t channels);
 
 struct StemImpl : torch::nn::Module {
-  StemImpl(int64_t out, int64_t temporal_kernel);
+  StemImpl(int64_t out, int64_t temporal_kernel, int64_t in_channels = 3);
   torch::Tensor forward(const torch::Tensor& x);
   torch::nn::Conv3d conv{nullptr};
   SyncBatchNorm bn{nullptr};

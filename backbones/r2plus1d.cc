@@ -68,13 +68,13 @@ BasicBlock BasicBlock2Plus1d(int64_t in, int64_t out, int64_t stride) {
 
 class R2plus1d : public ResNetBackbone {
  public:
-  R2plus1d(const R2plus1dWidths& widths, const std::array<int, 4>& blocks, int64_t num_classes,
-           double dropout)
+  R2plus1d(const R2plus1dWidths& widths, const std::array<int, 4>& blocks, int64_t in_channels,
+           int64_t num_classes, double dropout)
       : ResNetBackbone(num_classes, widths.stages[3]) {
     // torchvision's R2Plus1dStem: 1x7x7 spatial (stride 1x2x2) to 45 channels,
     // then 3x1x1 temporal to 64; every frame is kept, H and W are halved.
     const int64_t w0 = widths.stages[0];
-    torch::nn::Sequential stem(Conv(3, widths.stem_mid, {1, 7, 7}, {1, 2, 2}, {0, 3, 3}),
+    torch::nn::Sequential stem(Conv(in_channels, widths.stem_mid, {1, 7, 7}, {1, 2, 2}, {0, 3, 3}),
                                Bn(widths.stem_mid), Relu(),
                                Conv(widths.stem_mid, w0, {3, 1, 1}, {1, 1, 1}, {1, 0, 0}), Bn(w0),
                                Relu());
@@ -128,7 +128,8 @@ absl::StatusOr<std::unique_ptr<VideoBackbone>> CreateR2plus1d(const R2plus1dOpti
                    [&]() -> std::unique_ptr<VideoBackbone> {
                      return std::make_unique<R2plus1d>(
                          R2plus1dChannelWidths(options.width_multiplier()),
-                         R2plus1dBlocksPerStage(depth), config.num_classes(), config.dropout());
+                         R2plus1dBlocksPerStage(depth), config.input_channels(),
+                         config.num_classes(), config.dropout());
                    });
 }
 

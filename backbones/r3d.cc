@@ -62,10 +62,10 @@ BasicBlock BasicBlock3d(int64_t in, int64_t out, Triple stride,
 class R3d : public ResNetBackbone {
  public:
   R3d(const std::array<int64_t, 4>& widths, const std::array<int, 4>& blocks, bool tclr_layer4,
-      int64_t num_classes, double dropout)
+      int64_t in_channels, int64_t num_classes, double dropout)
       : ResNetBackbone(num_classes, widths[3]) {
     // Stem: 3x7x7 with stride 1x2x2 keeps every frame and halves H and W.
-    torch::nn::Sequential stem(torch::nn::Conv3d(torch::nn::Conv3dOptions(3, widths[0], {3, 7, 7})
+    torch::nn::Sequential stem(torch::nn::Conv3d(torch::nn::Conv3dOptions(in_channels, widths[0], {3, 7, 7})
                                                     .stride({1, 2, 2})
                                                     .padding({1, 3, 3})
                                                     .bias(false)),
@@ -124,7 +124,7 @@ absl::StatusOr<std::unique_ptr<VideoBackbone>> CreateR3d(const R3dOptions& optio
                      return std::make_unique<R3d>(
                          R3dStageWidths(options.width_multiplier()),
                          R3dBlocksPerStage(options.depth()), options.tclr_temporal_layer4(),
-                         config.num_classes(), config.dropout());
+                         config.input_channels(), config.num_classes(), config.dropout());
                    });
 }
 

@@ -33,7 +33,8 @@ constexpr std::array<int64_t, 4> kConv1TemporalKernel = {1, 1, 3, 3};
 
 class SlowR50 : public ResNetBackbone {
  public:
-  SlowR50(const std::array<int64_t, 4>& inner, int64_t num_classes, double dropout)
+  SlowR50(const std::array<int64_t, 4>& inner, int64_t in_channels, int64_t num_classes,
+          double dropout)
       : ResNetBackbone(num_classes, inner[3] * kExpansion) {
     std::array<torch::nn::Sequential, 4> stages;
     int64_t in = inner[0];
@@ -46,7 +47,7 @@ class SlowR50 : public ResNetBackbone {
       }
       stages[s] = stage;
     }
-    Assemble(Stem(inner[0], /*temporal_kernel=*/1), stages, dropout);
+    Assemble(Stem(inner[0], /*temporal_kernel=*/1, in_channels), stages, dropout);
     // pytorchvideo's init_net_weights(style="resnet"): convs c2_msra_fill
     // (kaiming_normal_, fan_out, relu), BN gamma 1 and beta 0 except the last
     // BN of every residual branch (bn3, pytorchvideo's block_final_bn), whose
@@ -74,7 +75,8 @@ absl::StatusOr<std::unique_ptr<VideoBackbone>> CreateSlowR50(const SlowR50Option
                                                              const BackboneConfig& config) {
   return CallTorch("building backbone slow_r50", [&]() -> std::unique_ptr<VideoBackbone> {
     return std::make_unique<SlowR50>(SlowR50InnerWidths(options.width_multiplier()),
-                                     config.num_classes(), config.dropout());
+                                     config.input_channels(), config.num_classes(),
+                                     config.dropout());
   });
 }
 

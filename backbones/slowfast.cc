@@ -73,14 +73,15 @@ torch::nn::Sequential MakeStage(int64_t in, int64_t inner, int blocks, int64_t t
 
 class SlowFastR50 : public VideoBackbone {
  public:
-  SlowFastR50(const SlowFastOptions& options, int64_t num_classes, double dropout)
+  SlowFastR50(const SlowFastOptions& options, int64_t in_channels, int64_t num_classes,
+              double dropout)
       : alpha_(options.alpha()), num_classes_(num_classes) {
     const SlowFastWidths w = SlowFastR50Widths(options);
     feature_dim_ = w.feature_dim;
     const int64_t ratio = options.fusion_conv_channel_ratio();
     const int64_t kernel = options.fusion_kernel();
-    slow_stem_ = register_module("slow_stem", Stem(w.slow_stem, kSlowStemTemporalKernel));
-    fast_stem_ = register_module("fast_stem", Stem(w.fast_stem, kFastStemTemporalKernel));
+    slow_stem_ = register_module("slow_stem", Stem(w.slow_stem, kSlowStemTemporalKernel, in_channels));
+    fast_stem_ = register_module("fast_stem", Stem(w.fast_stem, kFastStemTemporalKernel, in_channels));
     fuse_[0] = register_module("fuse_stem", Fuse(w.fast_stem, ratio, kernel, alpha_));
     int64_t slow_in = w.slow_stem + ratio * w.fast_stem;
     int64_t fast_in = w.fast_stem;
@@ -189,7 +190,8 @@ absl::Status ValidateSlowFastR50(const SlowFastOptions& options, const ConfigSco
 absl::StatusOr<std::unique_ptr<VideoBackbone>> CreateSlowFastR50(const SlowFastOptions& options,
                                                                  const BackboneConfig& config) {
   return CallTorch("building backbone slowfast_r50", [&]() -> std::unique_ptr<VideoBackbone> {
-    return std::make_unique<SlowFastR50>(options, config.num_classes(), config.dropout());
+    return std::make_unique<SlowFastR50>(options, config.input_channels(), config.num_classes(),
+                                         config.dropout());
   });
 }
 

@@ -72,13 +72,13 @@ TORCH_MODULE(TsmBasicBlock);
 // residual shift in every block.
 class TsmR18 : public VideoBackbone {
  public:
-  TsmR18(const std::array<int64_t, 4>& widths, int64_t shift_div, int64_t num_classes,
-         double dropout)
+  TsmR18(const std::array<int64_t, 4>& widths, int64_t shift_div, int64_t in_channels,
+         int64_t num_classes, double dropout)
       : num_classes_(num_classes), feature_dim_(widths[3]) {
     conv1_ = register_module(
         "conv1",
         torch::nn::Conv2d(
-            torch::nn::Conv2dOptions(3, widths[0], 7).stride(2).padding(3).bias(false)));
+            torch::nn::Conv2dOptions(in_channels, widths[0], 7).stride(2).padding(3).bias(false)));
     bn1_ = register_module("bn1", Bn(widths[0]));
     maxpool_ = register_module(
         "maxpool", torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(3).stride(2).padding(1)));
@@ -189,7 +189,8 @@ absl::StatusOr<std::unique_ptr<VideoBackbone>> CreateTsmR18(const TsmOptions& op
                                                             const BackboneConfig& config) {
   return CallTorch("building backbone tsm_r18", [&]() -> std::unique_ptr<VideoBackbone> {
     return std::make_unique<TsmR18>(TsmStageWidths(options.width_multiplier()),
-                                    options.shift_div(), config.num_classes(), config.dropout());
+                                    options.shift_div(), config.input_channels(),
+                                    config.num_classes(), config.dropout());
   });
 }
 

@@ -6,8 +6,8 @@
 //                with weight 1 (TG detached), a separate TG network, the
 //                cross-view contrast between two heads at weight 0.5;
 //   mvpl         LTG's MvPL configs: threshold 0.3, no alignment, one
-//                network for both views, no contrast (Xiong et al., ICCV
-//                2021; its optical-flow view is not implemented).
+//                network for all views, no contrast, plus the paper's
+//                optical-flow view (Xiong et al., ICCV 2021: V + F + G).
 // The loss is ComputeMultiViewLoss (semi_supervised.h). RGB and TG clips
 // have different lengths, so each view is one forward pass (labeled, weak
 // and strong clips of a view share BatchNorm statistics). Only the RGB
@@ -15,6 +15,8 @@
 // (PreciseBnReferenceBatches: LTG's precise_bn num_iters 200).
 #include <tuple>
 #include <utility>
+
+#include <torch/nn/modules/conv.h>
 
 #include "absl/strings/str_cat.h"
 #include "backbones/heads.h"
@@ -36,9 +38,31 @@ struct MultiViewDefaults {
   float alignment;
   bool separate_tg_model;
   float contrast;
+  bool flow_view;
 };
-constexpr MultiViewDefaults kTgFixMatch{"tg_fixmatch", 0.3f, 1.0f, true, 0.5f};
-constexpr MultiViewDefaults kMvpl{"mvpl", 0.3f, 0.0f, false, 0.0f};
+constexpr MultiViewDefaults kTgFixMatch{"tg_fixmatch", 0.3f, 1.0f, true, 0.5f, false};
+constexpr MultiViewDefaults kMvpl{"mvpl", 0.3f, 0.0f, false, 0.0f, true};
+
+bool FlowView(const MultiViewFixMatchOptions& o, const MultiViewDefaults& d) {
+  return o.has_flow_view() ? o.flow_view() : d.flow_view;
+}
+
+// The flow view's entry into the RGB network: a 1x1x1 convolution from the
+// 2 flow channels to the 3 input channels, initialised to (x, y, 0).
+torch::nn::Conv3d FlowInput() {
+  torch::nn::Conv3d conv(torch::nn::Conv3dOptions(2, 3, 1));
+  torch::NoGradGuard no_grad;
+  conv->weight.zero_();
+  conv->weight[0][0].fill_(1.0);
+  conv->weight[1][1].fill_(1.0);
+  conv->bias.zero_();
+  return conv;
+}
+
+SamplerConfig WithFlow(SamplerConfig sampler, const MultiViewFixMatchOptions& o) {
+  sampler.mutable_flow()->set_normalize(o.normalize_flow());
+  return sampler;
+}
 
 float Alignment(const MultiViewFixMatchOptions& o, const MultiViewDefaults& d) {
   return o.has_feature_alignment_weight() ? o.feature_alignment_weight() : d.alignment;
@@ -115,12 +139,19 @@ class MultiViewFixMatchTrainer : public SemiSupervisedTrainer {
       contrast_ = CrossViewContrastHeads(model_->feature_dim(), o.cross_view_contrast());
       contrast_->to(device_);
     }
+    if (FlowView(o, d)) {
+      flow_input_ = FlowInput();
+      flow_input_->to(device_);
+    }
   }
 
+  SamplerConfig LabeledSampler() const override {
+    return flow_input_ ? WithFlow(SamplerConfig(), options_) : SamplerConfig();
+  }
   SamplerConfig UnlabeledSampler() const override {
     SamplerConfig s;
     *s.mutable_weak_strong() = options_.views();
-    return s;
+    return flow_input_ ? WithFlow(s, options_) : s;
   }
 
   std::vector<torch::Tensor> TrainableParameters() override {
@@ -128,8 +159,8 @@ class MultiViewFixMatchTrainer : public SemiSupervisedTrainer {
     if (tg_model_) {
       for (const torch::Tensor& p : tg_model_->parameters()) params.push_back(p);
     }
-    if (contrast_) {
-      for (const torch::Tensor& p : contrast_->parameters()) params.push_back(p);
+    for (torch::nn::Module* extra : ExtraModules()) {
+      for (const torch::Tensor& p : extra->parameters()) params.push_back(p);
     }
     return params;
   }
@@ -137,12 +168,13 @@ class MultiViewFixMatchTrainer : public SemiSupervisedTrainer {
     std::vector<std::pair<std::string, torch::nn::Module*>> modules = {{"model", model_.get()}};
     if (tg_model_) modules.push_back({"tg_model", tg_model_.get()});
     if (contrast_) modules.push_back({"contrast_heads", contrast_.get()});
+    if (flow_input_) modules.push_back({"flow_input", flow_input_.get()});
     return modules;
   }
   void SetTraining(bool training) override {
     model_->train(training);
     if (tg_model_) tg_model_->train(training);
-    if (contrast_) contrast_->train(training);
+    for (torch::nn::Module* extra : ExtraModules()) extra->train(training);
   }
   int PreciseBnReferenceBatches() const override { return kReferencePreciseBnBatches; }
 
@@ -151,14 +183,26 @@ class MultiViewFixMatchTrainer : public SemiSupervisedTrainer {
     ASSIGN_OR_RETURN(torch::Tensor xl, LabeledClips(*batches.labeled));
     ASSIGN_OR_RETURN(torch::Tensor weak, BatchView(*ub, "weak", 1));
     ASSIGN_OR_RETURN(torch::Tensor strong, BatchView(*ub, "strong", loss_.strong_clips));
+    std::vector<torch::Tensor> flow;  // labeled, weak, strong flow clips, or none
+    if (flow_input_) {
+      ASSIGN_OR_RETURN(torch::Tensor fl, BatchView(*batches.labeled, "clip_flow", 1));
+      ASSIGN_OR_RETURN(torch::Tensor fw, BatchView(*ub, "weak_flow", 1));
+      ASSIGN_OR_RETURN(torch::Tensor fs, BatchView(*ub, "strong_flow", loss_.strong_clips));
+      flow = {fl, fw, fs};
+    }
     return CallTorch(name_ + " step", [&] {
       const int64_t nl = xl.size(0), nu = weak.size(0);
       const torch::Tensor y = batches.labeled->labels.to(device_);
       const torch::Tensor rgb = torch::cat({xl, weak, strong}).to(device_);
-      const torch::Tensor inputs[2] = {rgb, TemporalGradient(rgb)};
-      VideoBackbone* models[2] = {model_.get(), tg_model_ ? tg_model_.get() : model_.get()};
-      MultiViewOutputs views[2];
-      for (int v = 0; v < 2; ++v) {
+      std::vector<torch::Tensor> inputs = {rgb, TemporalGradient(rgb)};
+      std::vector<VideoBackbone*> models = {model_.get(),
+                                            tg_model_ ? tg_model_.get() : model_.get()};
+      if (!flow.empty()) {
+        inputs.push_back(flow_input_->forward(torch::cat(flow).to(device_)));
+        models.push_back(model_.get());
+      }
+      std::vector<MultiViewOutputs> views(inputs.size());
+      for (size_t v = 0; v < views.size(); ++v) {
         views[v].stages = models[v]->StageFeatureMaps(inputs[v]);
         views[v].pooled = views[v].stages.back().mean({2, 3, 4});
         views[v].logits = models[v]->Logits(views[v].pooled);
@@ -173,8 +217,8 @@ class MultiViewFixMatchTrainer : public SemiSupervisedTrainer {
       const MultiViewLoss loss = ComputeMultiViewLoss(views, y, nl, nu, o);
       StepResult result;
       result.loss = loss.total;
-      const char* names[2] = {"rgb", "tg"};
-      for (int v = 0; v < 2; ++v) {
+      const char* names[3] = {"rgb", "tg", "flow"};
+      for (size_t v = 0; v < views.size(); ++v) {
         result.metrics[std::string("loss_ce_") + names[v]] = loss.ce[v].item<double>();
         result.metrics[std::string("loss_u_") + names[v]] = loss.unlabeled[v].item<double>();
         result.metrics[std::string("train_top1_") + names[v]] =
@@ -196,11 +240,20 @@ class MultiViewFixMatchTrainer : public SemiSupervisedTrainer {
   }
 
  private:
+  // The optional modules besides the networks (contrast heads, flow input).
+  std::vector<torch::nn::Module*> ExtraModules() {
+    std::vector<torch::nn::Module*> modules;
+    if (contrast_) modules.push_back(contrast_.get());
+    if (flow_input_) modules.push_back(flow_input_.get());
+    return modules;
+  }
+
   std::shared_ptr<VideoBackbone> tg_model_;
   std::string name_;
   MultiViewFixMatchOptions options_;
   MultiViewLossOptions loss_;
   CrossViewContrastHeads contrast_{nullptr};  // null when the weight is 0
+  torch::nn::Conv3d flow_input_{nullptr};     // null without the flow view
 };
 
 absl::Status ValidateMultiView(const MultiViewFixMatchOptions& o, const TrainerScope& scope,

@@ -182,26 +182,33 @@ torch::Tensor CosineDistance(const torch::Tensor& a, const torch::Tensor& b) {
 
 }  // namespace
 
-MultiViewLoss ComputeMultiViewLoss(const MultiViewOutputs views[2], const torch::Tensor& labels,
-                                   int64_t nl, int64_t nu, const MultiViewLossOptions& o) {
+MultiViewLoss ComputeMultiViewLoss(const std::vector<MultiViewOutputs>& views,
+                                   const torch::Tensor& labels, int64_t nl, int64_t nu,
+                                   const MultiViewLossOptions& o) {
   namespace F = torch::nn::functional;
+  CHECK(views.size() == 2 || views.size() == 3) << views.size() << " views";
+  const int num_views = static_cast<int>(views.size());
   MultiViewLoss out;
-  const torch::Tensor weak_rgb = Wide(views[0].logits).slice(0, nl, nl + nu);
-  const torch::Tensor weak_tg = Wide(views[1].logits).slice(0, nl, nl + nu);
   {
     torch::NoGradGuard no_grad;
-    const torch::Tensor p =
-        o.source == MultiViewFixMatchOptions::AVERAGED_LOGITS
-            ? torch::softmax((weak_rgb + weak_tg) / 2, 1)
-            : (torch::softmax(weak_rgb, 1) + torch::softmax(weak_tg, 1)) / 2;
+    torch::Tensor sum;  // of the weak rows' logits or probabilities over the views
+    for (const MultiViewOutputs& view : views) {
+      const torch::Tensor weak = Wide(view.logits).slice(0, nl, nl + nu);
+      const torch::Tensor term =
+          o.source == MultiViewFixMatchOptions::AVERAGED_LOGITS ? weak : torch::softmax(weak, 1);
+      sum = sum.defined() ? sum + term : term;
+    }
+    const torch::Tensor p = o.source == MultiViewFixMatchOptions::AVERAGED_LOGITS
+                                ? torch::softmax(sum / num_views, 1)
+                                : sum / num_views;
     out.pseudo_labels = MakePseudoLabels(p, o.threshold);
   }
   const PseudoLabels strong_labels = RepeatPseudoLabels(out.pseudo_labels, o.strong_clips);
   torch::Tensor total;
-  for (int v = 0; v < 2; ++v) {
+  for (int v = 0; v < num_views; ++v) {
     const torch::Tensor z = Wide(views[v].logits);
-    out.ce[v] = F::cross_entropy(z.slice(0, 0, nl), labels);
-    out.unlabeled[v] = PseudoLabelLoss(z.slice(0, nl + nu), strong_labels, o.normalization);
+    out.ce.push_back(F::cross_entropy(z.slice(0, 0, nl), labels));
+    out.unlabeled.push_back(PseudoLabelLoss(z.slice(0, nl + nu), strong_labels, o.normalization));
     const torch::Tensor term = o.view_weight * (out.ce[v] + o.unlabeled_weight * out.unlabeled[v]);
     total = v == 0 ? term : total + term;
   }

@@ -103,7 +103,7 @@ double Top1(const torch::Tensor& scores, const torch::Tensor& labels);
 // raw frames).
 torch::Tensor TemporalGradient(const torch::Tensor& clips);
 
-// One view's (RGB's or TG's) outputs on the rows [labeled (nl), weak (nu),
+// One view's (RGB's, TG's or flow's) outputs on the rows [labeled (nl), weak (nu),
 // strong (k * nu, clip-major)] of a multi-view step.
 struct MultiViewOutputs {
   torch::Tensor logits;  // [N, C]
@@ -136,7 +136,7 @@ struct MultiViewLossOptions {
 
 struct MultiViewLoss {
   torch::Tensor total;
-  torch::Tensor ce[2], unlabeled[2];  // per view: RGB, TG
+  std::vector<torch::Tensor> ce, unlabeled;  // per view: RGB, TG(, flow)
   torch::Tensor alignment;            // summed over stages; undefined when off
   std::vector<torch::Tensor> alignment_stages;
   torch::Tensor contrast;      // CrossViewContrastLoss; undefined when off
@@ -153,8 +153,10 @@ torch::Tensor CrossViewContrastLoss(const torch::Tensor& rgb, const torch::Tenso
                                     double temperature);
 
 // The loss of TG-FixMatch / MvPL (MultiViewFixMatchOptions' comment) from
-// the RGB (views[0]) and TG (views[1]) outputs of nl labeled and nu
-// unlabeled videos with labels `labels` [nl]:
+// the RGB (views[0]), TG (views[1]) and, for MvPL's third view, flow
+// (views[2]) outputs of nl labeled and nu unlabeled videos with labels
+// `labels` [nl]. The pseudo-labels come from the mean over all V views of
+// the weak logits (or probabilities, `source`);
 //   total = view_weight * sum_v [CE(z_v(x_l), y) + w * PseudoLabelLoss(
 //           z_v(strong))] + alignment_weight * sum_s A_s
 //           + contrast_weight * CrossViewContrastLoss(e_RGB, e_TG),
@@ -162,10 +164,12 @@ torch::Tensor CrossViewContrastLoss(const torch::Tensor& rgb, const torch::Tenso
 // between the RGB and TG maps of stage s on the labeled + weak rows (TG
 // detached with detach_tg, resampled to the RGB map's size when they
 // differ), or for POOLED_WEAK one term 1 - mean cos of the weak rows'
-// pooled features, and e_v the views' contrast_embedding. Logits are used
-// in their own dtype (fp64 stays fp64).
-MultiViewLoss ComputeMultiViewLoss(const MultiViewOutputs views[2], const torch::Tensor& labels,
-                                   int64_t nl, int64_t nu, const MultiViewLossOptions& options);
+// pooled features, and e_v the views' contrast_embedding (alignment and
+// contrast are between RGB and TG only). Logits are used in their own dtype
+// (fp64 stays fp64). `views` has 2 or 3 entries.
+MultiViewLoss ComputeMultiViewLoss(const std::vector<MultiViewOutputs>& views,
+                                   const torch::Tensor& labels, int64_t nl, int64_t nu,
+                                   const MultiViewLossOptions& options);
 
 // View `name` of a batch as [K * B, 3, T, S, S], clip-major, checked to
 // have K == clips (K = 1 gives [B, ...]). Errors name the view.

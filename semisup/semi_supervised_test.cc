@@ -265,16 +265,84 @@ TEST(SemiSupervisedTrainers, TgFixMatchFollowsLtg) {
   EXPECT_NEAR(r->loss.item<double>(),
               0.5 * (ce_rgb + ce_tg + u_rgb + u_tg) + align + 0.5 * contrast, 1e-4);
 
-  // MvPL: one network, the same views, no alignment.
-  auto mvpl = Make(Config("mvpl { pseudo_label { threshold: 0 } }"));
+  // MvPL without its flow view: one network, RGB and TG, no alignment.
+  auto mvpl = Make(Config("mvpl { pseudo_label { threshold: 0 } flow_view: false }"));
   EXPECT_EQ(mvpl->CheckpointModules().size(), 1u);
   EXPECT_EQ(mvpl->PreciseBnReferenceBatches(), 200);
+  EXPECT_FALSE(mvpl->LabeledSampler().has_flow());
+  EXPECT_FALSE(mvpl->UnlabeledSampler().has_flow());
   mvpl->SetTraining(false);
   auto r2 = mvpl->Step({&lb, &ub, 0});
   ASSERT_TRUE(r2.ok()) << r2.status();
   EXPECT_EQ(r2->metrics.count("loss_align"), 0u);
   EXPECT_EQ(r2->metrics.count("loss_contrast"), 0u);
   EXPECT_EQ(r2->metrics.count("loss_u_tg"), 1u);
+  EXPECT_EQ(r2->metrics.count("loss_u_flow"), 0u);
+}
+
+// Adds flow companions [B, 1, 2, T, S, S] to a test batch's views.
+void AddFlow(ClipBatch* b, const std::vector<std::string>& views, int seed) {
+  torch::manual_seed(seed);
+  for (const std::string& v : views) {
+    const torch::Tensor& rgb = b->views.at(v);
+    b->views[v + "_flow"] = torch::rand({rgb.size(0), rgb.size(1), 2, rgb.size(3), rgb.size(4),
+                                         rgb.size(5)}) * 2 - 1;
+  }
+}
+
+// MvPL's three views: the flow clips enter the RGB network through the
+// (x, y, 0)-initialised 1x1x1 convolution, join the pseudo-label average
+// and get their own CE and unlabeled loss at weight 0.5.
+TEST(SemiSupervisedTrainers, MvplTrainsItsFlowViewThroughTheSharedNetwork) {
+  ClipBatch lb = Batch(2, 1), ub = Batch(3, 2);
+  AddFlow(&lb, {"clip"}, 5);
+  AddFlow(&ub, {"weak", "strong"}, 6);
+  auto t = Make(Config("mvpl { pseudo_label { threshold: 0 } }"));
+  EXPECT_TRUE(t->LabeledSampler().has_flow());
+  EXPECT_TRUE(t->UnlabeledSampler().has_flow());
+  EXPECT_TRUE(t->UnlabeledSampler().flow().normalize());
+  ASSERT_EQ(t->CheckpointModules().size(), 2u);
+  EXPECT_EQ(t->CheckpointModules()[1].first, "flow_input");
+  t->SetTraining(false);
+  auto r = t->Step({&lb, &ub, 0});
+  ASSERT_TRUE(r.ok()) << r.status();
+  VideoBackbone& m = t->EvaluationModel();
+  // The initial flow input is (x, y, 0).
+  const auto as_rgb = [](const torch::Tensor& flow) {
+    return torch::cat({flow, torch::zeros_like(flow.slice(1, 0, 1))}, 1);
+  };
+  const torch::Tensor xl = lb.clips, weak = ub.views.at("weak").squeeze(1);
+  const torch::Tensor strong = ub.views.at("strong").squeeze(1);
+  const torch::Tensor fl = lb.views.at("clip_flow").squeeze(1);
+  const torch::Tensor fw = ub.views.at("weak_flow").squeeze(1);
+  const torch::Tensor fs = ub.views.at("strong_flow").squeeze(1);
+  // Pseudo-labels: argmax of the mean of the three views' weak logits.
+  const torch::Tensor pl = ((Logits(m, weak) + Logits(m, TemporalGradient(weak)) +
+                             Logits(m, as_rgb(fw))) / 3).argmax(1);
+  const torch::Tensor y = lb.labels;
+  const double ce_flow = F::cross_entropy(Logits(m, as_rgb(fl)), y).item<double>();
+  const double u_flow = F::cross_entropy(Logits(m, as_rgb(fs)), pl).item<double>();
+  const double u_rgb = F::cross_entropy(Logits(m, strong), pl).item<double>();
+  EXPECT_NEAR(r->metrics.at("loss_ce_flow"), ce_flow, 1e-5);
+  EXPECT_NEAR(r->metrics.at("loss_u_flow"), u_flow, 1e-5);
+  EXPECT_NEAR(r->metrics.at("loss_u_rgb"), u_rgb, 1e-5);
+  const double total = 0.5 * (r->metrics.at("loss_ce_rgb") + r->metrics.at("loss_ce_tg") +
+                              ce_flow + r->metrics.at("loss_u_rgb") +
+                              r->metrics.at("loss_u_tg") + u_flow);
+  EXPECT_NEAR(r->loss.item<double>(), total, 1e-4);
+  // The flow input is trained.
+  r->loss.backward();
+  bool flow_input_has_gradient = false;
+  for (const torch::Tensor& p : t->CheckpointModules()[1].second->parameters()) {
+    flow_input_has_gradient |= p.grad().defined() && p.grad().abs().sum().item<double>() > 0;
+  }
+  EXPECT_TRUE(flow_input_has_gradient);
+  // A batch without the flow views is an error naming the view.
+  const ClipBatch plain = Batch(2, 1);
+  auto missing = t->Step({&plain, &ub, 0});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(std::string(missing.status().message()).find("clip_flow"), std::string::npos)
+      << missing.status();
 }
 
 TEST(SemiSupervisedTrainers, TgFixMatchKeepsTheEarlierRulesAsOptions) {
@@ -354,7 +422,7 @@ TEST(MultiViewLossParity, MatchesLtgsFixMatchMvplAndTgFixMatch) {
   for (const std::string method : {"mvpl", "tg"}) {
     SCOPED_TRACE(method);
     const bool tg = method == "tg";
-    MultiViewOutputs views[2];
+    std::vector<MultiViewOutputs> views(2);
     const char* names[2] = {"rgb", "tg"};
     for (int v = 0; v < 2; ++v) {
       views[v].logits = ref(std::string("logits_") + names[v]).clone().requires_grad_(true);
@@ -406,6 +474,30 @@ TEST(MultiViewLossParity, MatchesLtgsFixMatchMvplAndTgFixMatch) {
         expect_close(g.defined() ? g : torch::zeros_like(views[v].stages[s]), ref(name), name);
       }
     }
+  }
+
+  // MvPL's three views (RGB, TG, flow): pseudo-labels from the mean of the
+  // three weak logits, each view's CE and unlabeled loss weighted 0.5.
+  std::vector<MultiViewOutputs> views(3);
+  const char* names[3] = {"rgb", "tg", "flow"};
+  for (int v = 0; v < 3; ++v) {
+    views[v].logits = ref(std::string("logits_") + names[v]).clone().requires_grad_(true);
+  }
+  MultiViewLossOptions o;
+  o.threshold = threshold;
+  const MultiViewLoss loss = ComputeMultiViewLoss(views, labels, nl, nu, o);
+  expect_close(loss.pseudo_labels.labels, ref("mvpl3_pseudo_labels"), "3-view pseudo-labels");
+  expect_close(loss.pseudo_labels.mask, ref("mvpl3_mask"), "3-view mask");
+  ASSERT_EQ(loss.ce.size(), 3u);
+  for (int v = 0; v < 3; ++v) {
+    expect_close(loss.ce[v], ref(std::string("mvpl3_ce_") + names[v]), names[v]);
+    expect_close(loss.unlabeled[v], ref(std::string("mvpl3_u_") + names[v]), names[v]);
+  }
+  expect_close(loss.total, ref("mvpl3_loss"), "3-view total");
+  loss.total.backward();
+  for (int v = 0; v < 3; ++v) {
+    expect_close(views[v].logits.grad(), ref(std::string("mvpl3_grad_") + names[v]),
+                 std::string("3-view logits gradient ") + names[v]);
   }
 }
 

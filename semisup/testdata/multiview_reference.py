@@ -174,6 +174,28 @@ def main(put):
     put("tg_grad_contrast_rgb", grads[-2])
     put("tg_grad_contrast_tg", grads[-1])
 
+    # --- MvPL with its three views (RGB, TG, optical flow; drawn last so the
+    # values above do not change): LTG's reductions over three views, the
+    # pseudo-label from the mean of the three weak logits.
+    z["flow"] = (torch.randn(n, c) * scale).requires_grad_(True)
+    put("logits_flow", z["flow"])
+    views3 = ("rgb", "tg", "flow")
+    weak_avg = sum(z[v][nl:nl + nu] for v in views3) / 3
+    mvpl3 = 0
+    for v in views3:
+        ce = F.cross_entropy(z[v][:nl], labels) * 0.5
+        u, num_select = selected_ce(weak_avg, z[v][nl + nu:], THRESHOLD)
+        assert 0 < num_select < nu, num_select
+        put("mvpl3_ce_" + v, ce / 0.5)
+        put("mvpl3_u_" + v, u)
+        mvpl3 = mvpl3 + ce + 0.5 * u
+    with torch.no_grad():
+        put("mvpl3_pseudo_labels", weak_avg.argmax(1))
+        put("mvpl3_mask", (F.softmax(weak_avg, -1).max(1).values >= THRESHOLD).double())
+    put("mvpl3_loss", mvpl3)
+    for v, g in zip(views3, torch.autograd.grad(mvpl3, [z[v] for v in views3])):
+        put("mvpl3_grad_" + v, g)
+
 
 if __name__ == "__main__":
     reference_tensors.run(main, __doc__)
