@@ -164,7 +164,8 @@ class TaclStateImpl : public torch::nn::Module, public CollectiveUser {
     collectives_ = std::move(collectives);
   }
   void Update(const torch::Tensor& probabilities, double tau, double decay) {
-    torch::Tensor counts = TaclBatchCounts(probabilities, tau).to(torch::kCPU).contiguous();
+    // On the state's device (the model's), where the collectives expect it.
+    torch::Tensor counts = TaclBatchCounts(probabilities, tau).to(sigma.device()).contiguous();
     if (IsDistributed(collectives_.get())) collectives_->AllReduceSum({counts});
     TaclUpdateLearningEffect(counts, decay, sigma, unused);
   }
@@ -183,7 +184,9 @@ class TaclTrainer : public SemiSupervisedTrainer {
       : SemiSupervisedTrainer(std::move(model), device),
         options_(o),
         ramp_steps_(std::llround(o.curriculum_fraction() * static_cast<double>(total_steps))),
-        state_(classes) {}
+        state_(classes) {
+    state_->to(device_);
+  }
 
   SamplerConfig UnlabeledSampler() const override {
     SamplerConfig s;

@@ -212,6 +212,19 @@ std::unique_ptr<Trainer> Make(const std::string& text, int64_t total_steps) {
   return trainer.ok() ? std::move(*trainer) : nullptr;
 }
 
+// 2 labeled clips and `n` unlabeled videos (weak and strong views), T = 4.
+std::pair<ClipBatch, ClipBatch> Batches(int seed, int n) {
+  torch::manual_seed(seed);
+  ClipBatch lb;
+  lb.clips = torch::randn({2, 3, 4, 16, 16});
+  lb.labels = torch::randint(0, kClasses, {2}, torch::kInt64);
+  ClipBatch ub;
+  ub.views["weak"] = torch::randn({n, 1, 3, 4, 16, 16});
+  ub.views["strong"] = torch::randn({n, 1, 3, 4, 16, 16});
+  ub.labels = torch::randint(0, kClasses, {n}, torch::kInt64);
+  return {std::move(lb), std::move(ub)};
+}
+
 // The trainer's state buffers ("tacl_state"): sigma [C] and u [1].
 std::pair<torch::Tensor, torch::Tensor> State(Trainer& t) {
   for (const auto& [name, module] : t.CheckpointModules()) {
@@ -233,14 +246,7 @@ TEST(TaclTrainer, StepsMatchAnIndependentComputation) {
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->UnlabeledSampler().kind_case(), SamplerConfig::kWeakStrong);
   t->SetTraining(false);  // BatchNorm in eval mode: one pass or three is the same
-  torch::manual_seed(2);
-  ClipBatch lb;
-  lb.clips = torch::randn({2, 3, 4, 16, 16});
-  lb.labels = torch::tensor({0, 3}, torch::kInt64);
-  ClipBatch ub;
-  ub.views["weak"] = torch::randn({5, 1, 3, 4, 16, 16});
-  ub.views["strong"] = torch::randn({5, 1, 3, 4, 16, 16});
-  ub.labels = torch::randint(0, kClasses, {5}, torch::kInt64);
+  auto [lb, ub] = Batches(2, 5);
   ub.videos = {11, 4, 7, 30, 2};
   const TaclOptions o;  // the draws' options: defaults (seed 0, p 0.5)
   auto [sigma, unused] = State(*t);
@@ -296,14 +302,7 @@ TEST(TaclTrainer, ConstantThresholdWithoutCurriculum) {
   auto t = Make("tacl { flexible_threshold: false pseudo_label { threshold: 0.3 } }", 4);
   ASSERT_NE(t, nullptr);
   t->SetTraining(false);
-  torch::manual_seed(3);
-  ClipBatch lb;
-  lb.clips = torch::randn({2, 3, 4, 16, 16});
-  lb.labels = torch::tensor({1, 2}, torch::kInt64);
-  ClipBatch ub;
-  ub.views["weak"] = torch::randn({3, 1, 3, 4, 16, 16});
-  ub.views["strong"] = torch::randn({3, 1, 3, 4, 16, 16});
-  ub.labels = torch::randint(0, kClasses, {3}, torch::kInt64);
+  auto [lb, ub] = Batches(3, 3);
   auto r = t->Step({&lb, &ub, 0});
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_NEAR(r->metrics.at("threshold_mean"), 0.3, 1e-6);
