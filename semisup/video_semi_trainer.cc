@@ -139,7 +139,6 @@ class VideoSemiTrainer : public SemiSupervisedTrainer {
   }
 
   void SetTraining(bool training) override {
-    training_ = training;
     model_->train(training);
     head_->train(training);
     image_model_->train(training && image_trainable_);
@@ -238,7 +237,6 @@ class VideoSemiTrainer : public SemiSupervisedTrainer {
   torch::nn::Linear head_{nullptr};  // the appearance head h
   bool train_image_;
   bool image_trainable_ = true;  // until the warm-up ends (or from the start without train_image_)
-  bool training_ = true;
   VideoSemiOptions options_;
   std::vector<int64_t> frames_;  // the frames of a clip the image model sees
 };
