@@ -30,7 +30,7 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 # The config's methods in matrix order. SD and MT+SD run in their teacher
 # Supervised's group; every other method is a group of its own.
 methods=(Supervised PseudoLabel MeanTeacher FixMatch TG-FixMatch MvPL CMPL S4L SD MT+SD TCL
-  ActorCM MotionFit TACL TimeBalance)
+  ActorCM MotionFit TACL VideoSemi TimeBalance)
 n=${#methods[@]}
 grep -c "^  name: \|^methods { name: " "$CONFIG" | grep -qx "$n" \
   || fail "synth_ci.pbtxt has $(grep -c "^  name: \|^methods { name: " "$CONFIG") methods, this test lists $n"
