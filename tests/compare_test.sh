@@ -24,23 +24,29 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
 # One thread, as each shard below uses, so the shards' cells are bit-equal.
 "$BIN" --config="$CONFIG" --out=out --num_threads=1 >run1.txt 2>&1 || { tail -30 run1.txt; exit 1; }
-grep -q "13 cells run, 0 reused" run1.txt || fail "first run: $(tail -3 run1.txt)"
+grep -q "14 cells run, 0 reused" run1.txt || fail "first run: $(tail -3 run1.txt)"
 for method in Supervised PseudoLabel MeanTeacher FixMatch TG-FixMatch MvPL CMPL S4L SD \
-    MT+SD TCL ActorCM TimeBalance; do
+    MT+SD TCL ActorCM MemDPC TimeBalance; do
   # "| <method> | r3d18 (width ...) | params | 4 | steps | 12.5 (1) | <time> |"
   grep -qE "^\| ${method//+/\\+} \| r3d18 \(width 0.0625\) \| [0-9.]+ \| 4 \| [0-9]+ \| [0-9.]+ \(1\) \| [0-9ms]+ \|$" \
     out/comparison.md || fail "no result row for $method: $(grep -F "| $method |" out/comparison.md)"
 done
+# MemDPC: its pretraining ran inside the cell and initialised the fine-tuning.
+memdpc=$(ls -d out/cells/memdpc/f25_s0_* | head -1)
+[ -f "$memdpc/pretrain/pretrain_done.pbtxt" ] || fail "MemDPC: no pretrain/pretrain_done.pbtxt in $memdpc"
+grep -q "memdpc" "$memdpc/pretrain/config.pbtxt" || fail "MemDPC: the pretraining run is not MemDPC"
+grep -qE "^init_checkpoint: \".*/pretrain/" "$memdpc/config.pbtxt" \
+  || fail "MemDPC: the fine-tuning run's init_checkpoint is not the pretraining's: $(grep init_checkpoint "$memdpc/config.pbtxt")"
 grep -q "Labeled lists" out/comparison.md || fail "table lacks the labeled-list hashes"
-[ "$(wc -l < out/cells.csv)" -eq 14 ] || fail "cells.csv has $(wc -l < out/cells.csv) lines, want 14"
+[ "$(wc -l < out/cells.csv)" -eq 15 ] || fail "cells.csv has $(wc -l < out/cells.csv) lines, want 15"
 head -1 out/comparison.csv | grep -q "^method,backbone,params,frames,steps,top1_25_mean,top1_25_std,top1_25_n" \
   || fail "comparison.csv header: $(head -1 out/comparison.csv)"
 
-# Sharded: nothing finished yet -> --collect lists all 13 cells, exit 1.
+# Sharded: nothing finished yet -> --collect lists all 14 cells, exit 1.
 "$BIN" --config="$CONFIG" --out=sharded --collect >collect0.txt 2>collect0.err
 rc=$?
 [ "$rc" -eq 1 ] || fail "--collect on an empty folder exited $rc, want 1"
-grep -q "13 cells not finished: Supervised, 25% labels, seed 0;" collect0.err \
+grep -q "14 cells not finished: Supervised, 25% labels, seed 0;" collect0.err \
   || fail "--collect did not list the missing cells: $(cat collect0.err)"
 "$BIN" --config="$CONFIG" --out=sharded --shard=0/2 --num_threads=1 >shard0.txt 2>&1 &
 pid0=$!
@@ -51,14 +57,15 @@ rc0=$?
 [ "$rc0" -eq 0 ] && [ "$rc1" -eq 0 ] || { tail -20 shard0.txt shard1.txt; fail "shards exited $rc0 / $rc1"; }
 ran0=$(sed -n 's/.*compare: \([0-9]*\) cells run.*/\1/p' shard0.txt)
 ran1=$(sed -n 's/.*compare: \([0-9]*\) cells run.*/\1/p' shard1.txt)
-# Groups in matrix order, SD and MT+SD with their teacher Supervised: shard 0
-# takes groups 0 2 4 6 8 10 (Supervised+SD+MT+SD, MeanTeacher, TG-FixMatch,
-# CMPL, TCL, TimeBalance: 8 cells), shard 1 the other 5.
-[ "$ran0/$ran1" = "8/5" ] || fail "shards ran $ran0 + $ran1 cells, want 8 + 5"
+# Groups in matrix order, SD and MT+SD with their teacher Supervised (MemDPC's
+# pretraining runs inside its own cell): shard 0 takes groups 0 2 4 6 8 10
+# (Supervised+SD+MT+SD, MeanTeacher, TG-FixMatch, CMPL, TCL, MemDPC: 8 cells),
+# shard 1 the other 6 (PseudoLabel, FixMatch, MvPL, S4L, ActorCM, TimeBalance).
+[ "$ran0/$ran1" = "8/6" ] || fail "shards ran $ran0 + $ran1 cells, want 8 + 6"
 grep -q "SD, 25% labels, seed 0: running" shard0.txt || fail "SD did not run with its teacher's shard"
 "$BIN" --config="$CONFIG" --out=sharded --collect >collect.txt 2>collect.err \
   || fail "--collect after both shards: $(cat collect.err)"
-grep -q "compare: 13 cells finished" collect.txt || fail "collect: $(tail -2 collect.txt)"
+grep -q "compare: 14 cells finished" collect.txt || fail "collect: $(tail -2 collect.txt)"
 # The same tables: drop the wall-time columns (the last of comparison.csv,
 # seconds in cells.csv) and the Markdown table's last column.
 cut -d, -f1-8 out/comparison.csv > want.csv
@@ -85,14 +92,14 @@ grep -q "0 cells run, 0 reused, 1 running elsewhere" lock.txt || fail "locked: $
 [ $? -eq 2 ] && grep -q "is not i/N" bad.err || fail "--shard=2/2: $(cat bad.err)"
 
 "$BIN" --config="$CONFIG" --out=out --num_threads=2 >run2.txt 2>&1 || { tail -30 run2.txt; exit 1; }
-grep -q "0 cells run, 13 reused" run2.txt || fail "second run did not reuse: $(tail -3 run2.txt)"
+grep -q "0 cells run, 14 reused" run2.txt || fail "second run did not reuse: $(tail -3 run2.txt)"
 
 # A changed FixMatch threshold: only FixMatch runs again.
 sed "s|trainer { fixmatch { schedule { warmup_steps: 1 } } }|trainer { fixmatch { schedule { warmup_steps: 1 } pseudo_label { threshold: 0.5 } } }|" \
   "$CONFIG" > changed.pbtxt
 grep -q "threshold: 0.5" changed.pbtxt || fail "sed did not change the config"
 "$BIN" --config=changed.pbtxt --out=out --num_threads=2 >run3.txt 2>&1 || { tail -30 run3.txt; exit 1; }
-grep -q "1 cells run, 12 reused" run3.txt || fail "changed config: $(tail -3 run3.txt)"
+grep -q "1 cells run, 13 reused" run3.txt || fail "changed config: $(tail -3 run3.txt)"
 grep -q "FixMatch, 25% labels, seed 0: running" run3.txt || fail "FixMatch was not rerun"
 
 # Running one method (SD, whose teacher is the finished Supervised cell)
@@ -100,7 +107,7 @@ grep -q "FixMatch, 25% labels, seed 0: running" run3.txt || fail "FixMatch was n
 "$BIN" --config=changed.pbtxt --out=out --methods=SD >run4.txt 2>&1 || { tail -30 run4.txt; exit 1; }
 grep -q "0 cells run, 1 reused" run4.txt || fail "--methods=SD: $(tail -3 run4.txt)"
 rows=$(grep -cE '^\| [^|]+ \| r3d18 .* [0-9.]+ \(1\) \|' out/comparison.md)
-[ "$rows" -eq 13 ] || fail "--methods=SD table has $rows result rows, want 13"
+[ "$rows" -eq 14 ] || fail "--methods=SD table has $rows result rows, want 14"
 
 "$BIN" --config="$CONFIG" --out=out --methods=NoSuchMethod >out4.txt 2>err4.txt
 rc=$?

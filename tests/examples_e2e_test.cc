@@ -27,7 +27,8 @@ std::string TmpDir() { return std::getenv("TEST_TMPDIR"); }
 
 // CI twins outside configs/examples/ (each listed in this test's data).
 const char* const kMethodTwins[] = {"configs/tcl_r3d18tiny_8x4_synth_ci.pbtxt",
-                                    "configs/actor_cutmix_r3d18tiny_8x4_synth_ci.pbtxt"};
+                                    "configs/actor_cutmix_r3d18tiny_8x4_synth_ci.pbtxt",
+                                    "configs/ssl_memdpc_r3d18tiny_synth_ci.pbtxt"};
 
 std::vector<fs::path> ConfigsToTrain() {
   std::vector<fs::path> paths;
