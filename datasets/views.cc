@@ -30,12 +30,12 @@ Augmentation AugmentationOf(const Options& o) {
 
 class ClipPlanner : public SamplePlanner {
  public:
-  explicit ClipPlanner(const DatasetConfig& d)
-      : augmentation_(d.augmentation()),
-        num_frames_(d.clip().num_frames()),
-        stride_(d.clip().stride()),
+  ClipPlanner(const ClipSamplerOptions& o, const DatasetConfig& d)
+      : augmentation_(o.has_augmentation() ? o.augmentation() : d.augmentation()),
+        num_frames_(o.has_num_frames() ? o.num_frames() : d.clip().num_frames()),
+        stride_(o.has_stride() ? o.stride() : d.clip().stride()),
         pad_(d.clip().pad()),
-        views_{{"clip", 1, d.clip().num_frames()}} {}
+        views_{{"clip", 1, num_frames_}} {}
   const std::vector<ViewShape>& views() const override { return views_; }
   std::vector<ClipPlan> Plan(int64_t n, RngStream* rng) const override {
     ClipPlan plan;
@@ -455,8 +455,10 @@ absl::StatusOr<std::unique_ptr<SamplePlanner>> CreateRgbPlanner(const SamplerCon
       return std::unique_ptr<SamplePlanner>(new TwoSpeedPlanner(sampler.two_speed(), dataset));
     case SamplerConfig::kClip:
     case SamplerConfig::KIND_NOT_SET:
-      RETURN_IF_ERROR(ValidateAugmentation(dataset.augmentation(), "dataset.augmentation"));
-      return std::unique_ptr<SamplePlanner>(new ClipPlanner(dataset));
+      if (!sampler.clip().has_augmentation()) {
+        RETURN_IF_ERROR(ValidateAugmentation(dataset.augmentation(), "dataset.augmentation"));
+      }
+      return std::unique_ptr<SamplePlanner>(new ClipPlanner(sampler.clip(), dataset));
   }
   return absl::InternalError("unhandled sampler kind");
 }
@@ -469,6 +471,18 @@ absl::Status ValidateSamplerOptions(const SamplerConfig& s, const std::string& o
     return absl::InvalidArgumentError(
         absl::StrCat("config field ", p, ".", field, " = ", value, ": ", rule));
   };
+  if (s.has_clip()) {
+    const ClipSamplerOptions& c = s.clip();
+    if (c.has_num_frames() && (c.num_frames() < 1 || c.num_frames() > 512)) {
+      return bad("num_frames", c.num_frames(), "must be in [1, 512]");
+    }
+    if (c.has_stride() && (c.stride() < 1 || c.stride() > 64)) {
+      return bad("stride", c.stride(), "must be in [1, 64]");
+    }
+    if (c.has_augmentation()) {
+      RETURN_IF_ERROR(ValidateAugmentation(c.augmentation(), p + ".augmentation"));
+    }
+  }
   if (s.has_tclr()) {
     if (s.tclr().num_dense() < 1 || s.tclr().num_dense() > 16) {
       return bad("num_dense", s.tclr().num_dense(), "must be in [1, 16]");

@@ -187,6 +187,46 @@ TEST(ViewsTest, TwoSpeedSlowClipIsTheBaseSpanAtHalfTheFrameRate) {
       << p.status();
 }
 
+// ClipSamplerOptions: the clip's own length, stride and augmentation (MemDPC's
+// whole sequence); unset fields are the dataset's.
+TEST(ViewsTest, ClipSamplerOptionsOverrideTheDatasetGeometry) {
+  const DatasetConfig d = Dataset(4, 2);
+  const auto plain = Planner("clip {}", d);
+  ASSERT_EQ(plain->views().size(), 1u);
+  EXPECT_EQ(plain->views()[0].frames, 4);
+  const auto own = Planner("clip { num_frames: 12 stride: 3 augmentation { flip_probability: 0 } }",
+                           d);
+  ASSERT_EQ(own->views().size(), 1u);
+  EXPECT_EQ(own->views()[0].name, "clip");
+  EXPECT_EQ(own->views()[0].frames, 12);
+  for (uint64_t sample = 0; sample < 10; ++sample) {
+    RngStream rng(4, 0, sample, 0, 0);
+    const auto plans = own->Plan(100, &rng);
+    ASSERT_EQ(plans.size(), 1u);
+    const int64_t s = plans[0].frames[0];
+    EXPECT_LE(s + 34, 100);
+    std::vector<int64_t> want;
+    for (int i = 0; i < 12; ++i) want.push_back(s + 3 * i);
+    EXPECT_EQ(plans[0].frames, want);
+    EXPECT_FLOAT_EQ(plans[0].augmentation->flip_probability(), 0.0f);
+  }
+  RngStream rng(4, 0, 0, 0, 0);
+  EXPECT_EQ(Planner("clip { stride: 5 }", d)->Plan(100, &rng)[0].frames.size(), 4u);
+  SamplerConfig bad;
+  bad.mutable_clip()->set_num_frames(0);
+  auto p = CreateSamplePlanner(bad, d);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("sampler.clip.num_frames = 0: must be in [1, 512]"),
+            std::string::npos)
+      << p.status();
+  bad.mutable_clip()->set_num_frames(8);
+  bad.mutable_clip()->set_stride(65);
+  p = CreateSamplePlanner(bad, d);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("sampler.clip.stride = 65"), std::string::npos)
+      << p.status();
+}
+
 TEST(ViewsTest, BadOptionsNameTheField) {
   SamplerConfig s;
   s.mutable_rho()->set_rho(0);

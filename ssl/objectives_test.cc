@@ -62,7 +62,9 @@ ViewTensors ViewsFor(const SamplerConfig& s) {
     v["positive"] = view(1);
     v["negative"] = view(1);
   } else {
-    v["clip"] = view(1);
+    // The clip sampler's own length when the objective sets one (MemDPC).
+    const int t = s.has_clip() && s.clip().has_num_frames() ? s.clip().num_frames() : kT;
+    v["clip"] = torch::randn({kB, 1, 3, t, kS, kS});
   }
   return v;
 }
@@ -84,6 +86,8 @@ std::vector<Case> Cases() {
       {"rho_byol { projection { out: 8 } predictor { out: 8 } }", {"loss_byol"}},
       {"rho_swav { num_prototypes: 6 projection { out: 8 } }", {"loss_swav"}},
       {"rotation {}", {"loss_rotation", "rotation_top1"}},
+      {"memdpc { seq_len: 2 num_seq: 3 pred_step: 1 mem_size: 8 }",
+       {"loss_dpc_forward", "loss_dpc_backward", "dpc_top1_forward"}},
   };
 }
 

@@ -30,7 +30,7 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 # The config's methods in matrix order. SD and MT+SD run in their teacher
 # Supervised's group; every other method is a group of its own.
 methods=(Supervised PseudoLabel MeanTeacher FixMatch TG-FixMatch MvPL CMPL S4L SD MT+SD TCL
-  ActorCM MotionFit TACL VideoSemi TimeBalance)
+  ActorCM MotionFit TACL VideoSemi MemDPC TimeBalance)
 n=${#methods[@]}
 grep -c "^  name: \|^methods { name: " "$CONFIG" | grep -qx "$n" \
   || fail "synth_ci.pbtxt has $(grep -c "^  name: \|^methods { name: " "$CONFIG") methods, this test lists $n"
@@ -53,6 +53,18 @@ for method in "${methods[@]}"; do
   grep -qE "^\| ${method//+/\\+} \| r3d18 \(width 0.0625\) \| [0-9.]+ \| 4 \| [0-9]+ \| [0-9.]+ \(1\) \| [0-9ms]+ \|$" \
     out/comparison.md || fail "no result row for $method: $(grep -F "| $method |" out/comparison.md)"
 done
+# MemDPC: its pretraining ran inside the cell and initialised the fine-tuning.
+memdpc=$(ls -d out/cells/memdpc/f25_s0_* | head -1)
+[ -f "$memdpc/pretrain/pretrain_done.pbtxt" ] || fail "MemDPC: no pretrain/pretrain_done.pbtxt in $memdpc"
+grep -q "memdpc" "$memdpc/pretrain/config.pbtxt" || fail "MemDPC: the pretraining run is not MemDPC"
+grep -qE "^init_checkpoint: \".*/pretrain/" "$memdpc/config.pbtxt" \
+  || fail "MemDPC: the fine-tuning run's init_checkpoint is not the pretraining's: $(grep init_checkpoint "$memdpc/config.pbtxt")"
+# MemDPC: its pretraining ran inside the cell and initialised the fine-tuning.
+memdpc=$(ls -d out/cells/memdpc/f25_s0_* | head -1)
+[ -f "$memdpc/pretrain/pretrain_done.pbtxt" ] || fail "MemDPC: no pretrain/pretrain_done.pbtxt in $memdpc"
+grep -q "memdpc" "$memdpc/pretrain/config.pbtxt" || fail "MemDPC: the pretraining run is not MemDPC"
+grep -qE "^init_checkpoint: \".*/pretrain/" "$memdpc/config.pbtxt" \
+  || fail "MemDPC: the fine-tuning run's init_checkpoint is not the pretraining's: $(grep init_checkpoint "$memdpc/config.pbtxt")"
 grep -q "Labeled lists" out/comparison.md || fail "table lacks the labeled-list hashes"
 [ "$(wc -l < out/cells.csv)" -eq $((n + 1)) ] \
   || fail "cells.csv has $(wc -l < out/cells.csv) lines, want $((n + 1))"

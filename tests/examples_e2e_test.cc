@@ -29,7 +29,8 @@ std::string TmpDir() { return std::getenv("TEST_TMPDIR"); }
 const char* const kMethodTwins[] = {"configs/tcl_r3d18tiny_8x4_synth_ci.pbtxt",
                                     "configs/actor_cutmix_r3d18tiny_8x4_synth_ci.pbtxt",
                                     "configs/tacl_r3d18tiny_8x4_synth_ci.pbtxt",
-                                    "configs/video_semi_r3d18tiny_8x4_synth_ci.pbtxt"};
+                                    "configs/video_semi_r3d18tiny_8x4_synth_ci.pbtxt",
+                                    "configs/ssl_memdpc_r3d18tiny_synth_ci.pbtxt"};
 
 std::vector<fs::path> ConfigsToTrain() {
   std::vector<fs::path> paths;

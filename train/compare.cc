@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -51,12 +52,16 @@ std::string Percent(float fraction) {
 }
 
 // The cell's experiment: base + the method's override, the cell's fraction
-// and seeds, defaults resolved. The run_dir is set by the caller.
+// and seeds, defaults resolved. With `pretraining`, the method's pretrain
+// override merged on top of that: the cell's pretraining run. The run_dir is
+// set by the caller.
 ExperimentConfig CellConfig(const CompareConfig& c, const CompareMethod& m, float fraction,
-                            uint64_t seed) {
+                            uint64_t seed, bool pretraining = false) {
   ExperimentConfig e = c.base();
   e.MergeFrom(m.override());
-  e.set_name(absl::StrCat(c.name(), "/", m.name(), "/", Percent(fraction), "/seed", seed));
+  if (pretraining) e.MergeFrom(m.pretrain());
+  e.set_name(absl::StrCat(c.name(), "/", m.name(), pretraining ? "/pretrain" : "", "/",
+                          Percent(fraction), "/seed", seed));
   e.mutable_dataset()->set_labeled_fraction(fraction);
   if (c.seed_labeled_subset()) e.mutable_dataset()->set_labeled_seed(seed);
   if (!c.labeled_list_pattern().empty()) {
@@ -107,6 +112,26 @@ int64_t BudgetSteps(const ExperimentConfig& e) {
   return steps;
 }
 
+// A cell's steps: its experiment's (or pipeline's) and its pretraining run's.
+int64_t CellSteps(const CompareConfig& c, const CompareMethod& m, const ExperimentConfig& e,
+                  float fraction, uint64_t seed) {
+  int64_t steps = BudgetSteps(e);
+  if (m.has_pretrain()) steps += CellConfig(c, m, fraction, seed, true).schedule().steps();
+  return steps;
+}
+
+// What a cell's fingerprint adds for its pretraining run: its config
+// without where it runs and its thread count; "" without one, so the cells
+// of methods without pretraining keep their fingerprints.
+std::string PretrainKey(const CompareConfig& c, const CompareMethod& m, float fraction,
+                        uint64_t seed) {
+  if (!m.has_pretrain()) return "";
+  ExperimentConfig p = CellConfig(c, m, fraction, seed, true);
+  p.clear_run_dir();
+  p.clear_num_threads();
+  return "\npretrain:\n" + ToTextProto(p);
+}
+
 struct Stats {
   double mean = 0, std = 0;
   int n = 0;
@@ -142,7 +167,7 @@ RowSummary Summarize(const CompareConfig& c, const CompareMethod& m,
   RowSummary row;
   row.backbone = DescribeBackbone(e.backbone());
   row.frames = e.dataset().clip().num_frames();
-  row.steps = BudgetSteps(e);
+  row.steps = CellSteps(c, m, e, c.labeled_fractions(0), c.seeds(0));
   for (float f : c.labeled_fractions()) {
     std::vector<double> top1;
     for (const CellRecord& r : cells) {
@@ -185,6 +210,23 @@ absl::Status ValidateCompareConfig(const CompareConfig& c) {
       return bad(absl::StrCat("compare config: method name \"", m.name(), "\" is used twice"));
     }
     if (m.override().has_timebalance()) pipelines.insert(m.name());
+    if (m.has_pretrain()) {
+      const std::string where = absl::StrCat("method \"", m.name(), "\": pretrain ");
+      if (m.override().has_timebalance() || m.pretrain().has_timebalance()) {
+        return bad(where + "cannot be combined with a timebalance pipeline (its stages pretrain "
+                           "and fine-tune themselves)");
+      }
+      if (m.override().has_init_checkpoint() || m.pretrain().has_init_checkpoint()) {
+        return bad(where + "sets the main run's init_checkpoint; remove init_checkpoint from "
+                           "the method's override and pretrain");
+      }
+      const ExperimentConfig main = CellConfig(c, m, c.labeled_fractions(0), c.seeds(0));
+      const ExperimentConfig pre = CellConfig(c, m, c.labeled_fractions(0), c.seeds(0), true);
+      if (ToTextProto(main.backbone()) != ToTextProto(pre.backbone())) {
+        return bad(where + "changes the backbone; its final checkpoint initialises the cell's "
+                           "model, so pretrain must not set backbone");
+      }
+    }
     if (!m.teacher_from().empty()) {
       if (!seen.count(m.teacher_from()) || m.teacher_from() == m.name()) {
         return bad(absl::StrCat("method \"", m.name(), "\": teacher_from \"", m.teacher_from(),
@@ -214,16 +256,43 @@ absl::Status ValidateCompareConfig(const CompareConfig& c) {
           ASSIGN_OR_RETURN(std::string * teacher, TeacherField(&e, m.name()));
           *teacher = "teacher.pt";
         }
+        if (m.has_pretrain()) e.set_init_checkpoint("pretrain.pt");
         absl::Status valid = ValidateExperimentConfig(e);
         if (valid.ok() && e.has_timebalance()) valid = ValidatePipelineConfig(e);
         if (!valid.ok()) {
           return bad(absl::StrCat("method \"", m.name(), "\", ", Percent(fraction),
                                   " labels, seed ", seed, ": ", valid.message()));
         }
+        if (m.has_pretrain()) {
+          ExperimentConfig p = CellConfig(c, m, fraction, seed, true);
+          p.set_run_dir("validate/pretrain");
+          valid = ValidateExperimentConfig(p);
+          if (!valid.ok()) {
+            return bad(absl::StrCat("method \"", m.name(), "\", pretrain, ", Percent(fraction),
+                                    " labels, seed ", seed, ": ", valid.message()));
+          }
+        }
       }
     }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> CellFingerprint(const CompareConfig& c, const CompareMethod& m,
+                                            float fraction, uint64_t seed,
+                                            const std::string& teacher_fingerprint) {
+  // The fingerprint leaves out where the cell runs and how many threads it
+  // uses (neither changes what is computed beyond float rounding), and
+  // where its teacher's checkpoint lies (the teacher's own fingerprint
+  // stands for it), so a cell's key does not depend on the output folder.
+  ExperimentConfig keyed = CellConfig(c, m, fraction, seed);
+  keyed.clear_run_dir();
+  keyed.clear_num_threads();
+  if (!m.teacher_from().empty()) {
+    ASSIGN_OR_RETURN(std::string * keyed_teacher, TeacherField(&keyed, m.name()));
+    keyed_teacher->clear();
+  }
+  return Sha256Hex(ToTextProto(keyed) + teacher_fingerprint + PretrainKey(c, m, fraction, seed));
 }
 
 std::string ComparisonMarkdown(const CompareConfig& c, const std::vector<CellRecord>& cells) {
@@ -435,18 +504,9 @@ class Comparison {
       *teacher = it->second.checkpoint();
       teacher_fingerprint = it->second.fingerprint();
     }
-    // The fingerprint leaves out where the cell runs and how many threads it
-    // uses (neither changes what is computed beyond float rounding), and
-    // where its teacher's checkpoint lies (the teacher's own fingerprint
-    // stands for it), so a cell's key does not depend on the output folder.
     e.clear_run_dir();
-    ExperimentConfig keyed = e;
-    keyed.clear_num_threads();
-    if (!m.teacher_from().empty()) {
-      ASSIGN_OR_RETURN(std::string * keyed_teacher, TeacherField(&keyed, m.name()));
-      keyed_teacher->clear();
-    }
-    const std::string fingerprint = Sha256Hex(ToTextProto(keyed) + teacher_fingerprint);
+    ASSIGN_OR_RETURN(const std::string fingerprint,
+                     CellFingerprint(c_, m, fraction, seed, teacher_fingerprint));
     const std::string dir =
         (fs::path(options_.out_dir) / "cells" / Slug(m.name()) /
          absl::StrFormat("f%g_s%d_%s", std::round(fraction * 1000.0) / 10.0, seed,
@@ -501,8 +561,13 @@ class Comparison {
     record.set_seed(seed);
     record.set_fingerprint(fingerprint);
     record.set_labeled_list_sha256(data.labeled_sha256);
-    record.set_steps(BudgetSteps(e));
-    ASSIGN_OR_RETURN(bool finished, RunCell(&e, data, &record));
+    record.set_steps(CellSteps(c_, m, e, fraction, seed));
+    std::optional<ExperimentConfig> pretrain;
+    if (m.has_pretrain()) {
+      pretrain = CellConfig(c_, m, fraction, seed, true);
+      pretrain->set_run_dir(dir + "/pretrain");
+    }
+    ASSIGN_OR_RETURN(bool finished, RunCell(&e, pretrain, data, &record));
     if (!finished) return true;
     RETURN_IF_ERROR(WriteTextRecord(record_path, record));
     Say(absl::StrFormat("%s: top-1 %.1f%% top-5 %.1f%% in %s", where, 100 * record.top1(),
@@ -514,11 +579,12 @@ class Comparison {
     return false;
   }
 
-  // Trains and evaluates the cell (a pipeline or one experiment), resuming an
-  // interrupted invocation; false when interrupted again (its wall time so
-  // far is kept in partial_seconds.txt and the tables are written).
-  absl::StatusOr<bool> RunCell(ExperimentConfig* e, const ExperimentData& data,
-                               CellRecord* record) {
+  // Trains and evaluates the cell (a pipeline or one experiment, after its
+  // pretraining run if it has one), resuming an interrupted invocation;
+  // false when interrupted again (its wall time so far is kept in
+  // partial_seconds.txt and the tables are written).
+  absl::StatusOr<bool> RunCell(ExperimentConfig* e, const std::optional<ExperimentConfig>& pretrain,
+                               const ExperimentData& data, CellRecord* record) {
     RETURN_IF_ERROR(ResolveNumClasses(e, static_cast<int>(data.class_names.size())));
     ASSIGN_OR_RETURN(torch::Device device, ParseDevice(e->device()));
     {
@@ -537,7 +603,14 @@ class Comparison {
              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     };
     bool interrupted = false;
-    if (e->has_timebalance()) {
+    if (pretrain.has_value()) {
+      // Interrupted pretraining: the main run has not started.
+      ASSIGN_OR_RETURN(std::optional<std::string> checkpoint, Pretrain(*pretrain, device));
+      interrupted = !checkpoint.has_value();
+      if (checkpoint.has_value()) e->set_init_checkpoint(*checkpoint);
+    }
+    if (interrupted) {
+    } else if (e->has_timebalance()) {
       PipelineOptions po;
       po.resume = true;
       po.stop = options_.stop;
@@ -564,6 +637,41 @@ class Comparison {
     RETURN_IF_ERROR(WriteFileAtomically(partial_path, absl::StrFormat("%.3f\n", elapsed())));
     RETURN_IF_ERROR(WriteTables());
     return false;
+  }
+
+  // Runs (or resumes, or reuses) a cell's pretraining run in its run_dir;
+  // its final checkpoint (absolute), or nullopt when interrupted. A finished
+  // run leaves pretrain_done.pbtxt (a StageRecord) there.
+  absl::StatusOr<std::optional<std::string>> Pretrain(ExperimentConfig p,
+                                                      const torch::Device& device) {
+    const std::string record_path = p.run_dir() + "/pretrain_done.pbtxt";
+    ExperimentConfig keyed = p;
+    keyed.clear_run_dir();
+    keyed.clear_num_threads();
+    const std::string fingerprint = Sha256Hex(ToTextProto(keyed));
+    absl::StatusOr<StageRecord> done = ReadTextRecord<StageRecord>(record_path);
+    if (done.ok() && done->fingerprint() == fingerprint &&
+        fs::exists(fs::path(p.run_dir()) / done->output())) {
+      return std::optional<std::string>(
+          fs::absolute(fs::path(p.run_dir()) / done->output()).string());
+    }
+    ASSIGN_OR_RETURN(ExperimentData data, LoadExperimentData(p.dataset()));
+    RETURN_IF_ERROR(ResolveNumClasses(&p, static_cast<int>(data.class_names.size())));
+    RunOptions ro;
+    ro.resume = true;
+    ro.stop = options_.stop;
+    ro.quiet = options_.quiet;
+    Say(absl::StrCat("  pretraining in ", p.run_dir()));
+    ASSIGN_OR_RETURN(RunResult r, RunExperiment(p, data, device, ro));
+    if (r.training.interrupted) return std::optional<std::string>();
+    StageRecord record;
+    record.set_stage("pretrain");
+    record.set_fingerprint(fingerprint);
+    record.set_output(fs::relative(fs::absolute(r.final_checkpoint), fs::absolute(p.run_dir()))
+                          .string());
+    *record.mutable_results() = r.results;
+    RETURN_IF_ERROR(WriteTextRecord(record_path, record));
+    return std::optional<std::string>(fs::absolute(r.final_checkpoint).string());
   }
 
   absl::Status WriteTables() {

@@ -5,9 +5,13 @@
 // base experiment with its method's override, the cell's fraction and seed;
 // each runs in <out>/cells/<method>/f<fraction>_s<seed>_<fingerprint>/ and
 // leaves cell_done.pbtxt when finished. A finished cell whose fingerprint
-// (its resolved config, and its teacher's fingerprint) is unchanged is
+// (its resolved config, its teacher's fingerprint and its pretraining run's
+// config) is unchanged is
 // reused; an interrupted one resumes from its latest checkpoint; a changed
-// config gets a new folder. The table (mean +- sample std of video top-1
+// config gets a new folder. A method with `pretrain` first runs that
+// pretraining experiment in <cell>/pretrain/ (reused once it has left
+// pretrain_done.pbtxt) and initialises the cell's model from its final
+// checkpoint. The table (mean +- sample std of video top-1
 // over seeds, one row per method, one column per fraction) is written as
 // <out>/comparison.md and <out>/comparison.csv, with every cell in
 // <out>/cells.csv, stamped with the backbone, clip geometry, evaluation
@@ -72,6 +76,16 @@ struct CompareResult {
 
 absl::StatusOr<CompareResult> RunComparison(const CompareConfig& config,
                                             const CompareOptions& options);
+
+// The key of the cell of method `m` at `fraction` and `seed` (its folder
+// name's suffix; a finished cell with the same key is reused): SHA-256 of
+// its resolved experiment without run_dir, num_threads and its teacher's
+// checkpoint path, then `teacher_fingerprint` (teacher_from's cell key, ""
+// without one), then, for a method with `pretrain`, the pretraining run's
+// resolved config. Exposed for tests.
+absl::StatusOr<std::string> CellFingerprint(const CompareConfig& config, const CompareMethod& m,
+                                            float fraction, uint64_t seed,
+                                            const std::string& teacher_fingerprint);
 
 // The table from finished cells (exposed for tests): rows in config order,
 // "mean ± std (n)" per fraction, "-" where no cell finished.

@@ -74,6 +74,91 @@ TEST(Compare, BadConfigsNameTheCulprit) {
          "evaluates its EMA teacher");
 }
 
+// "Pretrain, then fine-tune" rows (CompareMethod.pretrain).
+constexpr char kPretrained[] = R"pb(
+  methods { name: "Sup" }
+  methods {
+    name: "MemDPC"
+    pretrain {
+      trainer { ssl { objective { memdpc { seq_len: 2 num_seq: 3 pred_step: 1 } } } }
+      schedule { steps: 5 }
+    }
+  }
+)pb";
+
+TEST(Compare, PretrainIsValidatedAndNamesTheCulprit) {
+  EXPECT_TRUE(ValidateCompareConfig(Parse(std::string(kBase) + kPretrained)).ok())
+      << ValidateCompareConfig(Parse(std::string(kBase) + kPretrained));
+  auto expect = [](const std::string& extra, const std::string& needle) {
+    const absl::Status s = ValidateCompareConfig(Parse(kBase + extra));
+    EXPECT_FALSE(s.ok()) << extra;
+    EXPECT_NE(s.message().find(needle), std::string::npos) << s;
+  };
+  expect(R"pb(methods {
+                name: "M"
+                pretrain { trainer { ssl { objective { memdpc { num_seq: 3 pred_step: 3 } } } } }
+              })pb",
+         "method \"M\", pretrain, 10% labels, seed 0: config field "
+         "trainer.ssl.objective.memdpc.pred_step = 3");
+  expect(R"pb(methods {
+                name: "M"
+                override { init_checkpoint: "x.pt" }
+                pretrain { trainer { ssl { objective { memdpc {} } } } }
+              })pb",
+         "method \"M\": pretrain sets the main run's init_checkpoint");
+  expect(R"pb(methods {
+                name: "M"
+                pretrain {
+                  backbone { r3d18 { width_multiplier: 0.25 } }
+                  trainer { ssl { objective { memdpc {} } } }
+                }
+              })pb",
+         "method \"M\": pretrain changes the backbone");
+  expect(R"pb(methods {
+                name: "M"
+                override { timebalance {} }
+                pretrain { trainer { ssl { objective { memdpc {} } } } }
+              })pb",
+         "method \"M\": pretrain cannot be combined with a timebalance pipeline");
+}
+
+// The pretraining run is part of the cell's key: changing it gives a new
+// cell, other methods' keys do not change, and neither do run_dir or
+// num_threads matter.
+TEST(Compare, PretrainIsPartOfTheCellFingerprint) {
+  const CompareConfig with = Parse(std::string(kBase) + kPretrained);
+  const CompareConfig alone = Parse(std::string(kBase) + R"pb(methods { name: "Sup" })pb");
+  auto key = [](const CompareConfig& c, int method) {
+    absl::StatusOr<std::string> k = CellFingerprint(c, c.methods(method), 0.1f, 0, "");
+    EXPECT_TRUE(k.ok()) << k.status();
+    return k.ok() ? *k : std::string();
+  };
+  EXPECT_EQ(key(with, 0), key(alone, 0));
+  // MemDPC's fine-tuning run alone is Sup's; the pretraining run tells them apart.
+  CompareConfig no_pretrain = with;
+  no_pretrain.mutable_methods(1)->clear_pretrain();
+  no_pretrain.mutable_methods(1)->set_name("Sup");
+  EXPECT_NE(key(with, 1), key(no_pretrain, 1));
+  CompareConfig longer = with;
+  longer.mutable_methods(1)->mutable_pretrain()->mutable_schedule()->set_steps(6);
+  EXPECT_NE(key(with, 1), key(longer, 1));
+  CompareConfig elsewhere = with;
+  elsewhere.mutable_methods(1)->mutable_pretrain()->set_run_dir("/somewhere");
+  elsewhere.mutable_methods(1)->mutable_pretrain()->set_num_threads(3);
+  elsewhere.mutable_base()->set_run_dir("/elsewhere");
+  EXPECT_EQ(key(with, 1), key(elsewhere, 1));
+  EXPECT_NE(key(with, 1), *CellFingerprint(with, with.methods(1), 0.2f, 0, ""));
+  EXPECT_NE(key(with, 1), *CellFingerprint(with, with.methods(1), 0.1f, 1, ""));
+}
+
+// The Steps column counts the pretraining run's steps too (7 + 5).
+TEST(Compare, PretrainStepsAreInTheBudget) {
+  const std::string md =
+      ComparisonMarkdown(Parse(std::string(kBase) + kPretrained), std::vector<CellRecord>());
+  EXPECT_NE(md.find("| Sup | r3d18 (width 0.5) | - | 8 | 7 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| MemDPC | r3d18 (width 0.5) | - | 8 | 12 |"), std::string::npos) << md;
+}
+
 TEST(Compare, TableHasMeanAndSampleStdPerFraction) {
   const CompareConfig c = Parse(std::string(kBase) + R"pb(methods { name: "Sup" }
                                                           methods { name: "Other" })pb");
