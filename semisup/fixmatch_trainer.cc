@@ -38,20 +38,12 @@ class FixMatchTrainer : public SemiSupervisedTrainer {
     ASSIGN_OR_RETURN(torch::Tensor weak, BatchView(*ub, "weak", 1));
     ASSIGN_OR_RETURN(torch::Tensor strong, BatchView(*ub, "strong", k));
     return CallTorch("fixmatch step", [&] {
-      const int64_t nl = xl.size(0), nu = weak.size(0);
       const torch::Tensor y = batches.labeled->labels.to(device_);
-      torch::Tensor logits_l, logits_w, logits_s;
-      if (options_.shared_bn_forward()) {
-        const torch::Tensor logits = model_->forward(torch::cat({xl, weak, strong}).to(device_));
-        logits_l = logits.slice(0, 0, nl);
-        logits_w = logits.slice(0, nl, nl + nu);
-        logits_s = logits.slice(0, nl + nu);
-      } else {
-        logits_l = model_->forward(xl.to(device_));
-        logits_w = model_->forward(weak.to(device_));
-        logits_s = model_->forward(strong.to(device_));
-      }
-      logits_l = logits_l.to(torch::kFloat);
+      const LabeledWeakStrongLogits z = ForwardLabeledWeakStrong(
+          *model_, xl, weak, strong, options_.shared_bn_forward(), device_);
+      const torch::Tensor logits_l = z.labeled.to(torch::kFloat);
+      const torch::Tensor& logits_w = z.weak;
+      const torch::Tensor& logits_s = z.strong;
       const torch::Tensor ce = torch::nn::functional::cross_entropy(logits_l, y);
       const PseudoLabels pl =
           MakePseudoLabels(torch::softmax(logits_w.to(torch::kFloat), 1),

@@ -275,6 +275,19 @@ absl::StatusOr<torch::Tensor> LabeledClips(const ClipBatch& batch) {
   return BatchView(batch, "weak", 1);
 }
 
+LabeledWeakStrongLogits ForwardLabeledWeakStrong(VideoBackbone& model, const torch::Tensor& xl,
+                                                 const torch::Tensor& weak,
+                                                 const torch::Tensor& strong, bool shared_bn,
+                                                 torch::Device device) {
+  if (!shared_bn) {
+    return {model.forward(xl.to(device)), model.forward(weak.to(device)),
+            model.forward(strong.to(device))};
+  }
+  const int64_t nl = xl.size(0), nu = weak.size(0);
+  const torch::Tensor logits = model.forward(torch::cat({xl, weak, strong}).to(device));
+  return {logits.slice(0, 0, nl), logits.slice(0, nl, nl + nu), logits.slice(0, nl + nu)};
+}
+
 torch::Tensor DistillationDistance(const torch::Tensor& p_student, const torch::Tensor& p_teacher,
                                    TimeBalanceOptions::Distance distance) {
   const torch::Tensor target = p_teacher.detach();

@@ -180,6 +180,18 @@ absl::StatusOr<torch::Tensor> BatchView(const ClipBatch& batch, const std::strin
 // "weak"), [B, 3, T, S, S].
 absl::StatusOr<torch::Tensor> LabeledClips(const ClipBatch& batch);
 
+// The logits of a FixMatch-style step's labeled, weak and strong clips
+// (each [N, C] in the model's dtype), from one forward pass over their
+// concatenation (`shared_bn`: the three share BatchNorm statistics) or one
+// pass each.
+struct LabeledWeakStrongLogits {
+  torch::Tensor labeled, weak, strong;
+};
+LabeledWeakStrongLogits ForwardLabeledWeakStrong(VideoBackbone& model, const torch::Tensor& xl,
+                                                 const torch::Tensor& weak,
+                                                 const torch::Tensor& strong, bool shared_bn,
+                                                 torch::Device device);
+
 // D(p_student, p_teacher), [B, C] each: MSE (mean over all B * C elements),
 // KL (p_T * (log p_T - log p_S), mean over all B * C elements, as the
 // official nn.KLDivLoss(reduction='mean')) or KL_BATCHMEAN (KL(p_T || p_S)

@@ -205,7 +205,7 @@ class TaclTrainer : public SemiSupervisedTrainer {
     ASSIGN_OR_RETURN(torch::Tensor weak, BatchView(*ub, "weak", 1));
     ASSIGN_OR_RETURN(torch::Tensor strong, BatchView(*ub, "strong", k));
     return CallTorch("tacl step", [&] {
-      const int64_t nl = xl.size(0), nu = weak.size(0);
+      const int64_t nu = weak.size(0);
       const int64_t frames = strong.size(2);
       const double strength = TaclCurriculumStrength(batches.step, ramp_steps_);
       // Strong clips are clip-major: row j * nu + i is slot j of video i.
@@ -224,19 +224,11 @@ class TaclTrainer : public SemiSupervisedTrainer {
       const torch::Tensor augmented = TaclApplyTemporal(strong, indices);
 
       const torch::Tensor y = batches.labeled->labels.to(device_);
-      torch::Tensor logits_l, logits_w, logits_s;
-      if (options_.shared_bn_forward()) {
-        const torch::Tensor logits =
-            model_->forward(torch::cat({xl, weak, augmented}).to(device_));
-        logits_l = logits.slice(0, 0, nl);
-        logits_w = logits.slice(0, nl, nl + nu);
-        logits_s = logits.slice(0, nl + nu);
-      } else {
-        logits_l = model_->forward(xl.to(device_));
-        logits_w = model_->forward(weak.to(device_));
-        logits_s = model_->forward(augmented.to(device_));
-      }
-      logits_l = logits_l.to(torch::kFloat);
+      const LabeledWeakStrongLogits z = ForwardLabeledWeakStrong(
+          *model_, xl, weak, augmented, options_.shared_bn_forward(), device_);
+      const torch::Tensor logits_l = z.labeled.to(torch::kFloat);
+      const torch::Tensor& logits_w = z.weak;
+      const torch::Tensor& logits_s = z.strong;
       const torch::Tensor ce = torch::nn::functional::cross_entropy(logits_l, y);
       const torch::Tensor p_w = torch::softmax(logits_w.detach().to(torch::kFloat), 1);
       const double tau = ThresholdOr(options_.pseudo_label(), kReferenceThreshold);
