@@ -348,6 +348,9 @@ std::string BatchNormFoldReport::ToString() const {
 
 absl::StatusOr<BatchNormFoldReport> FoldBatchNorms(
     Module& model, const std::function<std::vector<torch::Tensor>()>& forward) {
+  // Building each biased convolution initialises (and discards) its weights
+  // from the CPU generator; the caller's stream must not move.
+  CpuRngStateGuard rng;
   if (model.is_training()) {
     return absl::FailedPreconditionError(
         "FoldBatchNorms: the model is in training mode; call eval() first (folding uses the "
@@ -558,7 +561,9 @@ absl::StatusOr<InferenceModel> InferenceModel::Create(const BackboneConfig& conf
     RETURN_IF_ERROR(CallTorch("InferenceModel::Create: moving the copy",
                               [&] { copy->to(params[0].device()); }));
   }
-  return Adopt(std::move(copy), options);
+  InferenceOptions adopted = options;
+  adopted.probe_clip_shape[1] = config.input_channels();  // e.g. 2 for a flow model
+  return Adopt(std::move(copy), adopted);
 }
 
 absl::StatusOr<InferenceModel> InferenceModel::Adopt(std::shared_ptr<VideoBackbone> model,

@@ -89,7 +89,10 @@ struct BatchNormFoldReport {
 // Sequential. `forward` runs `model` on a fixed input and returns its
 // outputs; it is called (on this thread, with autocast and autograd off) to
 // observe which operator reads which tensor, and again afterwards to check
-// that the outputs did not change. `model` must be in eval mode with fp32
+// that the outputs did not change. The CPU generator's state is restored
+// afterwards (building a biased convolution draws initial weights); before
+// 2026-12-07 it was not, so a trainer that prepared its teachers before
+// drawing from the generator drew other numbers. `model` must be in eval mode with fp32
 // weights. Errors: FailedPrecondition (training mode, non-fp32 weights),
 // InvalidArgument (the forward pass fails: its message is included), Internal
 // (the folded model's outputs differ from the original's; `model` is then
@@ -116,7 +119,8 @@ struct InferenceOptions {
   InferencePrecision precision = InferencePrecision::kFp32;
   // [B, C, T, H, W] of the probe clip folding observes (a deterministic
   // pattern, no RNG use). It must be a valid input for the backbone (e.g.
-  // SlowFast needs T divisible by alpha); small is enough.
+  // SlowFast needs T divisible by alpha); small is enough. Create replaces C
+  // with its config's input_channels.
   std::array<int64_t, 5> probe_clip_shape = {1, 3, 8, 32, 32};
 };
 

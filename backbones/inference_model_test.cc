@@ -372,6 +372,22 @@ TEST(InferenceModel, CreateLeavesTheRngStreamAlone) {
   EXPECT_TRUE(torch::equal(torch::rand({4}), expected));
 }
 
+// Adopt too: folding, and the probe runs, draw nothing from the caller's
+// generator (a trainer builds its student after preparing its teachers).
+TEST(InferenceModel, AdoptLeavesTheRngStreamAlone) {
+  for (bool fold : {false, true}) {
+    SCOPED_TRACE(fold ? "folded" : "unfolded");
+    std::shared_ptr<VideoBackbone> model = *CreateBackbone(R3dTiny());
+    torch::manual_seed(7);
+    const torch::Tensor expected = torch::rand({4});
+    torch::manual_seed(7);
+    InferenceOptions options;
+    options.fold_batch_norm = fold;
+    ASSERT_TRUE(InferenceModel::Adopt(std::move(model), options).ok());
+    EXPECT_TRUE(torch::equal(torch::rand({4}), expected));
+  }
+}
+
 TEST(InferenceModel, OutputsCanEnterAutograd) {
   std::shared_ptr<VideoBackbone> teacher = *CreateBackbone(R3dTiny());
   auto frozen = InferenceModel::Create(R3dTiny(), *teacher);

@@ -12,6 +12,7 @@
 #include "core/status_macros.h"
 #include "core/torch_status.h"
 #include "datasets/video_clips.h"
+#include "eval/frozen_forward.h"
 
 namespace tb {
 
@@ -65,12 +66,13 @@ int NumEvaluationCrops(const EvaluationConfig& evaluation) {
   return evaluation.crops() == EvaluationConfig::THREE ? 3 : 1;
 }
 
-absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
-                                                const std::vector<LabeledVideo>& videos,
-                                                int num_classes, const DatasetConfig& dataset,
-                                                const EvaluationConfig& evaluation,
-                                                const torch::Device& device, Precision precision,
-                                                Collectives* collectives) {
+namespace {
+
+absl::StatusOr<VideoAccuracy> Evaluate(const FrozenForward& model,
+                                       const std::vector<LabeledVideo>& videos, int num_classes,
+                                       const DatasetConfig& dataset,
+                                       const EvaluationConfig& evaluation,
+                                       Collectives* collectives) {
   const auto start = std::chrono::steady_clock::now();
   const ClipGeometry geometry = ClipGeometryFromConfig(dataset);
   const int num_clips = evaluation.num_clips();
@@ -105,12 +107,9 @@ absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
   int64_t pending_clips = 0;
   auto flush = [&]() -> absl::Status {
     if (pending.empty()) return absl::OkStatus();
-    ASSIGN_OR_RETURN(torch::Tensor probs, CallTorch("evaluation forward", [&] {
-      torch::NoGradGuard no_grad;
-      AutocastScope autocast(device, precision);
-      return torch::softmax(model.forward(torch::cat(pending).to(device)).to(torch::kFloat), 1)
-          .to(torch::kCPU);
-    }));
+    ASSIGN_OR_RETURN(const torch::Tensor batch,
+                     CallTorch("evaluation batch", [&] { return torch::cat(pending); }));
+    ASSIGN_OR_RETURN(torch::Tensor probs, model.Probabilities(batch));
     if (probs.size(1) != num_classes) {
       return absl::InvalidArgumentError(absl::StrCat("model has ", probs.size(1),
                                                      " outputs but the dataset ", num_classes,
@@ -126,7 +125,6 @@ absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
     pending_clips = 0;
     return absl::OkStatus();
   };
-  model.eval();
   for (int64_t k = 0; k < count; ++k) {
     ASSIGN_OR_RETURN(torch::Tensor t, clips.Next());
     pending.push_back(t);
@@ -144,6 +142,26 @@ absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
   acc.num_crops = num_crops;
   acc.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return acc;
+}
+
+}  // namespace
+
+absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
+                                                const std::vector<LabeledVideo>& videos,
+                                                int num_classes, const DatasetConfig& dataset,
+                                                const EvaluationConfig& evaluation,
+                                                const torch::Device& device, Precision precision,
+                                                Collectives* collectives) {
+  return Evaluate(FrozenForward(model, device, precision), videos, num_classes, dataset,
+                  evaluation, collectives);
+}
+
+absl::StatusOr<VideoAccuracy> EvaluateMultiClip(InferenceModel& model,
+                                                const std::vector<LabeledVideo>& videos,
+                                                int num_classes, const DatasetConfig& dataset,
+                                                const EvaluationConfig& evaluation,
+                                                Collectives* collectives) {
+  return Evaluate(FrozenForward(model), videos, num_classes, dataset, evaluation, collectives);
 }
 
 VideoAccuracyRecord VideoAccuracyToRecord(const VideoAccuracy& a,

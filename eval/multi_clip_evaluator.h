@@ -28,6 +28,7 @@
 
 #include "absl/status/statusor.h"
 #include "backbones/backbone.h"
+#include "backbones/inference_model.h"
 #include "core/autocast.h"
 #include "core/collectives.h"
 #include "core/results.pb.h"
@@ -55,6 +56,15 @@ absl::StatusOr<VideoAccuracy> EvaluateMultiClip(VideoBackbone& model,
                                                 const EvaluationConfig& evaluation,
                                                 const torch::Device& device,
                                                 Precision precision = Precision::kFp32,
+                                                Collectives* collectives = nullptr);
+
+// The same with `model` prepared as an InferenceModel (the experiments'
+// default, evaluation.fold_batch_norm): it runs in the precision it was
+// prepared with, on its own device.
+absl::StatusOr<VideoAccuracy> EvaluateMultiClip(InferenceModel& model,
+                                                const std::vector<LabeledVideo>& videos,
+                                                int num_classes, const DatasetConfig& dataset,
+                                                const EvaluationConfig& evaluation,
                                                 Collectives* collectives = nullptr);
 
 // Spatial crops per clip of `evaluation.crops`: 1 or 3.

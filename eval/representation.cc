@@ -13,6 +13,7 @@
 #include "core/status_macros.h"
 #include "core/torch_status.h"
 #include "datasets/views.h"
+#include "eval/frozen_forward.h"
 
 namespace tb {
 namespace {
@@ -52,12 +53,12 @@ ClassAccuracy AccuracyOf(const torch::Tensor& predicted, const std::vector<int>&
 
 }  // namespace
 
-absl::StatusOr<torch::Tensor> ExtractClipFeatures(VideoBackbone& model,
-                                                  const std::vector<LabeledVideo>& videos,
-                                                  const DatasetConfig& dataset,
-                                                  const RepresentationEvalConfig& config,
-                                                  const torch::Device& device,
-                                                  Precision precision) {
+namespace {
+
+absl::StatusOr<torch::Tensor> Extract(const FrozenForward& model,
+                                      const std::vector<LabeledVideo>& videos,
+                                      const DatasetConfig& dataset,
+                                      const RepresentationEvalConfig& config) {
   SamplerConfig sampler;
   sampler.mutable_spread()->set_num_clips(config.num_clips());
   sampler.mutable_spread()->set_crop_fraction(config.crop_fraction());
@@ -83,23 +84,39 @@ absl::StatusOr<torch::Tensor> ExtractClipFeatures(VideoBackbone& model,
         return t;
       },
       dataset.loader().num_workers(), 2 * dataset.loader().num_workers() + 2, 0, batches);
-  model.eval();
   std::vector<torch::Tensor> out;
   for (int64_t b = 0; b < batches; ++b) {
     ASSIGN_OR_RETURN(torch::Tensor t, clips.Next());
-    ASSIGN_OR_RETURN(torch::Tensor f, CallTorch("feature extraction", [&] {
-      torch::NoGradGuard no_grad;
-      AutocastScope autocast(device, precision);
-      const int64_t count = t.size(0);
-      return model.Features(t.flatten(0, 1).to(device))
-          .to(torch::kFloat)
-          .to(torch::kCPU)
-          .view({count, n, -1});
-    }));
-    out.push_back(f);
+    const int64_t count = t.size(0);
+    ASSIGN_OR_RETURN(torch::Tensor f, model.Features(t.flatten(0, 1)));
+    out.push_back(f.view({count, n, -1}));
   }
   if (out.empty()) return torch::empty({0, n, model.feature_dim()});
   return torch::cat(out);
+}
+
+absl::StatusOr<RepresentationReport> Evaluate(const FrozenForward& model,
+                                              const std::vector<LabeledVideo>& train,
+                                              const std::vector<LabeledVideo>& test,
+                                              int num_classes, const DatasetConfig& dataset,
+                                              const RepresentationEvalConfig& config);
+
+}  // namespace
+
+absl::StatusOr<torch::Tensor> ExtractClipFeatures(VideoBackbone& model,
+                                                  const std::vector<LabeledVideo>& videos,
+                                                  const DatasetConfig& dataset,
+                                                  const RepresentationEvalConfig& config,
+                                                  const torch::Device& device,
+                                                  Precision precision) {
+  return Extract(FrozenForward(model, device, precision), videos, dataset, config);
+}
+
+absl::StatusOr<torch::Tensor> ExtractClipFeatures(InferenceModel& model,
+                                                  const std::vector<LabeledVideo>& videos,
+                                                  const DatasetConfig& dataset,
+                                                  const RepresentationEvalConfig& config) {
+  return Extract(FrozenForward(model), videos, dataset, config);
 }
 
 ClassAccuracy KnnClassify(const torch::Tensor& train, const std::vector<int>& train_labels,
@@ -222,6 +239,24 @@ absl::StatusOr<RepresentationReport> EvaluateRepresentation(
     VideoBackbone& model, const std::vector<LabeledVideo>& train,
     const std::vector<LabeledVideo>& test, int num_classes, const DatasetConfig& dataset,
     const RepresentationEvalConfig& config, const torch::Device& device, Precision precision) {
+  return Evaluate(FrozenForward(model, device, precision), train, test, num_classes, dataset,
+                  config);
+}
+
+absl::StatusOr<RepresentationReport> EvaluateRepresentation(
+    InferenceModel& model, const std::vector<LabeledVideo>& train,
+    const std::vector<LabeledVideo>& test, int num_classes, const DatasetConfig& dataset,
+    const RepresentationEvalConfig& config) {
+  return Evaluate(FrozenForward(model), train, test, num_classes, dataset, config);
+}
+
+namespace {
+
+absl::StatusOr<RepresentationReport> Evaluate(const FrozenForward& model,
+                                              const std::vector<LabeledVideo>& train,
+                                              const std::vector<LabeledVideo>& test,
+                                              int num_classes, const DatasetConfig& dataset,
+                                              const RepresentationEvalConfig& config) {
   const auto start = std::chrono::steady_clock::now();
   if (config.num_clips() < 2) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -231,10 +266,8 @@ absl::StatusOr<RepresentationReport> EvaluateRepresentation(
   if (train.empty() || test.empty()) {
     return absl::InvalidArgumentError("representation evaluation needs train and test videos");
   }
-  ASSIGN_OR_RETURN(torch::Tensor train_f,
-                   ExtractClipFeatures(model, train, dataset, config, device, precision));
-  ASSIGN_OR_RETURN(torch::Tensor test_f,
-                   ExtractClipFeatures(model, test, dataset, config, device, precision));
+  ASSIGN_OR_RETURN(torch::Tensor train_f, Extract(model, train, dataset, config));
+  ASSIGN_OR_RETURN(torch::Tensor test_f, Extract(model, test, dataset, config));
   std::vector<int> train_labels, test_labels;
   for (const auto& v : train) train_labels.push_back(v.label);
   for (const auto& v : test) test_labels.push_back(v.label);
@@ -264,6 +297,8 @@ absl::StatusOr<RepresentationReport> EvaluateRepresentation(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
 }
+
+}  // namespace
 
 RepresentationRecord RepresentationReportToRecord(const RepresentationReport& r,
                                                   const std::vector<std::string>& class_names) {

@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "backbones/backbone.h"
+#include "backbones/inference_model.h"
 #include "core/autocast.h"
 #include "core/results.pb.h"
 #include "datasets/clip_loader.h"
@@ -33,6 +34,13 @@ absl::StatusOr<torch::Tensor> ExtractClipFeatures(VideoBackbone& model,
                                                   const RepresentationEvalConfig& config,
                                                   const torch::Device& device,
                                                   Precision precision);
+
+// The same with `model` prepared as an InferenceModel (in the precision it
+// was prepared with, on its own device).
+absl::StatusOr<torch::Tensor> ExtractClipFeatures(InferenceModel& model,
+                                                  const std::vector<LabeledVideo>& videos,
+                                                  const DatasetConfig& dataset,
+                                                  const RepresentationEvalConfig& config);
 
 struct ClassAccuracy {
   double top1 = 0;
@@ -100,6 +108,11 @@ absl::StatusOr<RepresentationReport> EvaluateRepresentation(
     VideoBackbone& model, const std::vector<LabeledVideo>& train,
     const std::vector<LabeledVideo>& test, int num_classes, const DatasetConfig& dataset,
     const RepresentationEvalConfig& config, const torch::Device& device, Precision precision);
+
+absl::StatusOr<RepresentationReport> EvaluateRepresentation(
+    InferenceModel& model, const std::vector<LabeledVideo>& train,
+    const std::vector<LabeledVideo>& test, int num_classes, const DatasetConfig& dataset,
+    const RepresentationEvalConfig& config);
 
 // The record of `report` (core/results.proto), one entry per class name.
 RepresentationRecord RepresentationReportToRecord(const RepresentationReport& report,

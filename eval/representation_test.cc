@@ -7,7 +7,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "backbones/inference_model.h"
+#include "core/testing/batch_norm_stats.h"
 #include "core/testing/test_util.h"
+#include "eval/multi_clip_evaluator.h"
 #include "datasets/synthetic/synth_actions.h"
 #include "datasets/ucf101.h"
 
@@ -133,6 +136,16 @@ TEST(Representation, LinearProbeSeparatesSeparableFeatures) {
   EXPECT_EQ(acc.per_class, again.per_class);
 }
 
+// 4 frames, short side 40, 24x24 crops.
+DatasetConfig TinyClips() {
+  DatasetConfig d;
+  ResolveDatasetDefaults(&d);
+  d.mutable_clip()->set_num_frames(4);
+  d.mutable_clip()->set_decode_short_side(40);
+  d.mutable_clip()->set_crop_size(24);
+  return d;
+}
+
 TEST(Representation, EndToEndOnTinySynthActions) {
   ASSERT_TRUE(WriteSynthActions(testing::TmpPath("synth_rep"), SmokeTestOptions(2, 3, 2, 0), 2)
                   .ok());
@@ -141,11 +154,7 @@ TEST(Representation, EndToEndOnTinySynthActions) {
   std::vector<LabeledVideo> train, test;
   for (const auto& v : split->train) train.push_back({v.path, v.label});
   for (const auto& v : split->test) test.push_back({v.path, v.label});
-  DatasetConfig d;
-  ResolveDatasetDefaults(&d);
-  d.mutable_clip()->set_num_frames(4);
-  d.mutable_clip()->set_decode_short_side(40);
-  d.mutable_clip()->set_crop_size(24);
+  const DatasetConfig d = TinyClips();
   BackboneConfig b;
   b.mutable_r3d18()->set_width_multiplier(0.0625f);
   b.set_num_classes(2);
@@ -194,6 +203,49 @@ TEST(Representation, EndToEndOnTinySynthActions) {
   EXPECT_EQ(record.per_class(1).class_name(), split->class_names[1]);
   EXPECT_EQ(record.per_class(1).centered_temporal_similarity(),
             report->centered_temporal_similarity_per_class[1]);
+}
+
+// Evaluation runs the trained model as a folded InferenceModel by default
+// (evaluation.fold_batch_norm): the features and the multi-clip accuracy
+// must be those of the eval-mode model, up to fp32 rounding.
+TEST(Representation, FoldedInferenceModelMatchesTheEvalModeModel) {
+  const absl::Status written =
+      WriteSynthActions(testing::TmpPath("synth_fold"), SmokeTestOptions(4, 2, 1, 0), 2);
+  ASSERT_TRUE(written.ok()) << written;
+  auto split = ReadUcf101Split(testing::TmpPath("synth_fold"), "", 1, true);
+  ASSERT_TRUE(split.ok());
+  std::vector<LabeledVideo> train;
+  for (const auto& v : split->train) train.push_back({v.path, v.label});
+  const DatasetConfig d = TinyClips();
+  BackboneConfig b;
+  b.mutable_r3d18()->set_width_multiplier(0.125f);
+  b.set_num_classes(4);
+  torch::manual_seed(3);
+  auto model = CreateBackbone(b);
+  ASSERT_TRUE(model.ok());
+  testing::RandomizeBatchNormStatistics(**model);
+  auto folded = InferenceModel::Create(b, **model);
+  ASSERT_TRUE(folded.ok()) << folded.status();
+  ASSERT_EQ(folded->fold_report().batch_norms_after, 0) << folded->fold_report().ToString();
+
+  RepresentationEvalConfig config;
+  config.set_num_clips(3);
+  auto reference = ExtractClipFeatures(**model, train, d, config, torch::kCPU, Precision::kFp32);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  auto features = ExtractClipFeatures(*folded, train, d, config);
+  ASSERT_TRUE(features.ok()) << features.status();
+  ASSERT_EQ(features->sizes(), reference->sizes());
+  EXPECT_LT(((*features - *reference).abs().max() / reference->abs().max()).item<double>(),
+            1e-5);
+
+  EvaluationConfig evaluation;
+  evaluation.set_num_clips(3);
+  auto expected = EvaluateMultiClip(**model, train, 4, d, evaluation, torch::kCPU);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  auto actual = EvaluateMultiClip(*folded, train, 4, d, evaluation);
+  ASSERT_TRUE(actual.ok()) << actual.status();
+  EXPECT_EQ(actual->confusion, expected->confusion);
+  EXPECT_EQ(actual->top5, expected->top5);
 }
 
 }  // namespace

@@ -23,6 +23,8 @@
 // decay 0.99 then 0.999.
 #include <torch/nn/functional/loss.h>
 
+#include <optional>
+
 #include "absl/strings/str_cat.h"
 #include "core/config_check.h"
 #include "core/status_macros.h"
@@ -45,7 +47,7 @@ SamplerConfig TwoViews(const DatasetConfig& dataset) {
 class MeanTeacherTrainer : public SemiSupervisedTrainer {
  public:
   MeanTeacherTrainer(std::shared_ptr<VideoBackbone> student, std::shared_ptr<VideoBackbone> ema,
-                     std::shared_ptr<VideoBackbone> sd_teacher, const MeanTeacherOptions& o,
+                     std::optional<InferenceModel> sd_teacher, const MeanTeacherOptions& o,
                      const DatasetConfig& dataset, torch::Device device)
       : SemiSupervisedTrainer(std::move(student), device),
         ema_(std::move(ema)),
@@ -54,7 +56,6 @@ class MeanTeacherTrainer : public SemiSupervisedTrainer {
         sampler_(TwoViews(dataset)) {
     ema_->to(device_);
     ema_->eval();
-    if (sd_teacher_) sd_teacher_->to(device_);
   }
 
   bool TeacherOwnBatch() const {
@@ -74,7 +75,6 @@ class MeanTeacherTrainer : public SemiSupervisedTrainer {
   void SetTraining(bool training) override {
     model_->train(training);
     ema_->train(training && TeacherOwnBatch());
-    if (sd_teacher_) sd_teacher_->eval();
   }
 
   VideoBackbone& InitializationModel() override { return *model_; }
@@ -99,6 +99,15 @@ class MeanTeacherTrainer : public SemiSupervisedTrainer {
     }
     ASSIGN_OR_RETURN(torch::Tensor xu, BatchView(*ub, "weak", 1));
     ASSIGN_OR_RETURN(torch::Tensor xu_teacher, BatchView(*ub, "strong", 1));
+    // The self-distillation teacher (a frozen InferenceModel, no RNG use)
+    // sees the student's clips; its fp32 probabilities are outside autograd.
+    torch::Tensor p_sd;
+    if (sd_teacher_) {
+      ASSIGN_OR_RETURN(const torch::Tensor x_sd, CallTorch("mean_teacher step", [&] {
+                         return torch::cat({xl, xu}).to(device_);
+                       }));
+      ASSIGN_OR_RETURN(p_sd, sd_teacher_->Probabilities(x_sd));
+    }
     return CallTorch("mean_teacher step", [&] {
       // The trainer is built before init_checkpoint is loaded into the
       // student; the teacher starts from the loaded weights.
@@ -123,11 +132,6 @@ class MeanTeacherTrainer : public SemiSupervisedTrainer {
       result.loss = ce + w * consistency;
       if (sd_teacher_) {
         const SelfDistillationOptions& sd = options_.self_distillation();
-        torch::Tensor p_sd;
-        {
-          torch::NoGradGuard no_grad;
-          p_sd = torch::softmax(sd_teacher_->forward(x).to(torch::kFloat), 1);
-        }
         const torch::Tensor d_l =
             DistillationDistance(p_student.slice(0, 0, nl), p_sd.slice(0, 0, nl), sd.distance());
         const torch::Tensor d_u =
@@ -146,7 +150,8 @@ class MeanTeacherTrainer : public SemiSupervisedTrainer {
   }
 
  private:
-  std::shared_ptr<VideoBackbone> ema_, sd_teacher_;
+  std::shared_ptr<VideoBackbone> ema_;
+  std::optional<InferenceModel> sd_teacher_;
   MeanTeacherOptions options_;
   SamplerConfig sampler_;
 };
@@ -169,13 +174,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> CreateMeanTeacher(const MeanTeacherOpti
                                                            const TrainerContext& context) {
   ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> student, context.CreateModel());
   ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> ema, MakeEmaCopy(context, *student));
-  std::shared_ptr<VideoBackbone> sd_teacher;
+  std::optional<InferenceModel> sd_teacher;
   if (o.has_self_distillation()) {
-    const SelfDistillationOptions& sd = o.self_distillation();
-    ASSIGN_OR_RETURN(sd_teacher,
-                     LoadFrozenModel(context,
-                                     sd.has_teacher_backbone() ? &sd.teacher_backbone() : nullptr,
-                                     sd.teacher(), context.path + ".self_distillation.teacher"));
+    ASSIGN_OR_RETURN(sd_teacher, LoadSelfDistillationTeacher(context, o.self_distillation(),
+                                                             context.path + ".self_distillation"));
   }
   return std::unique_ptr<Trainer>(new MeanTeacherTrainer(
       std::move(student), std::move(ema), std::move(sd_teacher), o, context.dataset,

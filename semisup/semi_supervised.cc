@@ -13,6 +13,7 @@
 #include "core/config_check.h"
 #include "datasets/views.h"
 #include "core/status_macros.h"
+#include "core/torch_status.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "glog/logging.h"
@@ -361,6 +362,39 @@ absl::StatusOr<std::shared_ptr<VideoBackbone>> LoadFrozenModel(
   model->eval();
   for (auto& p : model->parameters()) p.set_requires_grad(false);
   return model;
+}
+
+absl::StatusOr<InferenceModel> LoadSelfDistillationTeacher(const TrainerContext& context,
+                                                           const SelfDistillationOptions& o,
+                                                           const std::string& field) {
+  ASSIGN_OR_RETURN(std::shared_ptr<VideoBackbone> teacher,
+                   LoadFrozenModel(context, o.has_teacher_backbone() ? &o.teacher_backbone() : nullptr,
+                                   o.teacher(), field + ".teacher"));
+  InferenceOptions inference;
+  inference.fold_batch_norm = o.fold_teacher();
+  inference.channels_last = o.teacher_channels_last();
+  switch (o.teacher_precision()) {
+    case TimeBalanceOptions::TEACHER_FP32:
+      inference.precision = InferencePrecision::kFp32;
+      break;
+    case TimeBalanceOptions::TEACHER_BF16_AUTOCAST:
+      inference.precision = InferencePrecision::kBf16Autocast;
+      break;
+    case TimeBalanceOptions::TEACHER_BF16_WEIGHTS:
+      inference.precision = InferencePrecision::kBf16Weights;
+      break;
+    default:
+      inference.precision = context.precision == Precision::kBf16
+                                ? InferencePrecision::kBf16Autocast
+                                : InferencePrecision::kFp32;
+  }
+  RETURN_IF_ERROR(CallTorch("moving the teacher", [&] { teacher->to(context.device); }));
+  absl::StatusOr<InferenceModel> prepared = InferenceModel::Adopt(std::move(teacher), inference);
+  if (!prepared.ok()) {
+    return absl::Status(prepared.status().code(), absl::StrCat(field, ": preparing the teacher: ",
+                                                               prepared.status().message()));
+  }
+  return prepared;
 }
 
 absl::StatusOr<std::shared_ptr<VideoBackbone>> MakeEmaCopy(const TrainerContext& context,

@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "backbones/backbone.h"
+#include "backbones/inference_model.h"
 #include "datasets/clip_loader.h"
 #include "semisup/semisup.pb.h"
 #include "train/api/trainer.h"
@@ -223,6 +224,15 @@ absl::StatusOr<BackboneConfig> ScaleBackboneWidth(const BackboneConfig& config, 
 absl::StatusOr<std::shared_ptr<VideoBackbone>> LoadFrozenModel(
     const TrainerContext& context, const BackboneConfig* config, const std::string& path,
     const std::string& field);
+
+// The frozen teacher of self-distillation (SD, and MT+SD's):
+// LoadFrozenModel(options.teacher_backbone or the experiment's,
+// options.teacher) prepared as an InferenceModel on the context's device per
+// fold_teacher, teacher_channels_last and teacher_precision (unset: the
+// context's precision). `field` names the options in errors.
+absl::StatusOr<InferenceModel> LoadSelfDistillationTeacher(const TrainerContext& context,
+                                                           const SelfDistillationOptions& options,
+                                                           const std::string& field);
 
 // An EMA copy target of the experiment's model: the same architecture with
 // the online model's weights and buffers, no parameter requiring grad.

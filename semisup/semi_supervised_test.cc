@@ -14,6 +14,7 @@
 
 #include "backbones/heads.h"
 #include "core/checkpoint.h"
+#include "core/testing/batch_norm_stats.h"
 #include "core/testing/reference_tensors.h"
 #include "core/testing/test_util.h"
 #include "google/protobuf/text_format.h"
@@ -647,6 +648,9 @@ TEST(SemiSupervisedTrainers, SelfDistillationMatchesTheFrozenTeacher) {
   const std::string ckpt = testing::TmpPath("sd_teacher.pt");
   auto sup = Make(Config("supervised {}"), 7);
   sup->SetTraining(false);
+  // Trained-looking BatchNorm statistics: the teacher's folded BatchNorms
+  // (the default, fold_teacher) then change its weights noticeably.
+  testing::RandomizeBatchNormStatistics(sup->EvaluationModel());
   CheckpointContents c;
   c.modules = sup->CheckpointModules();
   ASSERT_TRUE(SaveCheckpoint(ckpt, c).ok());
@@ -666,6 +670,19 @@ TEST(SemiSupervisedTrainers, SelfDistillationMatchesTheFrozenTeacher) {
   EXPECT_NEAR(r->metrics.at("loss_distill_u"), du, 1e-6);
   const double ce = F::cross_entropy(logits.slice(0, 0, 2), lb.labels).item<double>();
   EXPECT_NEAR(r->loss.item<double>(), ce + 2 * dl + 3 * du, 1e-5);
+  // The same with the teacher unfolded, and channels-last: the rounding of
+  // the fold is all that differs.
+  for (const std::string& how : {std::string("fold_teacher: false"),
+                                 std::string("teacher_channels_last: true")}) {
+    SCOPED_TRACE(how);
+    auto other = Make(Config("self_distillation { teacher: '" + ckpt +
+                             "' labeled_weight: 2 unlabeled_weight: 3 " + how + " }"));
+    other->SetTraining(false);
+    auto o = other->Step({&lb, &ub, 0});
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_NEAR(o->metrics.at("loss_distill_l"), r->metrics.at("loss_distill_l"), 1e-7);
+    EXPECT_NEAR(o->metrics.at("loss_distill_u"), r->metrics.at("loss_distill_u"), 1e-7);
+  }
   // A missing teacher is a config error naming the field.
   auto bad = CreateTrainer(Config("self_distillation {}"), Context());
   ASSERT_FALSE(bad.ok());

@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "absl/strings/match.h"
+#include "core/testing/batch_norm_stats.h"
 #include "core/testing/reference_tensors.h"
 
 namespace tb {
@@ -104,11 +105,7 @@ ClipBatch Batch(int n, const std::string& prefix) {
 // teacher has them (folding identity statistics would test little).
 std::shared_ptr<VideoBackbone> TrainedLooking(int seed) {
   auto model = Tiny(seed);
-  torch::NoGradGuard no_grad;
-  for (auto& item : model->named_buffers()) {
-    if (absl::EndsWith(item.key(), "running_mean")) item.value().uniform_(-0.5, 0.5);
-    if (absl::EndsWith(item.key(), "running_var")) item.value().uniform_(0.5, 2.0);
-  }
+  testing::RandomizeBatchNormStatistics(*model);
   return model;
 }
 

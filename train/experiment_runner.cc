@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include <glog/logging.h>
 #include <torch/cuda.h>
@@ -9,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "backbones/backbone.h"
+#include "backbones/inference_model.h"
 #include "configs/config_loader.h"
 #include "core/checkpoint.h"
 #include "core/event_writer.h"
@@ -57,6 +59,7 @@ TrainerContext MakeTrainerContext(const ExperimentConfig& config, const torch::D
   const int64_t batch = config.trainer().labeled_batch_size();
   context.steps_per_epoch = batch > 0 ? (train_videos + batch - 1) / batch : 0;
   context.path = "trainer";
+  context.precision = ExperimentPrecision(config);
   return context;
 }
 
@@ -196,13 +199,44 @@ class ExperimentRun {
     return absl::OkStatus();
   }
 
+  // The evaluated model prepared as config field evaluation asks
+  // (fold_batch_norm, channels_last; backbones/inference_model.h), after
+  // precise-BN; nullopt: evaluate the eval-mode model itself (both off, or an
+  // FP16 experiment, a precision InferenceModel does not run).
+  absl::StatusOr<std::optional<InferenceModel>> EvaluationInferenceModel() {
+    const EvaluationConfig& e = config_.evaluation();
+    const Precision precision = ExperimentPrecision(config_);
+    if ((!e.fold_batch_norm() && !e.channels_last()) || precision == Precision::kFp16) {
+      return std::optional<InferenceModel>();
+    }
+    InferenceOptions options;
+    options.fold_batch_norm = e.fold_batch_norm();
+    options.channels_last = e.channels_last();
+    options.precision = precision == Precision::kBf16 ? InferencePrecision::kBf16Autocast
+                                                      : InferencePrecision::kFp32;
+    absl::StatusOr<InferenceModel> model =
+        InferenceModel::Create(config_.backbone(), trainer_->EvaluationModel(), options);
+    if (!model.ok()) {
+      return absl::Status(model.status().code(),
+                          absl::StrCat("evaluation: preparing the model for inference (config "
+                                       "field evaluation.fold_batch_norm: false evaluates it as "
+                                       "it is): ",
+                                       model.status().message()));
+    }
+    return std::optional<InferenceModel>(*std::move(model));
+  }
+
   absl::Status EvaluateClassifier(ExperimentResults* r) {
     BatchNormStatisticsGuard keep(trainer_->EvaluationModel());
     RETURN_IF_ERROR(PreciseBatchNormForEvaluation(r));
-    ASSIGN_OR_RETURN(VideoAccuracy acc,
-                     EvaluateMultiClip(trainer_->EvaluationModel(), data_.test, NumClasses(),
-                                       config_.dataset(), config_.evaluation(), device_,
-                                       ExperimentPrecision(config_), collectives()));
+    ASSIGN_OR_RETURN(std::optional<InferenceModel> inference, EvaluationInferenceModel());
+    ASSIGN_OR_RETURN(
+        VideoAccuracy acc,
+        inference ? EvaluateMultiClip(*inference, data_.test, NumClasses(), config_.dataset(),
+                                      config_.evaluation(), collectives())
+                  : EvaluateMultiClip(trainer_->EvaluationModel(), data_.test, NumClasses(),
+                                      config_.dataset(), config_.evaluation(), device_,
+                                      ExperimentPrecision(config_), collectives()));
     std::string protocol = absl::StrCat(EvaluationProtocol(config_.evaluation()),
                                         ", softmax averaged");
     if (r->precise_bn_batches() > 0) {
@@ -221,10 +255,14 @@ class ExperimentRun {
     BatchNormStatisticsGuard keep(trainer_->EvaluationModel());
     RETURN_IF_ERROR(PreciseBatchNormForEvaluation(r));
     const RepresentationEvalConfig& e = config_.representation_eval();
-    ASSIGN_OR_RETURN(RepresentationReport report,
-                     tb::EvaluateRepresentation(trainer_->EvaluationModel(), data_.train,
-                                                data_.test, NumClasses(), config_.dataset(), e,
-                                                device_, ExperimentPrecision(config_)));
+    ASSIGN_OR_RETURN(std::optional<InferenceModel> inference, EvaluationInferenceModel());
+    ASSIGN_OR_RETURN(
+        RepresentationReport report,
+        inference ? tb::EvaluateRepresentation(*inference, data_.train, data_.test, NumClasses(),
+                                               config_.dataset(), e)
+                  : tb::EvaluateRepresentation(trainer_->EvaluationModel(), data_.train,
+                                               data_.test, NumClasses(), config_.dataset(), e,
+                                               device_, ExperimentPrecision(config_)));
     r->set_protocol(absl::StrFormat(
         "backbone features of %d evenly spaced clips per video, centre crop %.2f; kNN k=%d "
         "T=%.3g on clip-averaged features",

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "backbones/heads.h"
+#include "backbones/inference_model.h"
 #include "configs/config_loader.h"
 #include "configs/pipeline_config.h"
 #include "core/checkpoint.h"
@@ -225,8 +226,13 @@ class Pipeline {
       absl::StrAppend(&key, in, "=", state_[in].fingerprint, ";");
     }
     if (stage == kScore) {
+      // How the teachers run changes the features by rounding: part of the key.
+      ASSIGN_OR_RETURN(ExperimentConfig distill, PipelineStageConfig(base_, kDistill));
+      const TimeBalanceOptions& t = distill.trainer().timebalance();
       return Sha256Hex(absl::StrCat(key, "score\n", ToTextProto(base_.timebalance().score()),
-                                    "labeled:", data_.labeled_sha256));
+                                    "labeled:", data_.labeled_sha256, "fold_teachers:",
+                                    t.fold_teachers(), "channels_last:",
+                                    t.teacher_channels_last()));
     }
     ASSIGN_OR_RETURN(ExperimentConfig c, PipelineStageConfig(base_, stage));
     c.clear_run_dir();
@@ -394,6 +400,21 @@ class Pipeline {
     return false;
   }
 
+  // How the score stage runs the SSL models: fold_teachers and
+  // teacher_channels_last of the distillation's timebalance options;
+  // neither set (or an FP16 stage) = the eval-mode model as it is.
+  absl::StatusOr<InferenceOptions> ScoreTeacherOptions(const ExperimentConfig& stage) {
+    ASSIGN_OR_RETURN(ExperimentConfig distill, PipelineStageConfig(base_, kDistill));
+    const TimeBalanceOptions& t = distill.trainer().timebalance();
+    const Precision precision = ExperimentPrecision(stage);
+    InferenceOptions options;
+    options.fold_batch_norm = t.fold_teachers() && precision != Precision::kFp16;
+    options.channels_last = t.teacher_channels_last() && precision != Precision::kFp16;
+    options.precision = precision == Precision::kBf16 ? InferencePrecision::kBf16Autocast
+                                                      : InferencePrecision::kFp32;
+    return options;
+  }
+
   // The clip features of every training video under the SSL checkpoint of
   // `stage`: the backbone's, or projected by its objective's head.
   absl::StatusOr<torch::Tensor> ExtractTeacherFeatures(const std::string& stage,
@@ -407,9 +428,26 @@ class Pipeline {
     RepresentationEvalConfig extract;
     extract.set_num_clips(rule.NumClips());
     extract.set_crop_fraction(rule.CropFraction());
-    ASSIGN_OR_RETURN(torch::Tensor f,
-                     ExtractClipFeatures(trainer->EvaluationModel(), data_.train, c.dataset(),
-                                         extract, device_, ExperimentPrecision(c)));
+    // The teachers run as the distillation runs them: as InferenceModels
+    // with BatchNorms folded (fold_teachers), channels-last when asked; in
+    // this stage's precision (bf16 autocast or fp32; FP16 runs the eval-mode
+    // model).
+    ASSIGN_OR_RETURN(const InferenceOptions teacher_options, ScoreTeacherOptions(c));
+    torch::Tensor f;
+    if (teacher_options.fold_batch_norm || teacher_options.channels_last) {
+      absl::StatusOr<InferenceModel> model =
+          InferenceModel::Create(c.backbone(), trainer->EvaluationModel(), teacher_options);
+      if (!model.ok()) {
+        return absl::Status(model.status().code(),
+                            absl::StrCat("score: preparing ", stage, "'s model for inference: ",
+                                         model.status().message()));
+      }
+      ASSIGN_OR_RETURN(f, ExtractClipFeatures(*model, data_.train, c.dataset(), extract));
+    } else {
+      ASSIGN_OR_RETURN(f, ExtractClipFeatures(trainer->EvaluationModel(), data_.train,
+                                              c.dataset(), extract, device_,
+                                              ExperimentPrecision(c)));
+    }
     if (rule.FeatureKind() != TemporalSimilarityRule::PROJECTION) return f;
     auto* projection = dynamic_cast<ProjectionHeadImpl*>(trainer->FeatureProjection());
     if (projection == nullptr) {

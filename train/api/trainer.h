@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "backbones/backbone.h"
 #include "backbones/backbones.pb.h"
+#include "core/autocast.h"
 #include "core/registry.h"
 #include "datasets/clip_loader.h"
 #include "datasets/datasets.pb.h"
@@ -143,6 +144,10 @@ struct TrainerContext {
   // "timebalance.distill.trainer"); the trainer's factory sees the path of
   // its options (CreateTrainer appends the kind), for messages at run time.
   std::string path = "trainer";
+  // The experiment's precision: the training loop runs Step under its
+  // autocast; frozen models run as InferenceModels, which choose their own
+  // precision (e.g. a self-distillation teacher follows this one).
+  Precision precision = Precision::kFp32;
 
   // The model factory: builds the experiment's backbone, or `config` (a
   // teacher's or an auxiliary model's; num_classes 0 = the experiment's).
