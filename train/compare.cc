@@ -629,7 +629,8 @@ class Comparison {
       interrupted = r.training.interrupted;
       record->set_top1(r.results.test().top1());
       record->set_top5(r.results.test().top5());
-      record->set_checkpoint(fs::absolute(r.final_checkpoint).string());
+      // An interrupted run has no final checkpoint (fs::absolute("") throws).
+      if (!interrupted) record->set_checkpoint(fs::absolute(r.final_checkpoint).string());
       record->set_seconds(elapsed());
     }
     if (!interrupted) return true;
