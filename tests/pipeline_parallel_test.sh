@@ -96,13 +96,7 @@ LONG="$DATA timebalance { parallel_stages: 2 pretrain_invariant { schedule { ste
 "$BIN" --config="$CONFIG" --run_dir=full --num_threads=2 --override="$LONG" >full.txt 2>&1 \
   || { cat full.txt; fail "uninterrupted long run exited $?"; }
 "$BIN" --config="$CONFIG" --run_dir=term --num_threads=2 --override="$LONG" >term.txt 2>&1 &
-parent=$!
-for _ in $(seq 1 600); do
-  grep -q '^step' term/logs/pretrain_invariant.log 2>/dev/null && break
-  sleep 0.1
-done
-kill -TERM "$parent"
-wait "$parent"; rc=$?
+tb_term_after_step $! term/logs/pretrain_invariant.log; rc=$?
 [ "$rc" -eq 143 ] || fail "SIGTERM: parent exited $rc, want 143: $(tail -5 term.txt)"
 sleep 1
 pgrep -f "run_dir=term" >/dev/null && fail "children of the stopped run are still alive"

@@ -6,6 +6,7 @@
 #   tb_workdir parallel                      # cd $TEST_TMPDIR/parallel
 #   tb_synth data 2 6 2 5                    # out classes train/class test/class seed
 #   ... fail "what went wrong" ...
+#   tb_term_after_step $! run/logs/x.log; rc=$?   # a SIGTERM drill
 #   tb_finish "parallel pipeline test"       # exit 1 when anything failed
 ROOT="$TEST_SRCDIR/timebalance"
 BIN="$ROOT/tools/timebalance"
@@ -25,6 +26,18 @@ tb_synth() {
     --test_per_class="$test" --seed="$seed" --min_frames=40 --max_frames=48 \
     --min_short_side=64 --max_short_side=72 "$@" >"gen_$out.txt" 2>&1 \
     || { cat "gen_$out.txt"; echo "FAIL: make_synthetic --out=$out"; exit 1; }
+}
+
+# tb_term_after_step PID LOG: SIGTERM to PID once LOG shows a training step
+# line (waiting up to 60 s), then waits for PID; returns its exit status.
+tb_term_after_step() {
+  local pid=$1 log=$2
+  for _ in $(seq 1 600); do
+    grep -q '^step' "$log" 2>/dev/null && break
+    sleep 0.1
+  done
+  kill -TERM "$pid"
+  wait "$pid"
 }
 
 # tb_finish NAME: exit 1 with the count when anything failed.

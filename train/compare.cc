@@ -1,5 +1,6 @@
 #include "train/compare.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -49,6 +50,12 @@ std::string Slug(const std::string& name) {
 
 std::string Percent(float fraction) {
   return absl::StrFormat("%g%%", std::round(fraction * 1000.0) / 10.0);
+}
+
+// "f10_s0": a cell's fraction (in percent) and seed, in its folder's and its
+// task's name.
+std::string FractionSeed(float fraction, uint64_t seed) {
+  return absl::StrFormat("f%g_s%d", std::round(fraction * 1000.0) / 10.0, seed);
 }
 
 // The cell's experiment: base + the method's override, the cell's fraction
@@ -382,30 +389,191 @@ class Comparison {
       : c_(config), options_(options) {}
 
   absl::StatusOr<CompareResult> Run() {
-    RETURN_IF_ERROR(ValidateCompareConfig(c_));
-    RETURN_IF_ERROR(CheckSelection());
+    RETURN_IF_ERROR(Setup());
+    if (!options_.child_cell.empty()) {
+      // The parent created the folder and wrote the config.
+      ASSIGN_OR_RETURN(bool interrupted, VisitAll(Mode::kRun));
+      if (!interrupted && result_.ran + result_.reused + result_.elsewhere != 1) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(kCompareCellFlag, options_.child_cell,
+                         ": not a cell this invocation runs, or its teacher has not finished"));
+      }
+      return result_;
+    }
     std::error_code ec;
     fs::create_directories(options_.out_dir, ec);
     if (ec) return absl::InternalError("cannot create " + options_.out_dir + ": " + ec.message());
     RETURN_IF_ERROR(WriteTextRecord(options_.out_dir + "/compare_config.pbtxt", c_));
-    total_ = c_.methods_size() * c_.labeled_fractions_size() * c_.seeds_size();
-    AssignShards();
-    for (float fraction : c_.labeled_fractions()) {
-      for (uint64_t seed : c_.seeds()) {
-        // Finished cells of this (fraction, seed) by method, for teacher_from.
-        std::map<std::string, CellRecord> done_here;
-        for (const CompareMethod& m : c_.methods()) {
-          ++index_;
-          ASSIGN_OR_RETURN(bool interrupted, VisitCell(m, fraction, seed, &done_here));
-          if (interrupted) return result_;
-        }
-      }
+    if (options_.jobs > 1 && options_.launch_cells && !options_.collect) {
+      absl::StatusOr<bool> interrupted = RunGraph();
+      // The tables from every finished cell (those of the plan are now all
+      // reused), as a run of one cell after another builds them; also after
+      // an interruption or a failure.
+      result_.cells.clear();
+      absl::Status tables = VisitAll(Mode::kRead).status();
+      if (tables.ok()) tables = WriteTables();
+      RETURN_IF_ERROR(interrupted.status());
+      RETURN_IF_ERROR(tables);
+      result_.interrupted = *interrupted;
+      return result_;
     }
+    ASSIGN_OR_RETURN(bool interrupted, VisitAll(Mode::kRun));
+    if (interrupted) return result_;
     RETURN_IF_ERROR(WriteTables());
     return result_;
   }
 
+  // PlanCells.
+  absl::StatusOr<std::vector<StageTask>> Plan() {
+    RETURN_IF_ERROR(Setup());
+    return Tasks();
+  }
+
  private:
+  // What VisitCell does with a cell this invocation runs: kRun runs it here;
+  // kLaunch (the parent of --jobs) leaves it to a child (Visit::kLaunch);
+  // kRead treats every cell as not selected (reads finished ones only).
+  enum class Mode { kRun, kLaunch, kRead };
+  enum class Visit { kNext, kInterrupted, kLaunch };
+
+  // The config and the selection checked; the shards assigned.
+  absl::Status Setup() {
+    RETURN_IF_ERROR(ValidateCompareConfig(c_));
+    RETURN_IF_ERROR(CheckSelection());
+    total_ = c_.methods_size() * c_.labeled_fractions_size() * c_.seeds_size();
+    AssignShards();
+    if (options_.child_cell.empty()) return absl::OkStatus();
+    for (int fi = 0; fi < c_.labeled_fractions_size(); ++fi) {
+      for (int si = 0; si < c_.seeds_size(); ++si) {
+        for (int mi = 0; mi < c_.methods_size(); ++mi) {
+          if (CellName(fi, si, mi) == options_.child_cell) child_at_ = {fi, si, mi};
+        }
+      }
+    }
+    if (child_at_.has_value()) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat(kCompareCellFlag, options_.child_cell, ": no such cell in the config"));
+  }
+
+  // In a child, the cells it visits: its own and those before it with the
+  // same fraction and seed (its teacher_from chain); every cell otherwise.
+  bool InChildScope(int fi, int si, int mi) const {
+    if (!child_at_.has_value()) return true;
+    const auto [cfi, csi, cmi] = *child_at_;
+    return fi == cfi && si == csi && mi <= cmi;
+  }
+
+  // Every cell of the matrix in order (fraction, seed, method); true when
+  // interrupted.
+  absl::StatusOr<bool> VisitAll(Mode mode) {
+    for (int fi = 0; fi < c_.labeled_fractions_size(); ++fi) {
+      for (int si = 0; si < c_.seeds_size(); ++si) {
+        // Finished cells of this (fraction, seed) by method, for teacher_from.
+        std::map<std::string, CellRecord> done_here;
+        for (int mi = 0; mi < c_.methods_size(); ++mi) {
+          if (!InChildScope(fi, si, mi)) continue;
+          ASSIGN_OR_RETURN(Visit v, VisitCell(fi, si, mi, &done_here, mode));
+          if (v == Visit::kInterrupted) return true;
+        }
+      }
+    }
+    return false;
+  }
+
+  // The task name of a cell (PlanCells).
+  std::string CellName(int fi, int si, int mi) const {
+    return Slug(c_.methods(mi).name()) + "_" +
+           FractionSeed(c_.labeled_fractions(fi), c_.seeds(si));
+  }
+
+  int MethodIndex(const std::string& name) const {
+    for (int mi = 0; mi < c_.methods_size(); ++mi) {
+      if (c_.methods(mi).name() == name) return mi;
+    }
+    return -1;
+  }
+
+  // The selected cells of this invocation as a graph (PlanCells); fills
+  // planned_.
+  absl::StatusOr<std::vector<StageTask>> Tasks() {
+    std::vector<StageTask> tasks;
+    planned_.clear();
+    for (int fi = 0; fi < c_.labeled_fractions_size(); ++fi) {
+      for (int si = 0; si < c_.seeds_size(); ++si) {
+        for (int mi = 0; mi < c_.methods_size(); ++mi) {
+          if (!Planned(fi, si, mi)) continue;
+          StageTask task;
+          task.name = CellName(fi, si, mi);
+          if (!planned_.emplace(task.name, std::make_tuple(fi, si, mi)).second) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "compare config: two cells are named ", task.name,
+                " (labeled_fractions or seeds repeat, to 0.1%)"));
+          }
+          for (int t = MethodIndex(c_.methods(mi).teacher_from()); t >= 0;
+               t = MethodIndex(c_.methods(t).teacher_from())) {
+            if (Planned(fi, si, t)) {
+              task.inputs.push_back(CellName(fi, si, t));
+              break;
+            }
+          }
+          tasks.push_back(std::move(task));
+        }
+      }
+    }
+    return tasks;
+  }
+
+  // The --jobs plan: the selected cells through options_.launch_cells, a
+  // cell to run in a child process; true when interrupted.
+  absl::StatusOr<bool> RunGraph() {
+    ASSIGN_OR_RETURN(std::vector<StageTask> tasks, Tasks());
+    for (StageTask& t : tasks) t.threads = CellThreads(options_.thread_budget, options_.jobs);
+    // Finished cells by (fraction, seed) and method, for teacher_from.
+    std::map<std::pair<int, int>, std::map<std::string, CellRecord>> done;
+    StageHooks hooks;
+    hooks.prepare = [&](const std::string& name) -> absl::StatusOr<bool> {
+      const auto [fi, si, mi] = planned_.at(name);
+      std::map<std::string, CellRecord>& done_here = done[{fi, si}];
+      // The cells before it that this invocation does not run, for a
+      // teacher_from chain through them (read only).
+      for (int before = 0; before < mi; ++before) {
+        if (Planned(fi, si, before) || done_here.count(c_.methods(before).name())) continue;
+        RETURN_IF_ERROR(VisitCell(fi, si, before, &done_here, Mode::kRead).status());
+      }
+      ASSIGN_OR_RETURN(Visit v, VisitCell(fi, si, mi, &done_here, Mode::kLaunch));
+      return v == Visit::kLaunch;
+    };
+    hooks.on_start = [this](const StageTask& task) {
+      Say(absl::StrFormat("cell %s: running in a child process (%d threads, log %s)", task.name,
+                          task.threads, LogPath(task.name)));
+    };
+    hooks.on_done = [&](const std::string& name) -> absl::Status {
+      const auto [fi, si, mi] = planned_.at(name);
+      std::map<std::string, CellRecord>& done_here = done[{fi, si}];
+      RETURN_IF_ERROR(VisitCell(fi, si, mi, &done_here, Mode::kRead).status());
+      auto it = done_here.find(c_.methods(mi).name());
+      if (it == done_here.end()) {
+        // The child found the cell locked (another invocation took it after
+        // this one looked) and skipped it.
+        Say(absl::StrFormat("cell %s: running elsewhere (found locked by its child process, "
+                            "see %s); skipped",
+                            name, LogPath(name)));
+        ++result_.elsewhere;
+        return absl::OkStatus();
+      }
+      Say(absl::StrFormat("cell %s: top-1 %.1f%% top-5 %.1f%% in %s", name,
+                          100 * it->second.top1(), 100 * it->second.top5(),
+                          FormatDuration(it->second.seconds())));
+      ++result_.ran;
+      return absl::OkStatus();
+    };
+    return options_.launch_cells(tasks, options_.jobs, options_.thread_budget, hooks);
+  }
+
+  std::string LogPath(const std::string& cell) const {
+    return (fs::path(options_.out_dir) / "logs" / (cell + ".log")).string();
+  }
+
   // --methods, --fractions and --seeds must name parts of the matrix.
   absl::Status CheckSelection() const {
     if (options_.out_dir.empty()) return absl::InvalidArgumentError("--out is required");
@@ -447,13 +615,10 @@ class Comparison {
 
   // The method a cell's teacher_from chain starts at (itself without one).
   std::string RootMethod(const CompareMethod& m) const {
-    std::string name = m.name(), teacher = m.teacher_from();
-    while (!teacher.empty()) {
-      name = teacher;
-      teacher.clear();
-      for (const CompareMethod& t : c_.methods()) {
-        if (t.name() == name) teacher = t.teacher_from();
-      }
+    std::string name = m.name();
+    for (int t = MethodIndex(m.teacher_from()); t >= 0;
+         t = MethodIndex(c_.methods(t).teacher_from())) {
+      name = c_.methods(t).name();
     }
     return name;
   }
@@ -476,21 +641,31 @@ class Comparison {
     }
   }
 
-  bool Selected(const std::string& name, float fraction, uint64_t seed) const {
+  // The cells this invocation runs (with --jobs: in child processes): its
+  // selection and shard.
+  bool Planned(int fi, int si, int mi) const {
     if (options_.collect) return false;
-    int fi = 0, si = 0;
-    while (fi < c_.labeled_fractions_size() && std::abs(c_.labeled_fractions(fi) - fraction) > 1e-6) ++fi;
-    while (si < c_.seeds_size() && c_.seeds(si) != seed) ++si;
-    auto it = shard_of_.find(std::make_tuple(fi, si, name));
+    auto it = shard_of_.find(std::make_tuple(fi, si, c_.methods(mi).name()));
     return it != shard_of_.end() && it->second == options_.shard_index;
   }
 
-  // Reuses, runs or skips one cell; returns true when interrupted.
-  absl::StatusOr<bool> VisitCell(const CompareMethod& m, float fraction, uint64_t seed,
-                                 std::map<std::string, CellRecord>* done_here) {
-    const std::string where = absl::StrFormat("[%d/%d] %s, %s labels, seed %d", index_, total_,
+  // The cells run here: the planned ones, or in a child its one cell.
+  bool Selected(int fi, int si, int mi) const {
+    return Planned(fi, si, mi) &&
+           (options_.child_cell.empty() || CellName(fi, si, mi) == options_.child_cell);
+  }
+
+  // Reuses, runs or skips the cell of method `mi` at fraction `fi` and seed
+  // `si` (indices into the config).
+  absl::StatusOr<Visit> VisitCell(int fi, int si, int mi,
+                                  std::map<std::string, CellRecord>* done_here, Mode mode) {
+    const CompareMethod& m = c_.methods(mi);
+    const float fraction = c_.labeled_fractions(fi);
+    const uint64_t seed = c_.seeds(si);
+    const int index = (fi * c_.seeds_size() + si) * c_.methods_size() + mi + 1;
+    const std::string where = absl::StrFormat("[%d/%d] %s, %s labels, seed %d", index, total_,
                                               m.name(), Percent(fraction), seed);
-    const bool run = Selected(m.name(), fraction, seed);
+    const bool run = mode != Mode::kRead && Selected(fi, si, mi);
     ExperimentConfig e = CellConfig(c_, m, fraction, seed);
     std::string teacher_fingerprint;
     if (!m.teacher_from().empty()) {
@@ -498,7 +673,7 @@ class Comparison {
       if (it == done_here->end()) {
         if (run) Say(absl::StrCat(where, ": skipped (teacher ", m.teacher_from(), " not finished)"));
         NoteMissing(m, fraction, seed);
-        return false;
+        return Visit::kNext;
       }
       ASSIGN_OR_RETURN(std::string * teacher, TeacherField(&e, m.name()));
       *teacher = it->second.checkpoint();
@@ -507,11 +682,9 @@ class Comparison {
     e.clear_run_dir();
     ASSIGN_OR_RETURN(const std::string fingerprint,
                      CellFingerprint(c_, m, fraction, seed, teacher_fingerprint));
-    const std::string dir =
-        (fs::path(options_.out_dir) / "cells" / Slug(m.name()) /
-         absl::StrFormat("f%g_s%d_%s", std::round(fraction * 1000.0) / 10.0, seed,
-                         fingerprint.substr(0, 8)))
-            .string();
+    const std::string dir = (fs::path(options_.out_dir) / "cells" / Slug(m.name()) /
+                             (FractionSeed(fraction, seed) + "_" + fingerprint.substr(0, 8)))
+                                .string();
     e.set_run_dir(dir);
     const std::string record_path = dir + "/cell_done.pbtxt";
     absl::StatusOr<CellRecord> previous = ReadTextRecord<CellRecord>(record_path);
@@ -524,7 +697,7 @@ class Comparison {
       if (!held.ok() && held.status().code() == absl::StatusCode::kFailedPrecondition) {
         Say(absl::StrCat(where, ": running elsewhere (", held.status().message(), "); skipped"));
         ++result_.elsewhere;
-        return false;
+        return Visit::kNext;
       }
       RETURN_IF_ERROR(held.status());
       lock = std::move(*held);
@@ -532,7 +705,11 @@ class Comparison {
     }
     if (!run && !(previous.ok() && previous->fingerprint() == fingerprint)) {
       NoteMissing(m, fraction, seed);
-      return false;
+      return Visit::kNext;
+    }
+    // With --jobs its child does the rest (and takes the lock again).
+    if (mode == Mode::kLaunch && !(previous.ok() && previous->fingerprint() == fingerprint)) {
+      return Visit::kLaunch;
     }
     // The labeled list's contents (not only its path) must match.
     ASSIGN_OR_RETURN(ExperimentData data, LoadExperimentData(e.dataset()));
@@ -551,9 +728,9 @@ class Comparison {
       }
       (*done_here)[m.name()] = *previous;
       result_.cells.push_back(*previous);
-      return false;
+      return Visit::kNext;
     }
-    if (!run) return false;
+    if (!run) return Visit::kNext;
     Say(absl::StrCat(where, ": running in ", dir));
     CellRecord record;
     record.set_method(m.name());
@@ -568,7 +745,7 @@ class Comparison {
       pretrain->set_run_dir(dir + "/pretrain");
     }
     ASSIGN_OR_RETURN(bool finished, RunCell(&e, pretrain, data, &record));
-    if (!finished) return true;
+    if (!finished) return Visit::kInterrupted;
     RETURN_IF_ERROR(WriteTextRecord(record_path, record));
     Say(absl::StrFormat("%s: top-1 %.1f%% top-5 %.1f%% in %s", where, 100 * record.top1(),
                         100 * record.top5(), FormatDuration(record.seconds())));
@@ -576,7 +753,7 @@ class Comparison {
     result_.cells.push_back(record);
     ++result_.ran;
     RETURN_IF_ERROR(WriteTables());
-    return false;
+    return Visit::kNext;
   }
 
   // Trains and evaluates the cell (a pipeline or one experiment, after its
@@ -629,7 +806,8 @@ class Comparison {
       interrupted = r.training.interrupted;
       record->set_top1(r.results.test().top1());
       record->set_top5(r.results.test().top5());
-      record->set_checkpoint(fs::absolute(r.final_checkpoint).string());
+      // An interrupted run has no final checkpoint (fs::absolute("") throws).
+      if (!interrupted) record->set_checkpoint(fs::absolute(r.final_checkpoint).string());
       record->set_seconds(elapsed());
     }
     if (!interrupted) return true;
@@ -674,7 +852,9 @@ class Comparison {
     return std::optional<std::string>(fs::absolute(r.final_checkpoint).string());
   }
 
+  // Not in a child: its parent writes them.
   absl::Status WriteTables() {
+    if (!options_.child_cell.empty()) return absl::OkStatus();
     result_.markdown = ComparisonMarkdown(c_, result_.cells);
     result_.csv = ComparisonCsv(c_, result_.cells);
     std::string cells_csv =
@@ -706,9 +886,14 @@ class Comparison {
   const CompareConfig& c_;
   const CompareOptions& options_;
   CompareResult result_;
-  int total_ = 0, index_ = 0;
+  int total_ = 0;
   // (fraction index, seed index, method) -> shard, for the selected cells.
   std::map<std::tuple<int, int, std::string>, int> shard_of_;
+  // Task name -> (fraction index, seed index, method index) of the planned
+  // cells (Tasks).
+  std::map<std::string, std::tuple<int, int, int>> planned_;
+  // In a child: its cell's (fraction index, seed index, method index).
+  std::optional<std::tuple<int, int, int>> child_at_;
 };
 
 }  // namespace
@@ -716,6 +901,16 @@ class Comparison {
 absl::StatusOr<CompareResult> RunComparison(const CompareConfig& c, const CompareOptions& options) {
   Comparison comparison(c, options);
   return comparison.Run();
+}
+
+int CellThreads(int thread_budget, int jobs) {
+  return std::max(1, thread_budget / std::max(1, jobs));
+}
+
+absl::StatusOr<std::vector<StageTask>> PlanCells(const CompareConfig& c,
+                                                 const CompareOptions& options) {
+  Comparison comparison(c, options);
+  return comparison.Plan();
 }
 
 }  // namespace tb

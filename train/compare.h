@@ -15,19 +15,23 @@
 // over seeds, one row per method, one column per fraction) is written as
 // <out>/comparison.md and <out>/comparison.csv, with every cell in
 // <out>/cells.csv, stamped with the backbone, clip geometry, evaluation
-// protocol and the labeled lists' hashes.
+// protocol and the labeled lists' hashes. With CompareOptions::jobs > 1 the
+// cells to run run in child processes on the pipeline's stage scheduler
+// (train/stage_launcher.h), a cell after its teacher_from cell.
 #ifndef TIMEBALANCE_TRAIN_COMPARE_H_
 #define TIMEBALANCE_TRAIN_COMPARE_H_
 
 #include <torch/types.h>
 
 #include <atomic>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/results.pb.h"
 #include "train/compare.pb.h"
+#include "train/stage_launcher.h"
 
 namespace tb {
 
@@ -60,6 +64,27 @@ struct CompareOptions {
   bool collect = false;
   const std::atomic<bool>* stop = nullptr;
   bool quiet = false;
+  // Cells at once. With jobs > 1 and launch_cells set, the selected cells
+  // (PlanCells) go to launch_cells (LaunchStages, which //tools:compare binds
+  // to its command line): a cell that is finished (same fingerprint) is
+  // reused and one locked by another invocation skipped ("running
+  // elsewhere"), as one after another; any other runs in a child process
+  // once its input has finished, with CellThreads(thread_budget, jobs)
+  // threads, at most `jobs` at a time within `thread_budget`. Then the
+  // tables are built here from every finished cell, as a run of one cell
+  // after another builds them (also after a failure or an interruption).
+  // jobs = 1 (or launch_cells unset): every cell in this process, one
+  // after another. Ignored with `collect` and in a child.
+  int jobs = 1;
+  int thread_budget = 1;  // this process's LibTorch threads
+  std::function<absl::StatusOr<bool>(const std::vector<StageTask>& tasks, int jobs,
+                                     int thread_budget, const StageHooks& hooks)>
+      launch_cells;
+  // Set in such a child: run only the selected cell of this name (a
+  // PlanCells task), for a parent that writes compare_config.pbtxt and the
+  // tables (none written here); an error when it is not one this
+  // invocation runs or its teacher has not finished.
+  std::string child_cell;
 };
 
 struct CompareResult {
@@ -76,6 +101,24 @@ struct CompareResult {
 
 absl::StatusOr<CompareResult> RunComparison(const CompareConfig& config,
                                             const CompareOptions& options);
+
+// The flag a cell's child process gets (CompareOptions::child_cell);
+// //tools:compare defines it.
+inline constexpr char kCompareCellFlag[] = "--internal_compare_cell=";
+
+// The threads of each cell's child with `jobs` cells at once within
+// `thread_budget` threads: max(1, thread_budget / jobs).
+int CellThreads(int thread_budget, int jobs);
+
+// The cells an invocation with `options` runs (its --methods, --fractions,
+// --seeds and --shard; none with `collect`), in matrix order, as a graph for
+// LaunchStages: one task per cell, named "<method slug>_f<percent>_s<seed>"
+// (e.g. "mt_sd_f10_s0", a plain file name), whose input is the nearest cell
+// up its teacher_from chain (same fraction and seed) that is also in the
+// plan; threads = 1 (the caller sets them). Checks the config and the
+// selection as RunComparison does.
+absl::StatusOr<std::vector<StageTask>> PlanCells(const CompareConfig& config,
+                                                 const CompareOptions& options);
 
 // The key of the cell of method `m` at `fraction` and `seed` (its folder
 // name's suffix; a finished cell with the same key is reused): SHA-256 of

@@ -1,6 +1,8 @@
 // //tools:compare's library without training: every shipped comparison
-// config validates, bad configs name the culprit, and the table's numbers
-// (mean and sample std over seeds, "-" for missing cells) are right.
+// config validates, bad configs name the culprit, the table's numbers
+// (mean and sample std over seeds, "-" for missing cells) are right, and
+// --jobs plans the selected cells as a graph (names, inputs, selection and
+// shards).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -198,6 +200,115 @@ TEST(Compare, TableHasMeanAndSampleStdPerFraction) {
   EXPECT_NE(ComparisonCsv(c, cells).find("\"Other\",\"r3d18 (width 0.5)\",2500000,8,7,,,0,30.00,,1"),
             std::string::npos)
       << ComparisonCsv(c, cells);
+}
+
+// A teacher_from chain Sup <- SD <- SD2 and an independent method, over
+// kBase's 2 fractions x 2 seeds.
+constexpr char kChain[] = R"pb(
+  methods { name: "Sup" }
+  methods {
+    name: "SD"
+    override { trainer { self_distillation {} } }
+    teacher_from: "Sup"
+  }
+  methods {
+    name: "SD2"
+    override { trainer { self_distillation {} } }
+    teacher_from: "SD"
+  }
+  methods {
+    name: "FixMatch (ours)"
+    override { trainer { fixmatch {} } }
+  }
+)pb";
+
+// "name<-input" per task, in plan order.
+std::vector<std::string> Plan(const CompareConfig& c, const CompareOptions& options) {
+  absl::StatusOr<std::vector<StageTask>> tasks = PlanCells(c, options);
+  EXPECT_TRUE(tasks.ok()) << tasks.status();
+  std::vector<std::string> out;
+  if (!tasks.ok()) return out;
+  for (const StageTask& t : *tasks) {
+    EXPECT_EQ(t.threads, 1) << t.name;
+    EXPECT_LE(t.inputs.size(), 1u) << t.name;
+    out.push_back(t.inputs.empty() ? t.name : t.name + "<-" + t.inputs[0]);
+  }
+  return out;
+}
+
+TEST(Compare, PlanCellsIsTheMatrixWithTeachersAsInputs) {
+  const CompareConfig c = Parse(std::string(kBase) + kChain);
+  CompareOptions options;
+  options.out_dir = "unused";
+  const std::vector<std::string> all = Plan(c, options);
+  ASSERT_EQ(all.size(), 16u);
+  // Matrix order: fraction, seed, method.
+  EXPECT_EQ(std::vector<std::string>(all.begin(), all.begin() + 5),
+            (std::vector<std::string>{"sup_f10_s0", "sd_f10_s0<-sup_f10_s0",
+                                      "sd2_f10_s0<-sd_f10_s0", "fixmatch_ours_f10_s0",
+                                      "sup_f10_s1"}));
+  EXPECT_EQ(all.back(), "fixmatch_ours_f20_s1");
+  EXPECT_EQ(all[13], "sd_f20_s1<-sup_f20_s1");
+
+  // --fractions and --seeds.
+  options.fractions = {0.2f};
+  options.seeds = {1};
+  EXPECT_EQ(Plan(c, options),
+            (std::vector<std::string>{"sup_f20_s1", "sd_f20_s1<-sup_f20_s1",
+                                      "sd2_f20_s1<-sd_f20_s1", "fixmatch_ours_f20_s1"}));
+  // --methods: a cell waits for the nearest planned cell up its chain, and
+  // for none when no cell of its chain is planned.
+  options.methods = {"Sup", "SD2"};
+  EXPECT_EQ(Plan(c, options), (std::vector<std::string>{"sup_f20_s1", "sd2_f20_s1<-sup_f20_s1"}));
+  options.methods = {"SD2"};
+  EXPECT_EQ(Plan(c, options), (std::vector<std::string>{"sd2_f20_s1"}));
+  // --collect runs nothing.
+  CompareOptions collect;
+  collect.out_dir = "unused";
+  collect.collect = true;
+  EXPECT_TRUE(Plan(c, collect).empty());
+  // The selection is checked as RunComparison checks it.
+  options.methods = {"Nope"};
+  EXPECT_NE(PlanCells(c, options).status().message().find("no method named \"Nope\""),
+            std::string::npos);
+}
+
+// --shard=i/N: the shards' plans split the cells, a cell and its teachers
+// in one shard (the groups round-robin: the Sup chains of each fraction and
+// seed to shard 0, FixMatch to shard 1).
+TEST(Compare, PlanCellsKeepsToTheShard) {
+  const CompareConfig c = Parse(std::string(kBase) + kChain);
+  CompareOptions options;
+  options.out_dir = "unused";
+  options.shard_count = 2;
+  std::vector<std::string> shard0 = Plan(c, options);
+  options.shard_index = 1;
+  const std::vector<std::string> shard1 = Plan(c, options);
+  EXPECT_EQ(shard0.size(), 12u);
+  EXPECT_EQ(shard1, (std::vector<std::string>{"fixmatch_ours_f10_s0", "fixmatch_ours_f10_s1",
+                                              "fixmatch_ours_f20_s0", "fixmatch_ours_f20_s1"}));
+  EXPECT_EQ(shard0[2], "sd2_f10_s0<-sd_f10_s0");
+  options.shard_index = 2;
+  EXPECT_NE(PlanCells(c, options).status().message().find("is not i/N"), std::string::npos);
+}
+
+// Cell names are file names and unique; fractions equal to 0.1% would give
+// two cells one name (and one log).
+TEST(Compare, PlanCellsRefusesTwoCellsWithOneName) {
+  CompareConfig c = Parse(std::string(kBase) + kChain);
+  c.add_labeled_fractions(0.1001f);
+  CompareOptions options;
+  options.out_dir = "unused";
+  const absl::Status s = PlanCells(c, options).status();
+  EXPECT_NE(s.message().find("two cells are named sup_f10_s0"), std::string::npos) << s;
+}
+
+TEST(Compare, CellThreadsSplitTheBudget) {
+  EXPECT_EQ(CellThreads(2, 2), 1);
+  EXPECT_EQ(CellThreads(8, 2), 4);
+  EXPECT_EQ(CellThreads(8, 3), 2);
+  EXPECT_EQ(CellThreads(2, 3), 1);
+  EXPECT_EQ(CellThreads(1, 1), 1);
 }
 
 }  // namespace

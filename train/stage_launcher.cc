@@ -46,7 +46,7 @@ absl::StatusOr<pid_t> Spawn(const StageLauncherOptions& options, const std::stri
   // async-signal-safe calls.
   std::vector<std::string> args = options.argv;
   if (args.empty()) args.push_back("timebalance");
-  args.push_back(kPipelineStageFlag + stage);
+  args.push_back(options.task_flag + stage);
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -58,7 +58,8 @@ absl::StatusOr<pid_t> Spawn(const StageLauncherOptions& options, const std::stri
   const pid_t pid = ::fork();
   if (pid < 0) {
     ::close(fd);
-    return absl::InternalError(absl::StrCat("fork for stage ", stage, ": ", std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("fork for ", options.task_noun, " ", stage, ": ", std::strerror(errno)));
   }
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -78,6 +79,13 @@ absl::StatusOr<bool> LaunchStages(const StageLauncherOptions& options,
                                   const std::vector<StageTask>& tasks, int jobs,
                                   int thread_budget, const StageHooks& hooks) {
   const fs::path logs = fs::path(options.run_dir) / "logs";
+  for (const StageTask& t : tasks) {
+    if (t.name.empty() || t.name == "." || t.name == ".." ||
+        t.name.find('/') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(options.task_noun, " name \"", t.name,
+                                                     "\" is not a plain file name (its log's)"));
+    }
+  }
   std::error_code ec;
   fs::create_directories(logs, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", logs.string(), ": ", ec.message()));
@@ -176,8 +184,8 @@ absl::StatusOr<bool> LaunchStages(const StageLauncherOptions& options,
         stop_all();
         continue;
       }
-      fail(absl::StrCat("stage ", c.stage, " (child process ", c.pid, ") exited with ", code,
-                        "; the end of ", c.log, ":\n", Tail(c.log, 15)));
+      fail(absl::StrCat(options.task_noun, " ", c.stage, " (child process ", c.pid,
+                        ") exited with ", code, "; the end of ", c.log, ":\n", Tail(c.log, 15)));
       stop_all();
     }
     if (reaped) {
@@ -190,9 +198,10 @@ absl::StatusOr<bool> LaunchStages(const StageLauncherOptions& options,
   if (!interrupted && !stopping) {
     for (const StageTask& t : tasks) {
       if (state[t.name] != State::kFinished) {
-        return absl::InternalError(absl::StrCat("stage ", t.name,
-                                                " never became ready: an input is not a stage "
-                                                "of the graph or comes after it"));
+        return absl::InternalError(absl::StrCat(options.task_noun, " ", t.name,
+                                                " never became ready: an input is not a ",
+                                                options.task_noun,
+                                                " of the graph or comes after it"));
       }
     }
   }

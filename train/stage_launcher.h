@@ -1,10 +1,12 @@
 // File: train/stage_launcher.h
 //
 // Child processes for the pipeline's parallel stages
-// (timebalance.parallel_stages, train/pipeline.h): each stage runs
+// (timebalance.parallel_stages, train/pipeline.h) and the comparison
+// runner's cells (//tools:compare --jobs, train/compare.h): each task runs
 // as this binary again (/proc/self/exe) with the parent's command line plus
-// --internal_pipeline_stage=<stage>, its stdout and stderr appended to
-// <run_dir>/logs/<stage>.log. A child dies with its parent (PR_SET_PDEATHSIG),
+// a flag naming the task (--internal_pipeline_stage=<stage> by default), its
+// stdout and stderr appended to <run_dir>/logs/<task>.log. A child dies with
+// its parent (PR_SET_PDEATHSIG),
 // so a SIGKILLed pipeline leaves no orphan training; a stop request of the
 // parent (SIGINT / SIGTERM) is forwarded to the children as SIGTERM, and
 // each writes its checkpoint and exits as interrupted.
@@ -20,16 +22,25 @@
 
 namespace tb {
 
+// The flag a pipeline stage's child gets; //tools:timebalance defines it.
+inline constexpr char kPipelineStageFlag[] = "--internal_pipeline_stage=";
+
 struct StageLauncherOptions {
   // The parent's command line as it was given (argv[0] is replaced by
-  // /proc/self/exe); the stage flag is appended.
+  // /proc/self/exe); task_flag + the task's name is appended.
   std::vector<std::string> argv;
+  // The flag by which the binary runs one task (it must define it).
+  std::string task_flag = kPipelineStageFlag;
+  // What a task is called in errors: "stage distill (child process ...)".
+  std::string task_noun = "stage";
   std::string run_dir;
   const std::atomic<bool>* stop = nullptr;
 };
 
 // A stage of the graph: it may start once every input has finished.
 struct StageTask {
+  // Also its log's file name (<run_dir>/logs/<name>.log), so a plain file
+  // name: not empty, no '/', not "." or ".." (LaunchStages refuses others).
   std::string name;
   std::vector<std::string> inputs;  // names of earlier tasks
   int threads = 1;                  // of the thread budget, while it runs
@@ -60,9 +71,6 @@ struct StageHooks {
 absl::StatusOr<bool> LaunchStages(const StageLauncherOptions& options,
                                   const std::vector<StageTask>& tasks, int jobs,
                                   int thread_budget, const StageHooks& hooks);
-
-// The flag a child gets; //tools:timebalance defines it.
-inline constexpr char kPipelineStageFlag[] = "--internal_pipeline_stage=";
 
 }  // namespace tb
 
