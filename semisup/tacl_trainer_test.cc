@@ -274,7 +274,9 @@ TEST(TaclTrainer, StepsMatchAnIndependentComputation) {
     const auto [confidence, labels] = p_weak.max(1);
     const torch::Tensor mask =
         (confidence.to(torch::kDouble) >= thresholds.index_select(0, labels)).to(torch::kFloat);
-    if (step == 1) EXPECT_EQ(mask.sum().item<double>(), 5.0);
+    if (step == 1) {
+      EXPECT_EQ(mask.sum().item<double>(), 5.0);
+    }
     const torch::Tensor per_clip = torch::nn::functional::cross_entropy(
         logits_strong, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(
                                    torch::kNone));

@@ -104,10 +104,10 @@ int Run() {
   const bool peer = !FLAGS_peer.empty();
   if (peer) {
     const tb::BackboneConfig& b = config.backbone();
-    if (!b.has_r3d18() || b.r3d18().width_multiplier() != 1.0f) {
+    if (!b.has_r3d18()) {
       return tb::ToolError("bench_step", tb::kExitUsageError,
-                           "--peer: the Python peer builds torchvision's r3d_18, so the config's "
-                           "backbone must be r3d18 with width_multiplier 1, got " +
+                           "--peer: the Python peer builds torchvision's r3d_18 (at the config's "
+                           "width_multiplier), so the config's backbone must be r3d18, got " +
                                b.ShortDebugString());
     }
   }
@@ -180,10 +180,11 @@ int Run() {
       const std::string command = absl::StrFormat(
           "/usr/bin/python3 %s --frames=%d --size=%d --labeled=%d --unlabeled=%d "
           "--num_classes=%d --dropout=%g --labeled_weight=%g --unlabeled_weight=%g --iters=%d "
-          "--warmup=%d --threads=%d --precisions=%s%s%s",
+          "--warmup=%d --threads=%d --precisions=%s --width=%g%s%s",
           FLAGS_peer, clip.num_frames(), clip.crop_size(), nl, nu, FLAGS_num_classes,
           config.backbone().dropout(), options.labeled_weight(), options.unlabeled_weight(),
           FLAGS_iters, FLAGS_warmup, threads, precision,
+          config.backbone().r3d18().width_multiplier(),
           config.backbone().r3d18().tclr_temporal_layer4() ? " --tclr_temporal_layer4" : "",
           FLAGS_fused_adam ? " --adam_foreach" : "");
       absl::StatusOr<std::string> line = tb::RunPeer(command, "PEER_STEP");

@@ -7,6 +7,9 @@
 # distinctive teacher and TimeBalance student, overall and per class family.
 #   tools/demo.sh            (data in data/, the run in runs/demo_tb, its HTML
 #                             report in runs/demo_tb/report.html)
+# At the end it times the distillation step of the same config against the
+# PyTorch peer (//tools:bench_step --peer=tools/bench/peer_step.py) and prints
+# the ratio.
 # The process keeps decoded videos in memory (loader.decoded_cache_mb): the
 # 30 labeled videos are read 8000 times by each fine-tuning stage. Stages run
 # one after another by default: on the 2-core CI machine two 1-thread stages
@@ -15,7 +18,8 @@
 # Environment: DEMO_THREADS (LibTorch threads), DEMO_PARALLEL (stages at once,
 # default 1; J > 1 runs J at a time in child processes), DEMO_CACHE_MB
 # (decoded-video cache per process, default 1024; 0 = off), DEMO_KEEP=1
-# (keep the finished stages of an earlier demo run instead of starting over).
+# (keep the finished stages of an earlier demo run instead of starting over),
+# DEMO_PEER_ITERS (timed steps per side of the peer comparison, default 30).
 source "$(dirname "${BASH_SOURCE[0]}")/bazel_env.sh"
 
 DATA="${DEMO_DATA:-data/synth_actions}"
@@ -23,7 +27,7 @@ CONFIG=configs/timebalance_r3d18tiny_synth_10pct.pbtxt
 RUN=runs/demo_tb
 
 t0=$(date +%s)
-bz build //tools:timebalance //tools:make_synthetic //tools:report
+bz build //tools:timebalance //tools:make_synthetic //tools:report //tools:bench_step
 BIN=bazel-bin/tools/timebalance
 GEN=bazel-bin/datasets/synthetic/make_synthetic
 t_build=$(( $(date +%s) - t0 ))
@@ -42,5 +46,16 @@ echo
 echo "SynthActions ($DATA), 10% labels, tiny R3D-18 (TCLR variant), test split (10 clips x centre crop per video):"
 /usr/bin/python3 tools/demo_table.py "$DATA" "$RUN/results.json"
 bazel-bin/tools/report "$RUN" --out="$RUN/report.html" --title="TimeBalance demo (SynthActions, 10% labels)"
-echo "build ${t_build} s, data ${t_data} s, total $(( $(date +%s) - t0 )) s"
+t_pipeline=$(( $(date +%s) - t0 - t_build - t_data ))
+
+# The distillation step of this config against the PyTorch peer
+# (tools/bench/peer_step.py: the same tiny R3D-18, student + 2 frozen teachers,
+# the same batch, random clips), side by side in this run.
+echo
+echo "TimeBalance student step at the demo's shapes, C++ vs PyTorch (tools/bench/peer_step.py), fp32:"
+bazel-bin/tools/bench_step --config="$CONFIG" --num_classes=10 --precisions=fp32 \
+  --iters="${DEMO_PEER_ITERS:-30}" --warmup=5 ${DEMO_THREADS:+--threads=$DEMO_THREADS} \
+  --peer=tools/bench/peer_step.py | tail -1 |
+  awk -F'|' '{printf "  C++ %s clips/s, peer %s clips/s: %s\n", $6, $7, $8}'
+echo "build ${t_build} s, data ${t_data} s, pipeline ${t_pipeline} s, total $(( $(date +%s) - t0 )) s"
 bazel shutdown >/dev/null 2>&1 || true

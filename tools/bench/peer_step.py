@@ -27,6 +27,7 @@ machine-readable line per precision:
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -35,23 +36,22 @@ try:
     import torch
     import torch.nn.functional as F
     import torchvision
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import peer_models
 except ImportError as e:
     sys.exit("peer_step.py: cannot import torch/torchvision with %s: %s (use /usr/bin/python3)"
              % (sys.executable, e))
 
 
-def make_r3d18(num_classes, dropout, tclr_temporal_layer4):
-    """torchvision r3d_18 with the C++ backbone's head (dropout + fc)."""
-    model = torchvision.models.video.r3d_18(num_classes=num_classes)
-    model.fc = torch.nn.Sequential(torch.nn.Dropout(dropout), model.fc)
-    if tclr_temporal_layer4:
-        # TCLR's layer4: no temporal stride, temporally dilated layer4[0].conv1
-        # (backbones/r3d.h, R3dOptions.tclr_temporal_layer4).
-        block = model.layer4[0]
-        conv = block.conv1[0]
-        conv.stride, conv.dilation, conv.padding = (1, 2, 2), (2, 1, 1), (2, 1, 1)
-        block.downsample[0].stride = (1, 2, 2)
-    return model
+def make_r3d18(num_classes, dropout, tclr_temporal_layer4, width=1.0):
+    """torchvision's r3d_18 with the C++ backbone's head (dropout + fc); at width != 1 the same
+    network with scaled channel counts (peer_models.R3d18)."""
+    if width != 1.0:
+        model = peer_models.R3d18(num_classes, width, dropout)
+    else:
+        model = torchvision.models.video.r3d_18(num_classes=num_classes)
+        model.fc = torch.nn.Sequential(torch.nn.Dropout(dropout), model.fc)
+    return peer_models.tclr_layer4(model) if tclr_temporal_layer4 else model
 
 
 def autocast(enabled):
@@ -100,6 +100,8 @@ def main():
     parser.add_argument("--num_classes", type=int, default=101)
     parser.add_argument("--dropout", type=float, default=0.2)
     parser.add_argument("--tclr_temporal_layer4", action="store_true")
+    parser.add_argument("--width", type=float, default=1.0,
+                        help="channel multiplier (1: torchvision's r3d_18)")
     parser.add_argument("--labeled_weight", type=float, default=50.0)
     parser.add_argument("--unlabeled_weight", type=float, default=100.0)
     parser.add_argument("--iters", type=int, default=5)
@@ -117,7 +119,7 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    models = [make_r3d18(args.num_classes, args.dropout, args.tclr_temporal_layer4)
+    models = [make_r3d18(args.num_classes, args.dropout, args.tclr_temporal_layer4, args.width)
               for _ in range(3)]
     student, invariant, distinctive = models
     for teacher in (invariant, distinctive):
@@ -134,9 +136,10 @@ def main():
     clips = args.labeled + args.unlabeled
     params = sum(p.numel() for p in student.parameters())
 
-    print("peer_step: torchvision r3d_18%s, student + 2 teachers, %d parameters each, %d labeled"
+    print("peer_step: torchvision r3d_18%s%s, student + 2 teachers, %d parameters each, %d labeled"
           " + %d unlabeled clips of %dx%dx%d per step, %d threads, torch %s"
-          % (" (TCLR layer4)" if args.tclr_temporal_layer4 else "", params, args.labeled,
+          % ("" if args.width == 1 else " at width %g" % args.width,
+             " (TCLR layer4)" if args.tclr_temporal_layer4 else "", params, args.labeled,
              args.unlabeled, args.frames, args.size, args.size, torch.get_num_threads(),
              torch.__version__))
     print("| precision | step s (median) | student clips/s |\n|---|---|---|")

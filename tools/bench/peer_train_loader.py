@@ -62,11 +62,13 @@ try:
     import cv2
     import numpy as np
     import torch
-    import torch.nn as nn
     import torch.nn.functional as F
 except ImportError as e:
     sys.exit("peer_train_loader.py: cannot import torch/cv2/numpy with %s: %s (use /usr/bin/python3)"
              % (sys.executable, e))
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_models import R3d18  # noqa: E402
 
 # torchvision's Kinetics normalisation, the C++ ClipSampling default (empty mean/std).
 MEAN = np.array([0.43216, 0.394666, 0.37645], dtype=np.float32)
@@ -182,61 +184,7 @@ def worker_init(worker_id):
     info.dataset.rng = random.Random(info.seed)  # DataLoader's per-worker seed
 
 
-# --- Model --------------------------------------------------------------------------------
-
-def conv_bn_relu(cin, cout, kernel, stride, padding, relu=True):
-    layers = [nn.Conv3d(cin, cout, kernel, stride=stride, padding=padding, bias=False),
-              nn.BatchNorm3d(cout)]
-    if relu:
-        layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
-
-
-class BasicBlock(nn.Module):
-    """torchvision's video BasicBlock with Conv3DSimple (3x3x3)."""
-
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = conv_bn_relu(cin, cout, 3, stride, 1)
-        self.conv2 = conv_bn_relu(cout, cout, 3, 1, 1, relu=False)
-        self.downsample = (conv_bn_relu(cin, cout, 1, stride, 0, relu=False)
-                           if stride != 1 or cin != cout else None)
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x):
-        residual = x if self.downsample is None else self.downsample(x)
-        return self.relu(self.conv2(self.conv1(x)) + residual)
-
-
-class R3d18(nn.Module):
-    """torchvision's r3d_18 (VideoResNet) with scaled widths and dropout before the fc."""
-
-    def __init__(self, num_classes, width, dropout):
-        super().__init__()
-        widths = [max(1, int(round(c * width))) for c in (64, 128, 256, 512)]  # ScaledWidth
-        self.stem = conv_bn_relu(3, widths[0], (3, 7, 7), (1, 2, 2), (1, 3, 3))
-        layers, cin = [], widths[0]
-        for s, cout in enumerate(widths):
-            stride = 1 if s == 0 else 2
-            layers.append(nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)))
-            cin = cout
-        self.layer1, self.layer2, self.layer3, self.layer4 = layers
-        self.avgpool = nn.AdaptiveAvgPool3d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(widths[3], num_classes)
-        for m in self.modules():  # torchvision's VideoResNet initialisation
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
-
-    def forward(self, x):
-        x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
-        return self.fc(self.dropout(self.avgpool(x).flatten(1)))
+# The model: peer_models.R3d18 (torchvision's r3d_18 at --width).
 
 
 def learning_rate(step, base_lr, warmup, steps):
