@@ -19,7 +19,7 @@
 # default 1; J > 1 runs J at a time in child processes), DEMO_CACHE_MB
 # (decoded-video cache per process, default 1024; 0 = off), DEMO_KEEP=1
 # (keep the finished stages of an earlier demo run instead of starting over),
-# DEMO_PEER_ITERS (timed steps per side of the peer comparison, default 30).
+# DEMO_PEER_ITERS (timed steps per side of the peer comparison, default 20).
 source "$(dirname "${BASH_SOURCE[0]}")/bazel_env.sh"
 
 DATA="${DEMO_DATA:-data/synth_actions}"
@@ -54,7 +54,7 @@ t_pipeline=$(( $(date +%s) - t0 - t_build - t_data ))
 echo
 echo "TimeBalance student step at the demo's shapes, C++ vs PyTorch (tools/bench/peer_step.py), fp32:"
 bazel-bin/tools/bench_step --config="$CONFIG" --num_classes=10 --precisions=fp32 \
-  --iters="${DEMO_PEER_ITERS:-30}" --warmup=5 ${DEMO_THREADS:+--threads=$DEMO_THREADS} \
+  --iters="${DEMO_PEER_ITERS:-20}" --warmup=3 ${DEMO_THREADS:+--threads=$DEMO_THREADS} \
   --peer=tools/bench/peer_step.py | tail -1 |
   awk -F'|' '{printf "  C++ %s clips/s, peer %s clips/s: %s\n", $6, $7, $8}'
 echo "build ${t_build} s, data ${t_data} s, pipeline ${t_pipeline} s, total $(( $(date +%s) - t0 )) s"
