@@ -13,10 +13,16 @@
 //
 //   bazel run -c opt //tools:bench_step -- --config=configs/X.pbtxt
 //       [--override=...] [--num_classes=101] [--peer=tools/bench/peer_step.py]
+#include <ATen/record_function.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <map>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gflags/gflags.h>
@@ -46,12 +52,85 @@ DEFINE_bool(fused_adam, false,
             "the peer then uses torch.optim.Adam(foreach=True), its fastest CPU Adam.");
 DEFINE_int32(threads, 0, "LibTorch intra-op threads (0 = all cores).");
 DEFINE_string(precisions, "fp32,bf16", "Comma-separated: fp32, bf16.");
+DEFINE_bool(op_census, false,
+            "After timing, run one more step counting its ATen operator calls "
+            "(at::RecordFunction) and print them per precision: where a small model's step "
+            "goes when per-operator overhead dominates.");
 DEFINE_string(peer, "",
               "Python peer to time right after each precision, e.g. tools/bench/peer_step.py "
               "(run with /usr/bin/python3, same shapes and threads); adds its clips/s and the "
               "ratio. Needs an r3d18 backbone of width 1.");
 
 namespace {
+
+// Counts the ATen operator calls (at::RecordFunction, FUNCTION scope) of
+// every thread while it exists: top-level calls (those not made inside
+// another operator, i.e. what the step's code and the autograd engine ask
+// for) by name, and all calls.
+class OpCensus {
+ public:
+  OpCensus() {
+    Active() = this;
+    handle_ = at::addGlobalCallback(
+        at::RecordFunctionCallback(&OpCensus::OnStart, &OpCensus::OnEnd)
+            .scopes({at::RecordScope::FUNCTION, at::RecordScope::BACKWARD_FUNCTION}));
+  }
+  ~OpCensus() {
+    at::removeCallback(handle_);
+    Active() = nullptr;
+  }
+  OpCensus(const OpCensus&) = delete;
+  OpCensus& operator=(const OpCensus&) = delete;
+
+  // "N top-level ATen calls (M with nested ones) per step, X us of the
+  // median step per top-level call; most frequent: a n, b n, ..."
+  std::string Summary(double step_seconds) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    int64_t top = 0;
+    std::vector<std::pair<int64_t, std::string>> order;
+    for (const auto& [name, n] : top_level_) {
+      top += n;
+      order.emplace_back(n, name);
+    }
+    std::sort(order.rbegin(), order.rend());
+    std::string most;
+    for (size_t i = 0; i < order.size() && i < 8; ++i) {
+      absl::StrAppend(&most, i ? ", " : "", order[i].second, " ", order[i].first);
+    }
+    return absl::StrFormat(
+        "op census of one step: %d top-level ATen calls (%d with nested ones), %.1f us of the "
+        "median step per top-level call; most frequent: %s",
+        top, all_.load(), top > 0 ? 1e6 * step_seconds / top : 0.0, most);
+  }
+
+ private:
+  static OpCensus*& Active() {
+    static OpCensus* active = nullptr;
+    return active;
+  }
+  static int& Depth() {
+    thread_local int depth = 0;
+    return depth;
+  }
+  static std::unique_ptr<at::ObserverContext> OnStart(const at::RecordFunction& fn) {
+    OpCensus* self = Active();
+    if (self == nullptr) return nullptr;
+    self->all_.fetch_add(1);
+    if (Depth()++ == 0) {
+      std::lock_guard<std::mutex> lock(self->mu_);
+      ++self->top_level_[fn.name()];
+    }
+    return nullptr;
+  }
+  static void OnEnd(const at::RecordFunction&, at::ObserverContext*) {
+    if (Depth() > 0) --Depth();
+  }
+
+  at::CallbackHandle handle_;
+  mutable std::mutex mu_;
+  std::map<std::string, int64_t> top_level_;
+  std::atomic<int64_t> all_{0};
+};
 
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -150,23 +229,36 @@ int Run() {
                                                                 torch::optim::AdamOptions(1e-4));
     std::vector<double> times;
     std::vector<double> adam_times;  // the optimizer step alone, within each step
-    for (int i = 0; i < FLAGS_warmup + FLAGS_iters; ++i) {
+    // One training step; adds its time (and its Adam step's) when `timed`.
+    auto one_step = [&](bool timed) -> absl::Status {
       const auto start = std::chrono::steady_clock::now();
       absl::StatusOr<tb::StepResult> result;
       {
         tb::AutocastScope autocast(torch::kCPU, bf16 ? tb::Precision::kBf16 : tb::Precision::kFp32);
         result = trainer.Step({&labeled, &unlabeled});
       }
-      if (!result.ok()) return tb::ToolError("bench_step", tb::kExitDataError, result.status());
+      if (!result.ok()) return result.status();
       adam->zero_grad();
       result->loss.backward();
       const auto adam_start = std::chrono::steady_clock::now();
       adam->step();
       const auto end = std::chrono::steady_clock::now();
-      if (i >= FLAGS_warmup) {
+      if (timed) {
         times.push_back(std::chrono::duration<double>(end - start).count());
         adam_times.push_back(std::chrono::duration<double>(end - adam_start).count());
       }
+      return absl::OkStatus();
+    };
+    for (int i = 0; i < FLAGS_warmup + FLAGS_iters; ++i) {
+      absl::Status done = one_step(i >= FLAGS_warmup);
+      if (!done.ok()) return tb::ToolError("bench_step", tb::kExitDataError, done);
+    }
+    std::string census_line;
+    if (FLAGS_op_census) {
+      OpCensus census;
+      absl::Status done = one_step(false);
+      if (!done.ok()) return tb::ToolError("bench_step", tb::kExitDataError, done);
+      census_line = census.Summary(Median(times));
     }
     const double clips_per_s = (nl + nu) / Median(times);
     const std::string teacher_mode = absl::StrCat(
@@ -196,6 +288,7 @@ int Run() {
       std::printf(" %.2f | %.2fx |", *peer_clips, clips_per_s / *peer_clips);
     }
     std::printf("\n");
+    if (!census_line.empty()) std::printf("%s: %s\n", precision.c_str(), census_line.c_str());
     std::fflush(stdout);
   }
   return 0;
