@@ -543,6 +543,11 @@ absl::StatusOr<BatchNormFoldReport> FoldBatchNorms(
   return report;
 }
 
+InferencePrecision InferencePrecisionFor(Precision precision) {
+  return precision == Precision::kBf16 ? InferencePrecision::kBf16Autocast
+                                       : InferencePrecision::kFp32;
+}
+
 absl::StatusOr<InferenceModel> InferenceModel::Create(const BackboneConfig& config,
                                                       const VideoBackbone& trained,
                                                       const InferenceOptions& options) {

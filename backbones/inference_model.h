@@ -61,6 +61,7 @@
 #include "absl/status/statusor.h"
 #include "backbones/backbone.h"
 #include "backbones/backbones.pb.h"
+#include "core/autocast.h"
 
 namespace tb {
 
@@ -108,6 +109,11 @@ enum class InferencePrecision {
   // every convolution on every call, as today's teachers do).
   kBf16Autocast,
 };
+
+// The precision a frozen model runs in to match an experiment's `precision`:
+// kBf16Autocast for Precision::kBf16 (as the model ran inside the step's
+// autocast), kFp32 otherwise (an FP16 experiment's frozen models run fp32).
+InferencePrecision InferencePrecisionFor(Precision precision);
 
 struct InferenceOptions {
   // Fold BatchNorms (see the file comment). false keeps the eval-mode model

@@ -95,12 +95,6 @@ absl::StatusOr<torch::Tensor> Extract(const FrozenForward& model,
   return torch::cat(out);
 }
 
-absl::StatusOr<RepresentationReport> Evaluate(const FrozenForward& model,
-                                              const std::vector<LabeledVideo>& train,
-                                              const std::vector<LabeledVideo>& test,
-                                              int num_classes, const DatasetConfig& dataset,
-                                              const RepresentationEvalConfig& config);
-
 }  // namespace
 
 absl::StatusOr<torch::Tensor> ExtractClipFeatures(VideoBackbone& model,
@@ -235,21 +229,6 @@ std::vector<double> MeanPerClass(const torch::Tensor& values, const std::vector<
 
 }  // namespace
 
-absl::StatusOr<RepresentationReport> EvaluateRepresentation(
-    VideoBackbone& model, const std::vector<LabeledVideo>& train,
-    const std::vector<LabeledVideo>& test, int num_classes, const DatasetConfig& dataset,
-    const RepresentationEvalConfig& config, const torch::Device& device, Precision precision) {
-  return Evaluate(FrozenForward(model, device, precision), train, test, num_classes, dataset,
-                  config);
-}
-
-absl::StatusOr<RepresentationReport> EvaluateRepresentation(
-    InferenceModel& model, const std::vector<LabeledVideo>& train,
-    const std::vector<LabeledVideo>& test, int num_classes, const DatasetConfig& dataset,
-    const RepresentationEvalConfig& config) {
-  return Evaluate(FrozenForward(model), train, test, num_classes, dataset, config);
-}
-
 namespace {
 
 absl::StatusOr<RepresentationReport> Evaluate(const FrozenForward& model,
@@ -299,6 +278,21 @@ absl::StatusOr<RepresentationReport> Evaluate(const FrozenForward& model,
 }
 
 }  // namespace
+
+absl::StatusOr<RepresentationReport> EvaluateRepresentation(
+    VideoBackbone& model, const std::vector<LabeledVideo>& train,
+    const std::vector<LabeledVideo>& test, int num_classes, const DatasetConfig& dataset,
+    const RepresentationEvalConfig& config, const torch::Device& device, Precision precision) {
+  return Evaluate(FrozenForward(model, device, precision), train, test, num_classes, dataset,
+                  config);
+}
+
+absl::StatusOr<RepresentationReport> EvaluateRepresentation(
+    InferenceModel& model, const std::vector<LabeledVideo>& train,
+    const std::vector<LabeledVideo>& test, int num_classes, const DatasetConfig& dataset,
+    const RepresentationEvalConfig& config) {
+  return Evaluate(FrozenForward(model), train, test, num_classes, dataset, config);
+}
 
 RepresentationRecord RepresentationReportToRecord(const RepresentationReport& r,
                                                   const std::vector<std::string>& class_names) {

@@ -364,6 +364,20 @@ absl::StatusOr<std::shared_ptr<VideoBackbone>> LoadFrozenModel(
   return model;
 }
 
+InferencePrecision TeacherInferencePrecision(TimeBalanceOptions::TeacherPrecision precision,
+                                             InferencePrecision unset) {
+  switch (precision) {
+    case TimeBalanceOptions::TEACHER_FP32:
+      return InferencePrecision::kFp32;
+    case TimeBalanceOptions::TEACHER_BF16_AUTOCAST:
+      return InferencePrecision::kBf16Autocast;
+    case TimeBalanceOptions::TEACHER_BF16_WEIGHTS:
+      return InferencePrecision::kBf16Weights;
+    default:
+      return unset;
+  }
+}
+
 absl::StatusOr<InferenceModel> LoadSelfDistillationTeacher(const TrainerContext& context,
                                                            const SelfDistillationOptions& o,
                                                            const std::string& field) {
@@ -373,21 +387,8 @@ absl::StatusOr<InferenceModel> LoadSelfDistillationTeacher(const TrainerContext&
   InferenceOptions inference;
   inference.fold_batch_norm = o.fold_teacher();
   inference.channels_last = o.teacher_channels_last();
-  switch (o.teacher_precision()) {
-    case TimeBalanceOptions::TEACHER_FP32:
-      inference.precision = InferencePrecision::kFp32;
-      break;
-    case TimeBalanceOptions::TEACHER_BF16_AUTOCAST:
-      inference.precision = InferencePrecision::kBf16Autocast;
-      break;
-    case TimeBalanceOptions::TEACHER_BF16_WEIGHTS:
-      inference.precision = InferencePrecision::kBf16Weights;
-      break;
-    default:
-      inference.precision = context.precision == Precision::kBf16
-                                ? InferencePrecision::kBf16Autocast
-                                : InferencePrecision::kFp32;
-  }
+  inference.precision = TeacherInferencePrecision(o.teacher_precision(),
+                                                  InferencePrecisionFor(context.precision));
   RETURN_IF_ERROR(CallTorch("moving the teacher", [&] { teacher->to(context.device); }));
   absl::StatusOr<InferenceModel> prepared = InferenceModel::Adopt(std::move(teacher), inference);
   if (!prepared.ok()) {

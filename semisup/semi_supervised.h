@@ -225,6 +225,11 @@ absl::StatusOr<std::shared_ptr<VideoBackbone>> LoadFrozenModel(
     const TrainerContext& context, const BackboneConfig* config, const std::string& path,
     const std::string& field);
 
+// The InferencePrecision of a teacher_precision option; `unset` for
+// TEACHER_PRECISION_UNSPECIFIED.
+InferencePrecision TeacherInferencePrecision(TimeBalanceOptions::TeacherPrecision precision,
+                                             InferencePrecision unset);
+
 // The frozen teacher of self-distillation (SD, and MT+SD's):
 // LoadFrozenModel(options.teacher_backbone or the experiment's,
 // options.teacher) prepared as an InferenceModel on the context's device per

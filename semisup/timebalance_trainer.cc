@@ -19,16 +19,9 @@ torch::Tensor MixTeachers(const torch::Tensor& p_invariant, const torch::Tensor&
 namespace {
 
 InferencePrecision TeacherPrecision(const TimeBalanceOptions& o) {
-  switch (o.teacher_precision()) {
-    case TimeBalanceOptions::TEACHER_FP32:
-      return InferencePrecision::kFp32;
-    case TimeBalanceOptions::TEACHER_BF16_AUTOCAST:
-      return InferencePrecision::kBf16Autocast;
-    case TimeBalanceOptions::TEACHER_BF16_WEIGHTS:
-      return InferencePrecision::kBf16Weights;
-    default:
-      return o.teacher_bf16() ? InferencePrecision::kBf16Autocast : InferencePrecision::kFp32;
-  }
+  return TeacherInferencePrecision(
+      o.teacher_precision(),
+      o.teacher_bf16() ? InferencePrecision::kBf16Autocast : InferencePrecision::kFp32);
 }
 
 }  // namespace

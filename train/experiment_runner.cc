@@ -212,8 +212,7 @@ class ExperimentRun {
     InferenceOptions options;
     options.fold_batch_norm = e.fold_batch_norm();
     options.channels_last = e.channels_last();
-    options.precision = precision == Precision::kBf16 ? InferencePrecision::kBf16Autocast
-                                                      : InferencePrecision::kFp32;
+    options.precision = InferencePrecisionFor(precision);
     absl::StatusOr<InferenceModel> model =
         InferenceModel::Create(config_.backbone(), trainer_->EvaluationModel(), options);
     if (!model.ok()) {

@@ -410,8 +410,7 @@ class Pipeline {
     InferenceOptions options;
     options.fold_batch_norm = t.fold_teachers() && precision != Precision::kFp16;
     options.channels_last = t.teacher_channels_last() && precision != Precision::kFp16;
-    options.precision = precision == Precision::kBf16 ? InferencePrecision::kBf16Autocast
-                                                      : InferencePrecision::kFp32;
+    options.precision = InferencePrecisionFor(precision);
     return options;
   }
 
